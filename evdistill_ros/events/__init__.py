@@ -1,0 +1,5 @@
+"""Events: the structure-of-arrays type, wire codecs, representations and sliding windows."""
+from .types import Events
+from .codec import CodecError, EventArrayMsg, decode_event_array, encode_event_array
+
+__all__ = ["Events", "CodecError", "EventArrayMsg", "decode_event_array", "encode_event_array"]

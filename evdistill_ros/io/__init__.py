@@ -1,0 +1,1 @@
+"""Reading and writing bags, datasets and file formats (no ROS needed)."""

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# One-command set-up (run by `make setup`; safe to run again, each step is skipped when done):
+#   1. ROS1: an existing /opt/ros/noetic (Ubuntu) is used as is; otherwise Debian's ROS
+#      packages are installed with apt-get (needs root or sudo).
+#   2. A venv from the system python (so it sees rospy) with the pinned Python packages.
+#   3. A catkin workspace in .catkin_ws/ with this repo linked in, built against the venv python.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+VENV="$ROOT/.venv"
+WS="$ROOT/.catkin_ws"
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+# ---- 1. ROS ---------------------------------------------------------------------------
+APT_PACKAGES=(ros-core python3-rospy python3-rosbag python3-roslaunch python3-rostest python3-genpy
+  python3-cv-bridge python3-opencv python3-venv catkin ros-message-generation libstd-msgs-dev
+  libsensor-msgs-dev ros-std-msgs ros-sensor-msgs python3-std-msgs python3-sensor-msgs rviz xvfb)
+have_debian_ros() {
+  command -v roscore >/dev/null && command -v catkin_make >/dev/null && command -v rosbag >/dev/null &&
+    /usr/bin/python3 -c 'import rospy, rosbag, genpy, cv_bridge, cv2' 2>/dev/null &&
+    /usr/bin/python3 -m venv --help >/dev/null 2>&1 && dpkg -s ros-message-generation ros-std-msgs ros-sensor-msgs xvfb >/dev/null 2>&1
+}
+if [ -f /opt/ros/noetic/setup.bash ]; then
+  log "using ROS at /opt/ros/noetic"
+  # shellcheck disable=SC1091
+  set +u; source /opt/ros/noetic/setup.bash; set -u
+elif have_debian_ros; then
+  log "Debian ROS packages present"
+else
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "setup: ROS is missing and this is not root (no sudo): install ${APT_PACKAGES[*]}" >&2; exit 1; }
+    SUDO=sudo
+  fi
+  log "installing Debian ROS packages (apt-get, about 2 minutes)"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}" >/dev/null
+fi
+
+# ---- 2. venv --------------------------------------------------------------------------
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating venv $VENV (system site packages, for rospy and cv2)"
+  /usr/bin/python3 -m venv --system-site-packages "$VENV"
+fi
+req_hash=$(cat requirements.txt setup.py | sha256sum | cut -c1-16)
+if [ "$(cat "$VENV/.evdistill-req" 2>/dev/null)" != "$req_hash" ]; then
+  log "installing Python packages into the venv (torch, numba, rosbags, ...)"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r requirements.txt
+  # --no-deps: the pins above are the tested set; Debian provides cv2 (no PyPI opencv)
+  "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps -e .
+  echo "$req_hash" > "$VENV/.evdistill-req"
+fi
+
+# ---- 3. catkin workspace ----------------------------------------------------------------
+# The package dir is a farm of links to the repo's top-level entries rather than one link to
+# the repo: a link to the repo would contain the workspace itself, and rosrun's `find -L`
+# would then see every node several times.
+PKG="$WS/src/evdistill_ros"
+[ -L "$PKG" ] && rm -f "$PKG"
+mkdir -p "$PKG"
+find "$PKG" -maxdepth 1 -type l ! -exec test -e {} \; -delete  # drop links to removed entries
+for entry in "$ROOT"/*; do
+  case "$(basename "$entry")" in demo_output|data|runs|build|*.egg-info) continue ;; esac
+  ln -sfn "$entry" "$PKG/$(basename "$entry")"
+done
+build_hash=$(cat CMakeLists.txt package.xml setup.py msg/*.msg | sha256sum | cut -c1-16)
+if [ ! -f "$WS/devel/setup.bash" ] || [ "$(cat "$WS/.evdistill-build" 2>/dev/null)" != "$build_hash" ]; then
+  log "building the catkin workspace $WS"
+  # Configure twice: catkin caches PYTHONPATH before devel/ exists on a fresh workspace.
+  (cd "$WS" && catkin_make -DPYTHON_EXECUTABLE="$VENV/bin/python" >/dev/null &&
+    catkin_make --force-cmake -DPYTHON_EXECUTABLE="$VENV/bin/python" >/dev/null)
+  echo "$build_hash" > "$WS/.evdistill-build"
+fi
+log "ready: source scripts/env.sh"
