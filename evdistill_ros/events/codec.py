@@ -62,7 +62,9 @@ def records_to_events(records: np.ndarray) -> Events:
     t = records["sec"].astype(np.int64)
     t *= _NS
     t += records["nsec"]
-    return Events(records["x"], records["y"], t, records["p"] != 0)
+    # wire bool: any non-zero byte is true; min(p, 1) keeps one pass and the 1/0 convention
+    p = np.minimum(records["p"], 1).view(np.int8)
+    return Events(records["x"], records["y"], t, p)
 
 
 def decode_event_array(data: bytes | bytearray | memoryview, drop_out_of_bounds: bool = True) -> EventArrayMsg:
