@@ -1,0 +1,66 @@
+"""Pictures people look at: an event image from any embedding, and labels blended over it.
+
+Shared by the ROS overlay, the visualiser and the demo so every picture of the project
+looks the same. Event images follow rpg_dvs_renderer: white background, ON events blue,
+OFF events red, intensity by activity.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .classes import colorize
+
+
+def polarity_maps(embedding: np.ndarray, representation: str) -> tuple[np.ndarray, np.ndarray]:
+    """(on, off) activity maps >= 0 of shape (H, W) from an embedding (C, H, W)."""
+    e = np.asarray(embedding, dtype=np.float32)
+    if e.ndim != 3:
+        raise ValueError(f"embedding must be (C, H, W), got shape {e.shape}")
+    c = e.shape[0]
+    if representation in ("count", "time_surface") or (representation == "evdistill_2ch" and c >= 2):
+        return np.abs(e[0]), np.abs(e[1])
+    if representation == "evsegnet_6ch" and c == 6:
+        return np.abs(e[0]), np.abs(e[3])  # per polarity: count, mean t, std t
+    signed = e.sum(axis=0)  # voxel grids and anything else: net polarity
+    return np.maximum(signed, 0), np.maximum(-signed, 0)
+
+
+def event_image(embedding: np.ndarray, representation: str) -> np.ndarray:
+    """RGB uint8 (H, W, 3): white background, ON blue, OFF red, each scaled by its 99th percentile."""
+    on, off = polarity_maps(embedding, representation)
+
+    def scaled(m: np.ndarray) -> np.ndarray:
+        nz = m[m > 0]
+        top = float(np.percentile(nz, 99)) if nz.size else 1.0
+        return np.clip(m / max(top, 1e-6), 0, 1)
+
+    on, off = scaled(on), scaled(off)
+    img = np.ones(on.shape + (3,), np.float32)
+    img[..., 0] -= on  # blue = remove red and green
+    img[..., 1] -= np.maximum(on, off)
+    img[..., 2] -= off  # red = remove green and blue
+    return (np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+
+def to_rgb(image: np.ndarray) -> np.ndarray:
+    """Grayscale (H, W) uint8/uint16 or RGB (H, W, 3) -> RGB uint8."""
+    img = np.asarray(image)
+    if img.dtype == np.uint16:
+        img = (img >> 8).astype(np.uint8)
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    if img.dtype != np.uint8 or img.shape[-1] != 3:
+        raise ValueError(f"cannot show an image of dtype {img.dtype} and shape {img.shape}")
+    return img
+
+
+def overlay(labels: np.ndarray, background: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Class colours blended over a background image (resized to the labels if needed); RGB uint8."""
+    rgb = to_rgb(background)
+    if rgb.shape[:2] != labels.shape:
+        import cv2
+
+        rgb = cv2.resize(rgb, (labels.shape[1], labels.shape[0]), interpolation=cv2.INTER_LINEAR)
+    colours = colorize(labels).astype(np.float32)
+    out = (1 - alpha) * rgb.astype(np.float32) + alpha * colours
+    return out.round().astype(np.uint8)
