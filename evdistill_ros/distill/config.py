@@ -1,0 +1,226 @@
+"""Training configuration: YAML presets merged over defaults, validated, one dict.
+
+A config has these sections (every key is documented in config/demo.yaml):
+
+    data      bags, topics, event representation + window, cache location, input size
+    model     architecture of teacher and student (build_model keyword arguments)
+    augment   joint geometric augmentation + photometric augmentation of APS frames
+    train     optimisation shared by both stages (steps, batch, optimiser, schedule, logging)
+    teacher   per-stage overrides of `train` keys for the teacher stage (plus `model` overrides)
+    student   per-stage overrides of `train` keys, the distillation `method`, `use_labels`,
+              loss `weights`, KD `temperature`, affinity graph size, A2E generator settings
+    compare   synthetic data for `evdistill train compare`
+
+API:
+    DEFAULTS                         the default config (a nested dict)
+    load_config(path, overrides=None) -> dict   YAML merged over DEFAULTS, validated
+    merge(base, override) -> dict    recursive dict merge (override wins), new dict
+    stage_config(cfg, stage) -> dict `train` with the stage's overrides applied
+    parse_override("a.b=3") -> dict  a dotted command-line override as a nested dict
+
+Unknown keys raise ValueError naming the key, so a typo never silently trains with a default.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+METHODS = ("supervised", "kd", "evdistill")
+STAGES = ("teacher", "student")
+
+DEFAULTS: dict[str, Any] = {
+    "data": {
+        "bags": [],
+        "val_bags": [],
+        "events_topic": "/davis/left/events",
+        "image_topic": "/davis/left/image_raw",
+        "labels_topic": "/davis/left/labels",
+        "representation": "voxel_grid",
+        "representation_params": {"bins": 5},
+        "window_ns": 50_000_000,
+        "window_events": None,
+        "resize": None,
+        "cache_dir": "~/.cache/evdistill_ros/pairs",
+        "min_events": 0,
+    },
+    "model": {
+        "arch": "deeplabv3plus",
+        "backbone": "mobilenetv2",
+        "output_stride": 16,
+        "num_classes": 6,
+        "pretrained": None,
+        "width_mult": None,
+    },
+    "augment": {
+        "scale": [0.75, 1.25],
+        "crop": None,
+        "hflip": True,
+        "brightness": 0.2,
+        "contrast": 0.2,
+        "gamma": 0.2,
+        "noise": 0.02,
+    },
+    "train": {
+        "steps": 2000,
+        "batch_size": 8,
+        "optimizer": "sgd",
+        "lr": 1e-3,
+        "momentum": 0.9,
+        "weight_decay": 5e-4,
+        "poly_power": 0.9,
+        "warmup_steps": 1000,
+        "warmup_start": 0.1,
+        "grad_clip": None,
+        "amp": True,
+        "seed": 0,
+        "num_workers": 2,
+        "threads": None,
+        "log_every": 20,
+        "image_every": 200,
+        "val_every": 500,
+        "ckpt_every": 500,
+        "out_dir": "runs",
+        "device": "auto",
+    },
+    "teacher": {},
+    "student": {
+        "method": "evdistill",
+        "use_labels": False,
+        "teacher": None,
+        "temperature": 1.0,
+        "affinity_nodes": 16,
+        "weights": {"ce": 10.0, "recon": 10.0, "pixel": 20.0, "affinity": 0.1, "a2e": 1.0, "a2e_gen": 1.0},
+    },
+    "compare": {
+        "out_dir": "compare_output",
+        "seconds": 4.0,
+        "train_sequences": 3,
+        "test_sequences": 1,
+        "night_sequences": 1,
+        "width": 160,
+        "height": 120,
+        "seed": 0,
+        "methods": ["supervised", "kd", "evdistill", "evdistill+labels"],
+    },
+}
+
+# Sections whose keys may be anything (free keyword arguments passed on).
+_FREE = {("data", "representation_params"), ("model",), ("teacher",), ("student", "weights")}
+# Keys a stage section may carry besides `train` keys.
+_STAGE_EXTRA = {
+    "teacher": {"model"},
+    "student": {"method", "use_labels", "teacher", "temperature", "affinity_nodes", "weights", "model"},
+}
+
+
+def merge(base: dict, override: dict) -> dict:
+    """Recursive merge: dicts merge key by key, everything else in `override` replaces."""
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _check_keys(cfg: dict, ref: dict, path: tuple[str, ...]) -> None:
+    for key, value in cfg.items():
+        here = path + (key,)
+        if path and path[0] in ("teacher", "student") and len(path) == 1:
+            allowed = set(DEFAULTS["train"]) | _STAGE_EXTRA[path[0]] | set(DEFAULTS.get(path[0], {}))
+            if key not in allowed:
+                raise ValueError(f"config: unknown key {'.'.join(here)} (allowed: {', '.join(sorted(allowed))})")
+            if key == "weights" and isinstance(value, dict):
+                bad = set(value) - set(DEFAULTS["student"]["weights"])
+                if bad:
+                    raise ValueError(f"config: unknown loss weight student.weights.{sorted(bad)[0]} "
+                                     f"(known: {', '.join(DEFAULTS['student']['weights'])})")
+            continue
+        if here in _FREE or path in _FREE:
+            continue
+        if key not in ref:
+            raise ValueError(f"config: unknown key {'.'.join(here)} (known: {', '.join(sorted(ref))})")
+        if isinstance(value, dict) and isinstance(ref[key], dict):
+            _check_keys(value, ref[key], here)
+
+
+def validate(cfg: dict) -> dict:
+    """Check keys and values; returns `cfg` (unchanged) or raises ValueError with the offending key."""
+    _check_keys(cfg, DEFAULTS, ())
+    if cfg["student"]["method"] not in METHODS:
+        raise ValueError(f"config: student.method must be one of {METHODS}, got {cfg['student']['method']!r}")
+    for stage in ("train", "teacher", "student"):
+        opt = cfg[stage].get("optimizer")
+        if opt is not None and opt not in ("sgd", "adamw"):
+            raise ValueError(f"config: {stage}.optimizer must be 'sgd' or 'adamw', got {opt!r}")
+    for key, w in cfg["student"]["weights"].items():
+        if not isinstance(w, (int, float)) or w < 0:
+            raise ValueError(f"config: student.weights.{key} must be a number >= 0, got {w!r}")
+    d = cfg["data"]
+    if (d["window_ns"] is None) == (d["window_events"] is None):
+        raise ValueError("config: set exactly one of data.window_ns and data.window_events")
+    if d["resize"] is not None and (len(d["resize"]) != 2 or min(d["resize"]) <= 0):
+        raise ValueError(f"config: data.resize must be [height, width], got {d['resize']!r}")
+    crop = cfg["augment"]["crop"]
+    if crop is not None and (len(crop) != 2 or min(crop) <= 0):
+        raise ValueError(f"config: augment.crop must be [height, width], got {crop!r}")
+    if cfg["student"]["temperature"] <= 0:
+        raise ValueError("config: student.temperature must be > 0")
+    return cfg
+
+
+def parse_override(text: str) -> dict:
+    """'train.lr=0.01' -> {'train': {'lr': 0.01}} (the value is parsed as YAML)."""
+    if "=" not in text:
+        raise ValueError(f"config override {text!r}: expected KEY.PATH=VALUE")
+    key, value = text.split("=", 1)
+    out: dict = {}
+    node = out
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = yaml.safe_load(value)
+    return out
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[dict] | None = None) -> dict:
+    """DEFAULTS, then the YAML file at `path` (if any), then each override dict; validated."""
+    cfg = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ValueError(f"config: no such file {p}")
+        with open(p) as f:
+            loaded = yaml.safe_load(f) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"config {p}: top level must be a mapping")
+        cfg = merge(cfg, loaded)
+        cfg["_path"] = str(p)
+    for o in overrides or []:
+        cfg = merge(cfg, o)
+    path_key = cfg.pop("_path", None)
+    validate(cfg)
+    if path_key:
+        cfg["_path"] = path_key
+    return cfg
+
+
+def stage_config(cfg: dict, stage: str) -> dict:
+    """The `train` section with `cfg[stage]`'s train-key overrides applied (stage: teacher|student)."""
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+    out = copy.deepcopy(cfg["train"])
+    for key, value in cfg.get(stage, {}).items():
+        if key in out:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def model_config(cfg: dict, stage: str) -> dict:
+    """`model` with the stage's `model` overrides (e.g. a bigger teacher backbone)."""
+    return merge(cfg["model"], cfg.get(stage, {}).get("model", {}) or {})

@@ -1,0 +1,117 @@
+"""Loss terms of the teacher, the baselines and EvDistill (Wang et al., CVPR'21).
+
+All functions take NCHW tensors and return a scalar tensor (mean over valid pixels/nodes).
+
+    cross_entropy(logits, labels, ignore_index=255)
+        Per-pixel CE over labelled pixels; logits are upsampled to the label size when they
+        differ. Returns 0 (with a graph) when no pixel is labelled.
+    pixel_kd(student_logits, teacher_logits, temperature=1.0, mask=None)
+        Pixel-wise distillation: KL(p_t || p_s) of the temperature-softened class
+        distributions at every pixel, averaged over pixels, times T^2 (Hinton et al. so the
+        gradient scale does not depend on T). EvDistill's L_KD (paper Eq. 5) is this KL with
+        the teacher's per-pixel softmax as target; same as the pixel-wise term of
+        Liu et al. "Structured Knowledge Distillation for Semantic Segmentation" (CVPR'19),
+        which EvDistill builds on. Zero iff the two distributions agree.
+    affinity_matrix(features, nodes=16)
+        The affinity graph of a feature map: average-pool to at most nodes x nodes positions,
+        L2-normalise each position's feature vector, and take all pairwise cosine
+        similarities -> (N, P, P) with P = pooled positions.
+    affinity_kd(student_features, teacher_features, nodes=16)
+        EvDistill's affinity-graph distillation (paper Sec. 3.3, after Liu et al.'s pair-wise
+        distillation): squared difference between the student's and the teacher's affinity
+        graphs, averaged over all P^2 node pairs. Channels may differ between the two
+        networks (the graphs are P x P). Zero when the feature maps are positive multiples.
+    reconstruction_loss(pred, target, mask=None)
+        L1 between an image reconstructed from student features (E2A) or an event tensor
+        generated from an APS frame (A2E) and its target, both resized to the target size.
+
+The released EvDistill code has only the test script, so the formulations above follow the
+paper's equations; the weights (ce 10, reconstruction 10, pixel-wise 20, affinity 0.1) are the
+authors' reported training configuration.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = 255
+
+
+def _resize_like(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """Mean CE over pixels whose label is not `ignore_index`; logits (N,C,h,w), labels (N,H,W) int."""
+    if logits.dim() != 4 or labels.dim() != 3 or logits.shape[0] != labels.shape[0]:
+        raise ValueError(f"cross_entropy: expected logits (N,C,H,W) and labels (N,H,W), got "
+                         f"{tuple(logits.shape)} and {tuple(labels.shape)}")
+    logits = _resize_like(logits, labels.shape[-2:])
+    labels = labels.long()
+    if not bool((labels != ignore_index).any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits.float(), labels, ignore_index=ignore_index)
+
+
+def pixel_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0,
+             mask: torch.Tensor | None = None) -> torch.Tensor:
+    """T^2 * mean over pixels of KL(softmax(t/T) || softmax(s/T)); teacher gets no gradient.
+
+    `mask` (N,H,W) bool at the student's resolution selects the pixels that count.
+    """
+    if student_logits.shape[:2] != teacher_logits.shape[:2]:
+        raise ValueError(f"pixel_kd: student {tuple(student_logits.shape)} and teacher "
+                         f"{tuple(teacher_logits.shape)} differ in batch or class count")
+    if temperature <= 0:
+        raise ValueError(f"pixel_kd: temperature must be > 0, got {temperature}")
+    teacher_logits = _resize_like(teacher_logits.detach().float(), student_logits.shape[-2:])
+    log_ps = F.log_softmax(student_logits.float() / temperature, dim=1)
+    log_pt = F.log_softmax(teacher_logits / temperature, dim=1)
+    kl = (log_pt.exp() * (log_pt - log_ps)).sum(dim=1)  # (N, H, W)
+    if mask is not None:
+        mask = mask.to(kl.device, torch.bool)
+        if not bool(mask.any()):
+            return student_logits.sum() * 0.0
+        kl = kl[mask]
+    return kl.mean() * temperature ** 2
+
+
+def affinity_matrix(features: torch.Tensor, nodes: int = 16) -> torch.Tensor:
+    """(N,C,H,W) -> (N,P,P) cosine similarities between pooled positions (P <= nodes^2)."""
+    if features.dim() != 4:
+        raise ValueError(f"affinity_matrix: expected (N,C,H,W), got {tuple(features.shape)}")
+    if nodes < 1:
+        raise ValueError(f"affinity_matrix: nodes must be >= 1, got {nodes}")
+    h, w = features.shape[-2:]
+    pooled = F.adaptive_avg_pool2d(features.float(), (min(h, nodes), min(w, nodes)))
+    v = F.normalize(pooled.flatten(2), p=2, dim=1, eps=1e-8)  # (N, C, P)
+    return torch.bmm(v.transpose(1, 2), v)
+
+
+def affinity_kd(student_features: torch.Tensor, teacher_features: torch.Tensor, nodes: int = 16) -> torch.Tensor:
+    """Mean squared difference of the student's and teacher's affinity graphs (teacher detached)."""
+    if student_features.shape[0] != teacher_features.shape[0]:
+        raise ValueError("affinity_kd: student and teacher batch sizes differ")
+    teacher_features = teacher_features.detach()
+    if teacher_features.shape[-2:] != student_features.shape[-2:]:
+        teacher_features = _resize_like(teacher_features.float(), student_features.shape[-2:])
+    a_s = affinity_matrix(student_features, nodes)
+    a_t = affinity_matrix(teacher_features, nodes)
+    return ((a_s - a_t) ** 2).mean()
+
+
+def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """L1 between `pred` (resized to the target's H, W) and `target`; mask (N,H,W) bool optional."""
+    if pred.shape[:2] != target.shape[:2]:
+        raise ValueError(f"reconstruction_loss: pred {tuple(pred.shape)} and target {tuple(target.shape)} "
+                         "differ in batch or channel count")
+    pred = _resize_like(pred.float(), target.shape[-2:])
+    err = (pred - target.float()).abs()
+    if mask is not None:
+        m = mask.to(err.device, torch.bool).unsqueeze(1).expand_as(err)
+        if not bool(m.any()):
+            return pred.sum() * 0.0
+        return err[m].mean()
+    return err.mean()
