@@ -1,0 +1,182 @@
+"""numba kernels behind the event representations and sliding windows.
+
+All kernels are serial (`njit(cache=True)`, no `parallel`), take the `Events` arrays as they
+are stored (x, y uint16; t int64 ns; p int8 with p > 0 = ON) and write into flat,
+C-contiguous output buffers laid out as (C, H, W): cell ``c * H * W + y * W + x``.
+Events with ``x >= width`` or ``y >= height`` are skipped; each accumulating kernel returns
+how many it skipped, so callers can count them. Nothing here allocates per event.
+
+Kernels (see `representations` for what the channels mean):
+
+- `add_counts(x, y, p, height, width, out, sign)`: out[0] += sign per ON event, out[1] per OFF.
+  `out` may be int32 (exact, incremental windows) or float32 (one-shot embedding).
+- `add_moments(x, y, t, p, height, width, origin, sign, n, s1, s2)`: per (polarity, pixel)
+  event count and the sums of ``d = t - origin`` and ``d**2`` (float64), channel 0 = OFF,
+  1 = ON (the Ev-SegNet order).
+- `add_voxel(x, y, t, p, height, width, bins, t0, t1, separate, out)`: E2VID bilinear-in-time
+  voxel grid.
+- `latest_times(x, y, t, p, height, width, last)`: per (polarity, pixel) latest timestamp,
+  channel 0 = ON, 1 = OFF; `last` must be pre-filled with `NO_EVENT`.
+- `evsegnet_finalize(...)`, `time_surface_finalize(...)`: per-cell post-processing.
+- `screen_events(...)`: the sliding window's input filter (bounds, order, backwards jumps).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+NO_EVENT = np.iinfo(np.int64).min  # sentinel of `latest_times` for "no event at this cell"
+
+
+@njit(cache=True, nogil=True)
+def add_counts(x, y, p, height, width, out, sign):  # pragma: no cover - compiled
+    hw = height * width
+    skipped = 0
+    for i in range(x.shape[0]):
+        xi = np.int64(x[i])
+        yi = np.int64(y[i])
+        if xi >= width or yi >= height:
+            skipped += 1
+            continue
+        idx = yi * width + xi
+        if p[i] <= 0:
+            idx += hw
+        out[idx] += sign
+    return skipped
+
+
+@njit(cache=True, nogil=True)
+def add_moments(x, y, t, p, height, width, origin, sign, n, s1, s2):  # pragma: no cover
+    hw = height * width
+    skipped = 0
+    for i in range(x.shape[0]):
+        xi = np.int64(x[i])
+        yi = np.int64(y[i])
+        if xi >= width or yi >= height:
+            skipped += 1
+            continue
+        idx = yi * width + xi
+        if p[i] > 0:  # Ev-SegNet order: negative channel first
+            idx += hw
+        d = np.float64(t[i] - origin)
+        n[idx] += sign
+        s1[idx] += sign * d
+        s2[idx] += sign * d * d
+    return skipped
+
+
+@njit(cache=True, nogil=True)
+def add_voxel(x, y, t, p, height, width, bins, t0, t1, separate, out):  # pragma: no cover
+    hw = height * width
+    dt = t1 - t0
+    scale = (bins - 1) / np.float64(dt) if dt > 0 else 0.0
+    last = np.float64(bins - 1)
+    skipped = 0
+    for i in range(x.shape[0]):
+        xi = np.int64(x[i])
+        yi = np.int64(y[i])
+        if xi >= width or yi >= height:
+            skipped += 1
+            continue
+        ts = np.float64(t[i] - t0) * scale
+        # clamp so unsorted input can never index outside the grid
+        if ts < 0.0:
+            ts = 0.0
+        elif ts > last:
+            ts = last
+        b = np.int64(ts)
+        frac = ts - b
+        if separate:
+            v = 1.0
+            base = 0 if p[i] > 0 else bins
+        else:
+            v = 1.0 if p[i] > 0 else -1.0
+            base = 0
+        idx = (base + b) * hw + yi * width + xi
+        out[idx] += v * (1.0 - frac)
+        if b + 1 < bins:
+            out[idx + hw] += v * frac
+    return skipped
+
+
+@njit(cache=True, nogil=True)
+def latest_times(x, y, t, p, height, width, last):  # pragma: no cover - compiled
+    hw = height * width
+    skipped = 0
+    for i in range(x.shape[0]):
+        xi = np.int64(x[i])
+        yi = np.int64(y[i])
+        if xi >= width or yi >= height:
+            skipped += 1
+            continue
+        idx = yi * width + xi
+        if p[i] <= 0:
+            idx += hw
+        if t[i] > last[idx]:
+            last[idx] = t[i]
+    return skipped
+
+
+@njit(cache=True, nogil=True)
+def evsegnet_finalize(n, s1, s2, offset, duration, hw, out):  # pragma: no cover - compiled
+    """out (6*hw,) = [n_off, n_on, mean_off, mean_on, std_off, std_on]; time in units of
+    `duration` from the window start (``offset`` = window start - origin of s1/s2)."""
+    inv = 1.0 / np.float64(duration)
+    for c in range(2):
+        for k in range(hw):
+            idx = c * hw + k
+            cnt = n[idx]
+            out[idx] = cnt
+            if cnt <= 0:
+                out[2 * hw + idx] = 0.0
+                out[4 * hw + idx] = 0.0
+                continue
+            mean = s1[idx] / cnt
+            out[2 * hw + idx] = (mean - offset) * inv
+            if cnt == 1:
+                out[4 * hw + idx] = 0.0
+            else:
+                var = (s2[idx] - s1[idx] * mean) / (cnt - 1)  # sample variance (n - 1), as Ev-SegNet
+                out[4 * hw + idx] = math.sqrt(var) * inv if var > 0.0 else 0.0
+
+
+@njit(cache=True, nogil=True)
+def time_surface_finalize(last, t_ref, tau_ns, out):  # pragma: no cover - compiled
+    inv = 1.0 / tau_ns
+    for k in range(last.shape[0]):
+        if last[k] == NO_EVENT:
+            out[k] = 0.0
+        else:
+            out[k] = math.exp(-np.float64(t_ref - last[k]) * inv)
+
+
+@njit(cache=True, nogil=True)
+def screen_events(x, y, t, height, width, has_last, last_t, reset_ns, keep):  # pragma: no cover
+    """Mark in-bounds, time-ordered events in `keep`; stop at the first backwards jump.
+
+    Returns (kept, out_of_bounds, out_of_order, reset_index, has_last, last_t) where
+    reset_index is the index of the first event more than `reset_ns` before the latest
+    accepted time (-1: none; `reset_ns < 0` disables resets), up to which `keep` is valid.
+    """
+    kept = 0
+    oob = 0
+    ooo = 0
+    for i in range(x.shape[0]):
+        if np.int64(x[i]) >= width or np.int64(y[i]) >= height:
+            keep[i] = False
+            oob += 1
+            continue
+        ti = t[i]
+        if has_last and ti < last_t:
+            if reset_ns >= 0 and last_t - ti > reset_ns:
+                return kept, oob, ooo, i, has_last, last_t
+            keep[i] = False
+            ooo += 1
+            continue
+        keep[i] = True
+        kept += 1
+        last_t = ti
+        has_last = True
+    return kept, oob, ooo, -1, has_last, last_t
