@@ -20,7 +20,7 @@ def polarity_maps(embedding: np.ndarray, representation: str) -> tuple[np.ndarra
     if representation in ("count", "time_surface") or (representation == "evdistill_2ch" and c >= 2):
         return np.abs(e[0]), np.abs(e[1])
     if representation == "evsegnet_6ch" and c == 6:
-        return np.abs(e[0]), np.abs(e[3])  # per polarity: count, mean t, std t
+        return np.abs(e[1]), np.abs(e[0])  # [count_neg, count_pos, mean_t_neg, mean_t_pos, std_t_neg, std_t_pos]
     signed = e.sum(axis=0)  # voxel grids and anything else: net polarity
     return np.maximum(signed, 0), np.maximum(-signed, 0)
 

@@ -56,11 +56,12 @@ fi
 # the repo: a link to the repo would contain the workspace itself, and rosrun's `find -L`
 # would then see every node several times.
 PKG="$WS/src/evdistill_ros"
+mkdir -p "$ROOT/demo_output" "$ROOT/data"  # linked too: launch files find the demo checkpoints through the package
 [ -L "$PKG" ] && rm -f "$PKG"
 mkdir -p "$PKG"
 find "$PKG" -maxdepth 1 -type l ! -exec test -e {} \; -delete  # drop links to removed entries
 for entry in "$ROOT"/*; do
-  case "$(basename "$entry")" in demo_output|data|runs|build|*.egg-info) continue ;; esac
+  case "$(basename "$entry")" in build|*.egg-info) continue ;; esac
   ln -sfn "$entry" "$PKG/$(basename "$entry")"
 done
 build_hash=$(cat CMakeLists.txt package.xml setup.py msg/*.msg | sha256sum | cut -c1-16)
