@@ -135,10 +135,10 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, metadata: Mapping
 
 def _plain(value: Any, where: str) -> Any:
     """Metadata as plain data (dict/list/str/number/bool/None) so it loads with weights_only=True."""
+    if isinstance(value, np.generic):  # before the float check: np.float64 subclasses float
+        return value.item()
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    if isinstance(value, np.generic):
-        return value.item()
     if isinstance(value, (np.ndarray, torch.Tensor)):
         return value.tolist()
     if isinstance(value, os.PathLike):
