@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Inference latency of the segmentation networks (DeepLabv3+, every backbone), ms per frame.
+
+CPU: torch.set_num_threads(--threads, default 2), fp32, batch 1, eval, no_grad; each network is
+timed in the default (NCHW contiguous) layout and channels_last, and the faster is marked. The
+reference in the same run is the EvDistill authors' configuration (ResNet-101 at 256x512, their
+released networks), plus each network at the DAVIS346 sizes 200x346 (Ev-SegNet / DDD17 crop) and
+260x346 (full sensor). Median of --iters runs after --warmup runs.
+GPU (when torch.cuda.is_available()): also fp16 autocast, channels_last and torch.compile.
+
+    python bench/bench_models.py [--quick] [--threads 2] [--iters 10] [--backbones resnet18,mobilenetv2@128]
+
+A backbone written NAME@C is built with aspp_channels=decoder_channels=C (the light head for real
+time; the default head has 256 channels as in the authors' network).
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from evdistill_ros.models import BACKBONES, build_model  # noqa: E402
+
+SIZES = ((200, 346), (260, 346))
+AUTHORS = ("resnet101", (256, 512))
+
+
+def time_ms(model: torch.nn.Module, x: torch.Tensor, warmup: int, iters: int, sync=None) -> float:
+    with torch.inference_mode():
+        for _ in range(warmup):
+            model(x)
+        if sync:
+            sync()
+        runs = []
+        for _ in range(iters):
+            t0 = time.perf_counter()
+            model(x)
+            if sync:
+                sync()
+            runs.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(runs)
+
+
+def make(spec: str, in_channels: int) -> torch.nn.Module:
+    """NAME or NAME@C (aspp_channels = decoder_channels = C)."""
+    name, _, ch = spec.partition("@")
+    head = {"aspp_channels": int(ch), "decoder_channels": int(ch)} if ch else {}
+    return build_model(backbone=name, in_channels=in_channels, **head).eval()
+
+
+def cpu_rows(backbones: list[str], sizes, in_channels: int, warmup: int, iters: int) -> list[tuple]:
+    rows = []
+    for backbone in backbones:
+        torch.manual_seed(0)
+        model = make(backbone, in_channels)
+        for hw in sizes:
+            x = torch.rand(1, in_channels, *hw)
+            nchw = time_ms(model, x, warmup, iters)
+            cl_model = model.to(memory_format=torch.channels_last)
+            cl = time_ms(cl_model, x.to(memory_format=torch.channels_last), warmup, iters)
+            model = model.to(memory_format=torch.contiguous_format)
+            best = "channels_last" if cl < nchw else "nchw"
+            rows.append((backbone, f"{hw[0]}x{hw[1]}", nchw, cl, best, 1e3 / min(nchw, cl)))
+            print(f"  {backbone:12s} {hw[0]}x{hw[1]}: nchw {nchw:7.1f} ms  channels_last {cl:7.1f} ms", flush=True)
+    return rows
+
+
+def gpu_rows(backbones: list[str], sizes, in_channels: int, warmup: int, iters: int) -> list[tuple]:
+    rows = []
+    sync = torch.cuda.synchronize
+    for backbone in backbones:
+        model = make(backbone, in_channels).cuda()
+        for hw in sizes:
+            x = torch.rand(1, in_channels, *hw, device="cuda")
+            res = {"fp32": time_ms(model, x, warmup, iters, sync)}
+            with torch.autocast("cuda", dtype=torch.float16):
+                res["fp16"] = time_ms(model, x, warmup, iters, sync)
+            cl = model.to(memory_format=torch.channels_last)
+            xc = x.to(memory_format=torch.channels_last)
+            with torch.autocast("cuda", dtype=torch.float16):
+                res["fp16+cl"] = time_ms(cl, xc, warmup, iters, sync)
+            try:
+                compiled = torch.compile(cl)
+                with torch.autocast("cuda", dtype=torch.float16):
+                    res["fp16+cl+compile"] = time_ms(compiled, xc, warmup + 3, iters, sync)
+            except Exception as exc:  # noqa: BLE001 - compile needs a toolchain; report, do not die
+                print(f"  torch.compile failed for {backbone}: {str(exc).splitlines()[0]}")
+                res["fp16+cl+compile"] = float("nan")
+            model = cl.to(memory_format=torch.contiguous_format)
+            rows.append((backbone, f"{hw[0]}x{hw[1]}", *res.values()))
+            print(f"  {backbone:12s} {hw[0]}x{hw[1]}: " + "  ".join(f"{k} {v:.2f} ms" for k, v in res.items()), flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="resnet18 and mobilenetv2@128 at 200x346, few runs (smoke test)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--in-channels", type=int, default=2, help="input channels (2: evdistill_2ch event embedding)")
+    ap.add_argument("--backbones", default=",".join((*BACKBONES, "mobilenetv2@128", "resnet18@128")))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    backbones = [b for b in args.backbones.split(",") if b]
+    sizes = SIZES
+    iters, warmup = args.iters, args.warmup
+    if args.quick:
+        backbones, sizes, iters, warmup = ["mobilenetv2@128", "resnet18"], SIZES[:1], 3, 1
+    print(f"device: CPU {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, fp32, batch 1, eval, in_channels {args.in_channels}")
+    rows = cpu_rows(backbones, sizes, args.in_channels, warmup, iters)
+    if not args.quick:
+        print("reference: the EvDistill authors' network (ResNet-101, 3 channels, 256x512)")
+        rows += cpu_rows([AUTHORS[0]], [AUTHORS[1]], 3, 1, max(3, iters // 3))
+    print("\n| backbone | input (HxW) | NCHW ms | channels_last ms | faster | frames/s |")
+    print("|---|---|---:|---:|---|---:|")
+    for b, hw, a, c, best, fps in rows:
+        print(f"| {b} | {hw} | {a:.1f} | {c:.1f} | {best} | {fps:.1f} |")
+
+    if torch.cuda.is_available():
+        print(f"\ndevice: {torch.cuda.get_device_name(0)}")
+        grows = gpu_rows(backbones, sizes, args.in_channels, warmup * 3, iters * 3)
+        print("\n| backbone | input (HxW) | fp32 ms | fp16 ms | fp16+channels_last ms | fp16+cl+compile ms |")
+        print("|---|---|---:|---:|---:|---:|")
+        for b, hw, *v in grows:
+            print(f"| {b} | {hw} | " + " | ".join(f"{t:.2f}" for t in v) + " |")
+
+
+if __name__ == "__main__":
+    main()
