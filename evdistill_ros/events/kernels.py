@@ -180,3 +180,18 @@ def screen_events(x, y, t, height, width, has_last, last_t, reset_ns, keep):  # 
         last_t = ti
         has_last = True
     return kept, oob, ooo, -1, has_last, last_t
+
+
+@njit(cache=True, nogil=True)
+def in_bounds_time_range(x, y, t, height, width):  # pragma: no cover - compiled
+    """(found, t of the first in-bounds event, t of the last one), scanning from both ends."""
+    n = x.shape[0]
+    i = 0
+    while i < n and (np.int64(x[i]) >= width or np.int64(y[i]) >= height):
+        i += 1
+    if i == n:
+        return False, np.int64(0), np.int64(0)
+    j = n - 1
+    while np.int64(x[j]) >= width or np.int64(y[j]) >= height:
+        j -= 1
+    return True, t[i], t[j]

@@ -30,21 +30,22 @@ Representations (channel order, normalisation):
     polarity first as in their .npy files. Timestamps are normalised to the window,
     ``(t - t_start) / (t_end - t_start)`` (in [0, 1)); std is the sample std (n - 1), 0 for
     pixels with one event, and all three are 0 at pixels without events. Params
-    ``t_start``/``t_end`` (ns, default: first event, last event + 1 ns); sliding windows
+    ``t_start``/``t_end`` (ns, default: first in-bounds event, last one + 1 ns); sliding windows
     pass their own bounds.
 
 ``voxel_grid`` (bins, or 2*bins): E2VID voxel grid. Time is scaled to [0, bins-1] between
-    the first and last event (``t[0]``, ``t[-1]``; events are time-sorted in this package,
-    out-of-order times are clamped into the grid), each event splits its polarity (+1/-1)
+    the first and last in-bounds event (by position: events are time-sorted in this package;
+    out-of-order times are clamped into the grid; all at one time -> bin 0), each event splits its polarity (+1/-1)
     between the two nearest bins, bilinear in time. ``bins`` (default 5).
     ``separate_polarity=True``: 2*bins channels, ON events' weights in bins 0..B-1 and OFF
     in B..2B-1, both non-negative. ``normalize=True``: E2VID's normalisation, non-zero
-    cells shifted by their mean and divided by their std (zeros stay 0).
+    cells shifted by their mean and divided by their std (zeros stay 0; where E2VID would
+    divide by a zero std, e.g. a single non-zero cell, the cells are only centred).
 
 ``time_surface`` (2): per polarity [positive, negative] exponential decay of the latest
     event at each pixel, ``exp(-(t_ref - t_last) / tau)``, 0 where no event.
-    ``tau_ms`` (default 50), ``t_ref`` (ns, default: last event time; windows pass their
-    end). Values are in (0, 1] when t_ref >= every event time.
+    ``tau_ms`` (default 50), ``t_ref`` (ns, default: latest in-bounds event time; windows
+    pass their end; a t_ref before an event is an error). Values are in (0, 1] when t_ref >= every event time.
 """
 from __future__ import annotations
 
@@ -175,17 +176,25 @@ def _evdistill_2ch(events: Events, height: int, width: int, first: str = "positi
     return counts_to_evdistill(counts, first=first, quantize=quantize), skipped
 
 
-def _default_bounds(events: Events, t_start: int | None, t_end: int | None) -> tuple[int, int]:
+def time_range(events: Events, height: int, width: int) -> tuple[int, int] | None:
+    """(first, last) time of the in-bounds events (by position: events are time-sorted), or None."""
+    found, t0, t1 = kernels.in_bounds_time_range(events.x, events.y, events.t, height, width)
+    return (int(t0), int(t1)) if found else None
+
+
+def _default_bounds(events: Events, height: int, width: int, t_start: int | None,
+                    t_end: int | None) -> tuple[int, int]:
+    rng = time_range(events, height, width) if t_start is None or t_end is None else None
     if t_start is None:
-        t_start = int(events.t[0]) if len(events) else 0
+        t_start = rng[0] if rng else 0
     if t_end is None:
-        t_end = int(events.t[-1]) + 1 if len(events) else t_start + 1
+        t_end = rng[1] + 1 if rng else int(t_start) + 1
     return int(t_start), int(t_end)
 
 
 def _evsegnet_6ch(events: Events, height: int, width: int, t_start: int | None = None,
                   t_end: int | None = None) -> ArrayAndSkipped:
-    t_start, t_end = _default_bounds(events, t_start, t_end)
+    t_start, t_end = _default_bounds(events, height, width, t_start, t_end)
     n = np.zeros((2, height, width), np.int32)
     s1 = np.zeros((2, height, width), np.float64)
     s2 = np.zeros((2, height, width), np.float64)
@@ -201,9 +210,12 @@ def _voxel_grid(events: Events, height: int, width: int, bins: int = 5, separate
     c = 2 * bins if separate_polarity else bins
     out = np.zeros((c, height, width), np.float32)
     skipped = 0
-    if len(events):
+    rng = time_range(events, height, width)
+    if rng is not None:
         skipped = kernels.add_voxel(events.x, events.y, events.t, events.p, height, width, bins,
-                                    int(events.t[0]), int(events.t[-1]), bool(separate_polarity), out.reshape(-1))
+                                    rng[0], rng[1], bool(separate_polarity), out.reshape(-1))
+    else:
+        skipped = len(events)
     if normalize:
         normalize_voxel(out)
     return out, int(skipped)
@@ -213,10 +225,13 @@ def _time_surface(events: Events, height: int, width: int, tau_ms: float = 50.0,
                   t_ref: int | None = None) -> ArrayAndSkipped:
     last = np.full((2, height, width), kernels.NO_EVENT, np.int64)
     skipped = kernels.latest_times(events.x, events.y, events.t, events.p, height, width, last.reshape(-1))
-    if t_ref is None:
-        t_ref = int(events.t.max()) if len(events) else 0
-    elif len(events) and int(events.t.max()) > int(t_ref):
-        raise ValueError(f"time_surface: t_ref={t_ref} ns is before the latest event ({int(events.t.max())} ns)")
+    latest = int(last.max())
+    if latest == kernels.NO_EVENT:
+        t_ref = 0 if t_ref is None else t_ref
+    elif t_ref is None:
+        t_ref = latest
+    elif latest > int(t_ref):
+        raise ValueError(f"time_surface: t_ref={t_ref} ns is before the latest event ({latest} ns)")
     return latest_to_time_surface(last, t_ref=int(t_ref), tau_ms=tau_ms), int(skipped)
 
 
@@ -287,6 +302,7 @@ def warmup() -> None:
     count_events(ev, 2, 2, np.zeros((2, 2, 2), np.int32), sign=-1)
     n, s1, s2 = np.zeros((2, 2, 2), np.int32), np.zeros((2, 2, 2)), np.zeros((2, 2, 2))
     moment_events(ev, 2, 2, 0, n, s1, s2, sign=-1)
+    kernels.in_bounds_time_range(ev.x, ev.y, ev.t, 2, 2)
     keep = np.empty(2, np.bool_)
     kernels.screen_events(ev.x, ev.y, ev.t, 2, 2, False, 0, -1, keep)
     kernels.screen_events(ev.x, ev.y, ev.t, 2, 2, True, 0, 10, keep)
