@@ -99,6 +99,7 @@ DEFAULTS: dict[str, Any] = {
         "out_dir": "compare_output",
         "seconds": 4.0,
         "train_sequences": 3,
+        "night_train_sequences": 1,
         "test_sequences": 1,
         "night_sequences": 1,
         "width": 160,

@@ -398,6 +398,7 @@ def _train(cfg, scfg, stage, method, use_labels, teacher_path, out_dir, resume, 
     bar = tqdm(total=total, initial=step, desc=name, unit="step", disable=not (progress and main), dynamic_ncols=True)
     it = iter(loader)
     last_terms: dict = {}
+    first_terms: dict = {}
     t0 = time.time()
     with _Stopper() as stopper:
         while step < total:
@@ -418,12 +419,13 @@ def _train(cfg, scfg, stage, method, use_labels, teacher_path, out_dir, resume, 
             scaler.update()
             scheduler.step()
             step += 1
-            if not math.isfinite(float(loss)):
+            if not math.isfinite(float(loss.detach())):
                 raise RuntimeError(f"{name}: loss became {float(loss)} at step {step} (lower train.lr?)")
             if step % int(scfg["log_every"]) == 0 or step == total:
                 logged = {k: float(all_reduce_mean(v.detach(), info)) for k, v in terms.items()}
                 logged["total"] = float(all_reduce_mean(loss.detach(), info))
                 last_terms = logged
+                first_terms = first_terms or logged
                 if writer is not None:
                     for k, v in logged.items():
                         writer.add_scalar(f"loss/{k}", v, step)
@@ -449,7 +451,7 @@ def _train(cfg, scfg, stage, method, use_labels, teacher_path, out_dir, resume, 
     if main:
         elapsed = time.time() - t0
         result = {"name": name, "step": step, "steps": total, "seconds": round(elapsed, 1),
-                  "last_losses": last_terms, "checkpoint": str(ckpt_path)}
+                  "first_losses": first_terms, "last_losses": last_terms, "checkpoint": str(ckpt_path)}
         if step >= total:
             val = run_validation(step)
             if val is not None:
