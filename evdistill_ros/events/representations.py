@@ -109,6 +109,8 @@ def moments_to_evsegnet(n: np.ndarray, s1: np.ndarray, s2: np.ndarray, *, offset
                         height: int, width: int) -> np.ndarray:
     """Per-pixel count and sums of (t - origin), (t - origin)^2 -> float32 (6, H, W) `evsegnet_6ch`."""
     if duration <= 0:
+        if not n.any():  # an empty window may have empty bounds
+            return np.zeros((6, height, width), np.float32)
         raise ValueError(f"evsegnet_6ch: window duration must be > 0 ns, got {duration}")
     out = np.empty(6 * height * width, np.float32)
     kernels.evsegnet_finalize(n.ravel(), s1.ravel(), s2.ravel(), float(offset), int(duration), height * width, out)
