@@ -13,7 +13,8 @@ API:
         group (nccl for CUDA, gloo for CPU) and pins this process to cuda:LOCAL_RANK.
         Without it returns a single-process DistInfo and touches nothing.
     barrier(info), cleanup(info)
-    wrap(module, info, device) -> the module, or DDP(module) when distributed
+    wrap(module, info, device) -> the module, or DDP(module) when distributed (SyncBatchNorm on CUDA;
+        on the CPU BatchNorm running statistics stay per rank, rank 0's are saved)
     unwrap(module) -> the inner module of a DDP wrapper (for saving)
     broadcast_object(obj, info) -> rank 0's obj on every rank
 
@@ -70,6 +71,8 @@ def wrap(module: nn.Module, info: DistInfo, device: torch.device) -> nn.Module:
         return module
     from torch.nn.parallel import DistributedDataParallel as DDP
 
+    if device.type == "cuda":  # per-GPU batches are small: share BatchNorm statistics (as the authors)
+        module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
     ids = [device.index] if device.type == "cuda" else None
     return DDP(module, device_ids=ids, output_device=device.index if ids else None)
 

@@ -20,6 +20,7 @@
         resume=True continues from state.pt exactly where it stopped (bit-identical on CPU).
         SIGINT/SIGTERM save checkpoint + state before the process exits (KeyboardInterrupt).
         stop_after=k stops after step k as if interrupted (tests, chunked jobs).
+        on_done(step, network) is called on every rank when the loop ends (before cleanup).
         Under torchrun every rank calls it; rank 0 alone writes.
 
     validate(model, meta, cache, indices, modality, batch_size=8) -> dict
@@ -227,7 +228,7 @@ class _Stopper:
 def run_training(config: dict, bags: list[str] | None = None, stage: str = "teacher", *, method: str | None = None,
                  teacher: str | None = None, out_dir: str | os.PathLike | None = None, resume: bool = False,
                  use_labels: bool | None = None, log: Callable[[str], None] = print, progress: bool = True,
-                 stop_after: int | None = None) -> Path:
+                 stop_after: int | None = None, on_done: Callable[[int, nn.Module], None] | None = None) -> Path:
     if stage not in ("teacher", "student"):
         raise ValueError(f"stage must be 'teacher' or 'student', got {stage!r}")
     cfg = copy.deepcopy(config)
@@ -250,13 +251,13 @@ def run_training(config: dict, bags: list[str] | None = None, stage: str = "teac
     device = _device(scfg["device"], info)
     try:
         return _train(cfg, scfg, stage, method, use_labels, teacher, out_dir, resume, info, device, log, progress,
-                      stop_after)
+                      stop_after, on_done)
     finally:
         cleanup(info)
 
 
 def _train(cfg, scfg, stage, method, use_labels, teacher_path, out_dir, resume, info, device, log, progress,
-           stop_after) -> Path:
+           stop_after, on_done) -> Path:
     from ..classes import IGNORE_INDEX
 
     if scfg.get("threads"):
@@ -447,6 +448,8 @@ def _train(cfg, scfg, stage, method, use_labels, teacher_path, out_dir, resume, 
             if stop_after is not None and step >= stop_after:
                 break
     bar.close()
+    if on_done is not None:
+        on_done(step, net)
     barrier(info)
     if main:
         elapsed = time.time() - t0
