@@ -9,7 +9,9 @@ The ResNets follow the layout of the DeepLab code the EvDistill authors trained 
 ``conv1 bn1 conv2 bn2 [conv3 bn3] downsample.{0,1}``, the stride on the 3x3 convolution of a
 bottleneck, the first block of a dilated stage already dilated, and a multi-grid layer4 whose
 block i has dilation ``multi_grid[i] * dilation`` (default (1, 2, 4), cut to the block count),
-so their state_dicts load unchanged.
+so their state_dicts load unchanged. Those names are also torchvision's (``resnet*``: all keys but
+``fc.*``; ``mobilenet_v2``: ``features.0-17``, this trunk drops the 1280-channel ``features.18``),
+so ImageNet weights load into ``model.backbone`` with ``strict=False`` when in_channels is 3.
 """
 from __future__ import annotations
 
