@@ -140,9 +140,16 @@ def test_teacher_and_students_learn_above_chance(tmp_path, bags):
 
     torch.set_num_threads(1)
     cfg = tiny_config(tmp_path)
+    cfg["data"]["val_bags"] = bags[1:]
     teacher = run_training(cfg, bags[:1], "teacher", progress=False, log=lambda s: None)
     m = json.loads((teacher.parent / "metrics.json").read_text())
     assert m["step"] == 60 and m["last_losses"]["ce"] < 0.5 * m["first_losses"]["ce"]
+    # the trainer's validation is `evdistill evaluate` on the same bag
+    from evdistill_ros.eval.evaluate import evaluate
+
+    ref = evaluate(bags[1], aps_ckpt=teacher, progress=False, log=lambda s: None)["aps"]
+    assert m["validation"]["miou"] == pytest.approx(ref["miou"], abs=1e-6)
+    cfg["data"]["val_bags"] = []
     test_cache = open_cache(extract_pairs(bags[1:], cfg["data"], progress=False, log=lambda s: None))
     # chance (one class everywhere, or uniform guesses) is about 0.2 on this 3-class scene
     assert _predict(teacher, test_cache, "aps") > 0.45

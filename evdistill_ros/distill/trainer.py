@@ -199,7 +199,8 @@ def cache_samples(cache: PairCache, indices: np.ndarray):
         if not cache.has_label[j]:
             continue
         yield Sample(name=f"{j:06d}", t_ns=int(cache.t_ns[j]), events=np.asarray(cache.events[j]),
-                     aps=np.asarray(cache.aps[j]), label=np.asarray(cache.labels[j]))
+                     aps=np.asarray(cache.aps[j]), label=np.asarray(cache.labels[j]),
+                     num_events=int(cache.n_events[j]))
 
 
 class _Stopper:
