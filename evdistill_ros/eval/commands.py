@@ -1,0 +1,119 @@
+"""`evdistill evaluate` and `evdistill visualize` (torch and matplotlib are imported inside func).
+
+    evdistill evaluate --data D [--aps-ckpt A] [--event-ckpt E] [--format F] [--json PATH]
+                       [--batch-size N] [--device cpu|cuda] [--latency] [--limit N] [--score-at label|input]
+    evdistill visualize [--data D [--aps-ckpt A] [--event-ckpt E] [--format F] [--out DIR] [--num N]
+                        [--every K] [--video PATH.mp4|.gif] [--fps F] [--limit N]] [--metrics EVAL.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+FORMAT_CHOICES = ("bag", "evdistill-png", "evsegnet", "ess", "cache")
+
+
+def _positive(v: str) -> int:
+    n = int(v)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "evaluate", help="mIoU of an APS and/or an event network on the same labelled test samples",
+        description="Scores an APS-frame network on frames and an event network on events over the same "
+                    "labelled samples (samples without a label or without an input a network needs are "
+                    "skipped and counted). Prints a markdown table: per-class IoU, mIoU in the EvDistill "
+                    "convention (absent classes dropped) and the Ev-SegNet/ESS one (absent class = 0), "
+                    "pixel accuracy.")
+    p.add_argument("--data", required=True, help="a .bag, a test-set directory or a training-pair cache")
+    p.add_argument("--aps-ckpt", help="APS-frame network checkpoint (this project's or the authors' .pth)")
+    p.add_argument("--event-ckpt", help="event network checkpoint (this project's or the authors' .pth)")
+    p.add_argument("--format", choices=FORMAT_CHOICES, help="data format (default: detected from the path)")
+    p.add_argument("--split", default=None, help="split of a test-set directory (default test)")
+    p.add_argument("--json", metavar="PATH", help='write {"aps": {...}, "events": {...}} here')
+    p.add_argument("--batch-size", type=_positive, default=None,
+                   help="frames per forward pass (default 8; 1 with --latency)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--latency", action="store_true", help="also report per-frame latency (ms, p50/p95)")
+    p.add_argument("--limit", type=_positive, help="score only the first N usable samples")
+    p.add_argument("--score-at", choices=("label", "input"), default="label",
+                   help="label: predictions resized to the label resolution (default); input: labels resized "
+                        "(nearest) to the network input, the EvDistill authors' released protocol")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_evaluate)
+
+    v = subparsers.add_parser(
+        "visualize", help="five-panel prediction figures, a video of a sequence, plots of an evaluate JSON",
+        description="With --data: EvDistill's five-panel figure (event image | event prediction | APS | APS "
+                    "prediction | ground truth) of --num labelled samples to OUT/panels.png, and with --video "
+                    "a video of the sequence. With --metrics: confusion matrices and a per-class IoU chart "
+                    "from an `evdistill evaluate --json` file.")
+    v.add_argument("--data", help="a .bag, a test-set directory or a training-pair cache")
+    v.add_argument("--aps-ckpt", help="APS-frame network checkpoint")
+    v.add_argument("--event-ckpt", help="event network checkpoint")
+    v.add_argument("--format", choices=FORMAT_CHOICES, help="data format (default: detected)")
+    v.add_argument("--split", default=None, help="split of a test-set directory (default test)")
+    v.add_argument("--out", default="viz", help="output directory (default ./viz)")
+    v.add_argument("--num", type=int, default=4, help="samples in the five-panel figure (default 4; 0: none)")
+    v.add_argument("--every", type=_positive, default=1, help="take every K-th labelled sample for the figure")
+    v.add_argument("--video", metavar="PATH", help="also write a video of the sequence (.mp4 or .gif)")
+    v.add_argument("--fps", type=float, default=10.0, help="video frame rate (default 10)")
+    v.add_argument("--limit", type=_positive, help="read at most N samples")
+    v.add_argument("--metrics", metavar="JSON", help="plot confusion matrices and IoU bars of this evaluate JSON")
+    v.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    v.add_argument("--no-progress", action="store_true", help="no progress bar")
+    v.set_defaults(func=_visualize)
+
+
+def _sample_options(args: argparse.Namespace) -> dict:
+    return {"split": args.split} if args.split else {}
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate, markdown_table
+
+    if not args.aps_ckpt and not args.event_ckpt:
+        raise ValueError("give --aps-ckpt, --event-ckpt or both")
+    batch = args.batch_size or (1 if args.latency else 8)
+    results = evaluate(args.data, aps_ckpt=args.aps_ckpt, event_ckpt=args.event_ckpt, format=args.format,
+                       batch_size=batch, device=args.device, latency=args.latency, limit=args.limit,
+                       score_at=args.score_at, progress=not args.no_progress and sys.stderr.isatty(),
+                       sample_options=_sample_options(args), log=lambda m: print(m, file=sys.stderr))
+    print(markdown_table(results))
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(results, indent=1) + "\n")
+        os.replace(tmp, path)
+        print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def _visualize(args: argparse.Namespace) -> int:
+    if not args.data and not args.metrics:
+        raise ValueError("give --data (prediction figures / video) or --metrics (plots of an evaluate JSON)")
+    if args.video and not args.data:
+        raise ValueError("--video needs --data")
+    written = []
+    if args.data:
+        from .visualize import visualize_samples
+
+        written += visualize_samples(args.data, aps_ckpt=args.aps_ckpt, event_ckpt=args.event_ckpt,
+                                     format=args.format, out=args.out, num=args.num, every=args.every,
+                                     video=args.video, fps=args.fps, limit=args.limit, device=args.device,
+                                     sample_options=_sample_options(args),
+                                     progress=not args.no_progress and sys.stderr.isatty())
+    if args.metrics:
+        from .visualize import metrics_figures
+
+        written += metrics_figures(args.metrics, args.out)
+    for p in written:
+        print(p)
+    return 0
