@@ -219,4 +219,9 @@ def test_convert_event_packet_bag(tmp_path):
     assert main(["convert", "event-packets", str(src), "--out", str(dst), "--out-topic", "/dvs/events", "--quiet"]) == 0
     assert topics(dst)["/dvs/events"].msgtype == "dvs_msgs/EventArray"
     assert read_events(dst, "/dvs/events") == ev
+    from evdistill_ros.io.bag import bag_info
+
+    info = bag_info(dst)["topics"]
+    assert info["/dvs/events"]["events"] == len(ev) and info["/dvs/events"]["messages"] == 4
+    assert info["/event_camera/image"]["messages"] == 1
     assert np.array_equal(next(iter_images(dst, "/event_camera/image")).image, img)
