@@ -32,15 +32,16 @@ NO_EVENT = np.iinfo(np.int64).min  # sentinel of `latest_times` for "no event at
 
 @njit(cache=True, nogil=True)
 def add_counts(x, y, p, height, width, out, sign):  # pragma: no cover - compiled
-    hw = height * width
+    # unsigned indices: numba then skips negative-index wraparound (~30% faster scatter)
+    hw, uw, uh = np.uint64(height * width), np.uint64(width), np.uint64(height)
     skipped = 0
     for i in range(x.shape[0]):
-        xi = np.int64(x[i])
-        yi = np.int64(y[i])
-        if xi >= width or yi >= height:
+        xi = np.uint64(x[i])
+        yi = np.uint64(y[i])
+        if xi >= uw or yi >= uh:
             skipped += 1
             continue
-        idx = yi * width + xi
+        idx = yi * uw + xi
         if p[i] <= 0:
             idx += hw
         out[idx] += sign
@@ -49,15 +50,15 @@ def add_counts(x, y, p, height, width, out, sign):  # pragma: no cover - compile
 
 @njit(cache=True, nogil=True)
 def add_moments(x, y, t, p, height, width, origin, sign, n, s1, s2):  # pragma: no cover
-    hw = height * width
+    hw, uw, uh = np.uint64(height * width), np.uint64(width), np.uint64(height)
     skipped = 0
     for i in range(x.shape[0]):
-        xi = np.int64(x[i])
-        yi = np.int64(y[i])
-        if xi >= width or yi >= height:
+        xi = np.uint64(x[i])
+        yi = np.uint64(y[i])
+        if xi >= uw or yi >= uh:
             skipped += 1
             continue
-        idx = yi * width + xi
+        idx = yi * uw + xi
         if p[i] > 0:  # Ev-SegNet order: negative channel first
             idx += hw
         d = np.float64(t[i] - origin)
@@ -67,51 +68,48 @@ def add_moments(x, y, t, p, height, width, origin, sign, n, s1, s2):  # pragma: 
     return skipped
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=True)
 def add_voxel(x, y, t, p, height, width, bins, t0, t1, separate, out):  # pragma: no cover
-    hw = height * width
+    hw, uw, uh, ub = np.uint64(height * width), np.uint64(width), np.uint64(height), np.uint64(bins)
     dt = t1 - t0
     scale = (bins - 1) / np.float64(dt) if dt > 0 else 0.0
     last = np.float64(bins - 1)
     skipped = 0
     for i in range(x.shape[0]):
-        xi = np.int64(x[i])
-        yi = np.int64(y[i])
-        if xi >= width or yi >= height:
+        xi = np.uint64(x[i])
+        yi = np.uint64(y[i])
+        if xi >= uw or yi >= uh:
             skipped += 1
             continue
-        ts = np.float64(t[i] - t0) * scale
         # clamp so unsorted input can never index outside the grid
-        if ts < 0.0:
-            ts = 0.0
-        elif ts > last:
-            ts = last
-        b = np.int64(ts)
-        frac = ts - b
+        ts = min(max(np.float64(t[i] - t0) * scale, 0.0), last)
+        bi = np.int64(ts)  # signed conversion: a single instruction, unlike float -> uint64
+        frac = np.float32(ts - np.float64(bi))
+        b = np.uint64(bi)
         if separate:
-            v = 1.0
-            base = 0 if p[i] > 0 else bins
+            v = np.float32(1.0)
+            if p[i] <= 0:
+                b += ub
         else:
-            v = 1.0 if p[i] > 0 else -1.0
-            base = 0
-        idx = (base + b) * hw + yi * width + xi
-        out[idx] += v * (1.0 - frac)
-        if b + 1 < bins:
+            v = np.float32(1.0) if p[i] > 0 else np.float32(-1.0)
+        idx = b * hw + yi * uw + xi
+        out[idx] += v - v * frac
+        if ts < last:  # the upper neighbour exists
             out[idx + hw] += v * frac
     return skipped
 
 
 @njit(cache=True, nogil=True)
 def latest_times(x, y, t, p, height, width, last):  # pragma: no cover - compiled
-    hw = height * width
+    hw, uw, uh = np.uint64(height * width), np.uint64(width), np.uint64(height)
     skipped = 0
     for i in range(x.shape[0]):
-        xi = np.int64(x[i])
-        yi = np.int64(y[i])
-        if xi >= width or yi >= height:
+        xi = np.uint64(x[i])
+        yi = np.uint64(y[i])
+        if xi >= uw or yi >= uh:
             skipped += 1
             continue
-        idx = yi * width + xi
+        idx = yi * uw + xi
         if p[i] <= 0:
             idx += hw
         if t[i] > last[idx]:

@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""Throughput of the event representations and cost of sliding windows, single thread.
+
+Part 1, representations (346x260, events uniform over the sensor, sorted Poisson timestamps,
+i.e. the cache-unfriendliest spatial layout): Mev/s of `embed` (serial numba) against, in the
+same run,
+  numpy   a plain numpy implementation (np.bincount / np.maximum.at, as fast as numpy gets)
+  tonic   tonic.functional's equivalent (to_frame_numpy n_time_bins=1, to_voxel_grid_numpy,
+          to_timesurface_numpy with one slice), where one exists
+Part 2, SlidingWindow (50 ms window, 10 ms stride) on 1, 3 and 12 Mev/s streams fed as 30 Hz
+messages: ms of push() time per emitted window, against recomputing each window from scratch
+(`embed` on the window's slice, what a naive node does).
+
+    NUMBA_NUM_THREADS=1 python bench/bench_events.py [--quick] [--events 1000000 10000000]
+
+Single thread is forced (NUMBA_NUM_THREADS / OMP / MKL = 1) before numpy is imported.
+"""
+from __future__ import annotations
+
+import os
+
+for _v in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ[_v] = "1"
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from evdistill_ros.events import Events, SlidingWindow, embed, warmup  # noqa: E402
+
+H, W = 260, 346
+MS = 1_000_000
+
+
+def make_events(n: int, rate_hz: float = 10e6, seed: int = 0) -> Events:
+    rng = np.random.default_rng(seed)
+    t0 = 1_600_000_000_000_000_000
+    t = t0 + np.cumsum(rng.exponential(1e9 / rate_hz, n)).astype(np.int64)
+    return Events(rng.integers(0, W, n), rng.integers(0, H, n), t, rng.integers(0, 2, n))
+
+
+# ------------------------------------------------------------------- numpy references
+
+
+def np_count(ev: Events) -> np.ndarray:
+    idx = np.where(ev.p > 0, 0, H * W) + ev.y.astype(np.int64) * W + ev.x
+    return np.bincount(idx, minlength=2 * H * W).reshape(2, H, W).astype(np.float32)
+
+
+def np_voxel(ev: Events, bins: int = 5) -> np.ndarray:
+    t = (ev.t - ev.t[0]).astype(np.float64)
+    ts = (bins - 1) * t / max(t[-1], 1.0)
+    b = ts.astype(np.int64)
+    f = ts - b
+    v = np.where(ev.p > 0, 1.0, -1.0)
+    pix = ev.y.astype(np.int64) * W + ev.x
+    out = np.bincount(b * H * W + pix, v * (1 - f), minlength=bins * H * W)
+    m = b + 1 < bins
+    out += np.bincount((b[m] + 1) * H * W + pix[m], v[m] * f[m], minlength=bins * H * W)
+    return out.reshape(bins, H, W).astype(np.float32)
+
+
+def np_evsegnet(ev: Events) -> np.ndarray:
+    tn = (ev.t - ev.t[0]).astype(np.float64) / (int(ev.t[-1]) - int(ev.t[0]) + 1)
+    idx = np.where(ev.p > 0, H * W, 0) + ev.y.astype(np.int64) * W + ev.x
+    n = np.bincount(idx, minlength=2 * H * W)
+    s1 = np.bincount(idx, tn, minlength=2 * H * W)
+    s2 = np.bincount(idx, tn * tn, minlength=2 * H * W)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n > 0, s1 / n, 0)
+        std = np.sqrt(np.where(n > 1, np.maximum(s2 - s1 * mean, 0) / (n - 1), 0))
+    return np.concatenate([n, mean, std]).reshape(6, H, W).astype(np.float32)
+
+
+def np_time_surface(ev: Events, tau_ms: float = 50.0) -> np.ndarray:
+    last = np.full(2 * H * W, np.iinfo(np.int64).min)
+    idx = np.where(ev.p > 0, 0, H * W) + ev.y.astype(np.int64) * W + ev.x
+    np.maximum.at(last, idx, ev.t)
+    t_ref = int(ev.t[-1])
+    out = np.where(last > np.iinfo(np.int64).min, np.exp(-(t_ref - last.astype(np.float64)) / (tau_ms * 1e6)), 0)
+    return out.reshape(2, H, W).astype(np.float32)
+
+
+def np_evdistill(ev: Events) -> np.ndarray:
+    c = np_count(ev)
+    out = np.zeros((3, H, W), np.float32)
+    for k in range(2):
+        out[k] = c[k] / max(c[k].max(), 1)
+    return out
+
+
+# ------------------------------------------------------------------- tonic equivalents
+
+
+def tonic_structured(ev: Events) -> np.ndarray:
+    import tonic  # noqa: F401  (import cost outside the timing)
+
+    s = np.empty(len(ev), dtype=[("x", np.int16), ("y", np.int16), ("t", np.int64), ("p", np.int8)])
+    s["x"], s["y"], s["t"], s["p"] = ev.x, ev.y, ev.t, (ev.p > 0)
+    return s
+
+
+def tonic_fns():
+    import tonic.functional as F
+
+    return {
+        "count": lambda s: F.to_frame_numpy(s, (W, H, 2), n_time_bins=1),
+        # to_voxel_grid_numpy rewrites p in place (0 -> -1): give it a copy, copy time included
+        "voxel_grid": lambda s: F.to_voxel_grid_numpy(s.copy(), (W, H, 2), n_time_bins=5),
+        "time_surface": lambda s: F.to_timesurface_numpy(s, (W, H, 2), dt=float(s["t"][-1] - s["t"][0] + 1),
+                                                         tau=50e6),
+    }
+
+
+def clock() -> float:
+    # CPU time of this (single-threaded) process: the shared 2-core dev machine is often
+    # oversubscribed, and wall time would mostly measure waiting for a core.
+    return time.process_time()
+
+
+def best_of(fn, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = clock()
+        fn()
+        best = min(best, clock() - t0)
+    return best
+
+
+REPS = [("count", {}, np_count), ("evdistill_2ch", {}, np_evdistill), ("evsegnet_6ch", {}, np_evsegnet),
+        ("voxel_grid", {"bins": 5}, np_voxel), ("time_surface", {"tau_ms": 50.0}, np_time_surface)]
+
+
+def bench_representations(sizes: list[int], repeat: int, with_tonic: bool) -> None:
+    tonic = tonic_fns() if with_tonic else {}
+    print("\n## Representations, single thread, 346x260 (Mev/s; higher is better)\n")
+    print("| representation | events | numba (this) | numpy | tonic | vs numpy | vs tonic |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for n in sizes:
+        ev = make_events(n)
+        s = tonic_structured(ev) if with_tonic else None
+        for name, params, ref in REPS:
+            ours = embed(ev, name, height=H, width=W, **params)
+            np.testing.assert_allclose(ours, ref(ev), rtol=1e-4, atol=1e-4)  # same thing measured
+            t_ours = best_of(lambda: embed(ev, name, height=H, width=W, **params), repeat)
+            t_np = best_of(lambda: ref(ev), 1)
+            t_tonic = best_of(lambda: tonic[name](s), 1) if name in tonic else None
+            mev = lambda dt: n / dt / 1e6  # noqa: E731
+            tonic_col = f"{mev(t_tonic):.1f}" if t_tonic else "-"
+            vs_tonic = f"{t_tonic / t_ours:.0f}x" if t_tonic else "-"
+            print(f"| {name} | {n / 1e6:g}M | {mev(t_ours):.0f} | {mev(t_np):.1f} | {tonic_col} | "
+                  f"{t_np / t_ours:.0f}x | {vs_tonic} |", flush=True)
+
+
+def bench_windows(rates: list[float], seconds: float) -> None:
+    print(f"\n## SlidingWindow, 50 ms window / 10 ms stride, 30 Hz messages, {seconds:g} s of stream"
+          " (ms per emitted window; lower is better)\n")
+    print("| stream | representation | windows | push (this) | recompute each window | speed-up | real-time budget used |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for rate in rates:
+        n = int(rate * seconds)
+        ev = make_events(n, rate_hz=rate, seed=1)
+        bounds = np.searchsorted(ev.t, np.arange(int(ev.t[0]), int(ev.t[-1]) + MS, int(1e9 / 30)))
+        chunks = [ev[a:b] for a, b in zip(bounds[:-1], bounds[1:])] + [ev[bounds[-1]:]]
+        for name, params in [("count", {}), ("evdistill_2ch", {}), ("evsegnet_6ch", {}), ("voxel_grid", {"bins": 5})]:
+            sw = SlidingWindow(name, height=H, width=W, window_ns=50 * MS, stride_ns=10 * MS, **params)
+            t0 = clock()
+            wins = 0
+            ends = []
+            for c in chunks:
+                for w in sw.push(c):
+                    wins += 1
+                    ends.append(w.t_end)
+            dt_push = (clock() - t0) / max(wins, 1)
+            extra = {"evsegnet_6ch": lambda e: {"t_start": e - 50 * MS, "t_end": e}}.get(name, lambda e: {})
+            t0 = clock()
+            for e in ends:
+                embed(ev.time_slice(e - 50 * MS, e), name, height=H, width=W, **extra(e), **params)
+            dt_rec = (clock() - t0) / max(len(ends), 1)
+            print(f"| {rate / 1e6:g} Mev/s | {name} | {wins} | {dt_push * 1e3:.2f} | {dt_rec * 1e3:.2f} | "
+                  f"{dt_rec / dt_push:.1f}x | {dt_push / 0.010 * 100:.0f}% |", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smoke run: 200k events, short streams, no tonic")
+    ap.add_argument("--events", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    ap.add_argument("--repeat", type=int, default=3, help="best of N for the numba timings")
+    ap.add_argument("--seconds", type=float, default=1.0, help="stream length for the window benchmark")
+    ap.add_argument("--no-tonic", action="store_true")
+    args = ap.parse_args()
+    sizes, rates, seconds = args.events, [1e6, 3e6, 12e6], args.seconds
+    if args.quick:
+        sizes, rates, seconds = [200_000], [1e6, 12e6], 0.2
+    t0 = time.perf_counter()
+    warmup()
+    print(f"warmup (numba compile or cache load): {time.perf_counter() - t0:.2f} s")
+    bench_representations(sizes, args.repeat, with_tonic=not (args.quick or args.no_tonic))
+    bench_windows(rates, seconds)
+
+
+if __name__ == "__main__":
+    main()
