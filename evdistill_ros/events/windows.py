@@ -140,11 +140,8 @@ class _WindowBuffer:
             raise ValueError(f"max_events must be >= 1, got {max_events}")
         self.rep, self.params, self.h, self.w = rep, params, height, width
         self.max_events, self.stats = int(max_events), stats
-        cap = 2 * self.max_events
-        self.x = np.empty(cap, X_DTYPE)
-        self.y = np.empty(cap, Y_DTYPE)
-        self.t = np.empty(cap, T_DTYPE)
-        self.p = np.empty(cap, P_DTYPE)
+        self.capacity = 2 * self.max_events  # arrays grow up to this (13 B per event)
+        self._alloc(min(self.capacity, 1 << 16))
         self.base = self.lo = self.hi = 0
         self.truncated = False
         self.kind = rep.incremental if not _fixed_bounds_conflict(rep, params) else None
@@ -161,6 +158,10 @@ class _WindowBuffer:
 
     def __len__(self) -> int:
         return self.hi - self.lo
+
+    def _alloc(self, n: int) -> None:
+        self.x, self.y = np.empty(n, X_DTYPE), np.empty(n, Y_DTYPE)
+        self.t, self.p = np.empty(n, T_DTYPE), np.empty(n, P_DTYPE)
 
     def _slice(self, a: int, b: int) -> Events:
         i, j = a - self.base, b - self.base
@@ -194,16 +195,21 @@ class _WindowBuffer:
             ev = ev[m - self.max_events:]
             m = self.max_events
             self.lo = self.hi  # everything older goes too
-        cap = len(self.t)
-        if self.hi - self.base + m > cap:
+        if self.hi - self.base + m > len(self.t):
+            cap = self.capacity
             keep_from = self.lo
             if self.acc_valid and self.hi - min(self.acc_lo, self.lo) + m <= cap:
                 keep_from = min(self.acc_lo, self.lo)
             else:
                 self.acc_valid = False
             k, s = self.hi - keep_from, keep_from - self.base
-            for a in (self.x, self.y, self.t, self.p):
-                a[:k] = a[s:s + k]
+            old = (self.x, self.y, self.t, self.p)
+            if 2 * (k + m) > len(self.t) and len(self.t) < cap:
+                # grow (x4 the live size: compaction copies stay rare) instead of touching
+                # the whole cap up front: a 1 Mev/s stream never needs the 5M-event buffer
+                self._alloc(min(cap, max(4 * (k + m), 2 * len(self.t))))
+            for a, b in zip((self.x, self.y, self.t, self.p), old):
+                a[:k] = b[s:s + k]
             self.base = keep_from
         i = self.hi - self.base
         self.x[i:i + m], self.y[i:i + m], self.t[i:i + m], self.p[i:i + m] = ev.x, ev.y, ev.t, ev.p
