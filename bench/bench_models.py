@@ -5,7 +5,8 @@ CPU: torch.set_num_threads(--threads, default 2), fp32, batch 1, eval, no_grad; 
 timed in the default (NCHW contiguous) layout and channels_last, and the faster is marked. The
 reference in the same run is the EvDistill authors' configuration (ResNet-101 at 256x512, their
 released networks), plus each network at the DAVIS346 sizes 200x346 (Ev-SegNet / DDD17 crop) and
-260x346 (full sensor). Median of --iters runs after --warmup runs.
+260x346 (full sensor). Reported: the median and the minimum of --iters runs after --warmup runs;
+on a machine shared with other jobs the minimum is the better estimate of what the network costs.
 GPU (when torch.cuda.is_available()): also fp16 autocast, channels_last and torch.compile.
 
     python bench/bench_models.py [--quick] [--threads 2] [--iters 10] [--backbones resnet18,mobilenetv2@128]
@@ -31,7 +32,8 @@ SIZES = ((200, 346), (260, 346))
 AUTHORS = ("resnet101", (256, 512))
 
 
-def time_ms(model: torch.nn.Module, x: torch.Tensor, warmup: int, iters: int, sync=None) -> float:
+def time_ms(model: torch.nn.Module, x: torch.Tensor, warmup: int, iters: int, sync=None) -> tuple[float, float]:
+    """(median, min) milliseconds per forward pass."""
     with torch.inference_mode():
         for _ in range(warmup):
             model(x)
@@ -44,7 +46,7 @@ def time_ms(model: torch.nn.Module, x: torch.Tensor, warmup: int, iters: int, sy
             if sync:
                 sync()
             runs.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(runs)
+    return statistics.median(runs), min(runs)
 
 
 def make(spec: str, in_channels: int) -> torch.nn.Module:
@@ -65,9 +67,10 @@ def cpu_rows(backbones: list[str], sizes, in_channels: int, warmup: int, iters: 
             cl_model = model.to(memory_format=torch.channels_last)
             cl = time_ms(cl_model, x.to(memory_format=torch.channels_last), warmup, iters)
             model = model.to(memory_format=torch.contiguous_format)
-            best = "channels_last" if cl < nchw else "nchw"
-            rows.append((backbone, f"{hw[0]}x{hw[1]}", nchw, cl, best, 1e3 / min(nchw, cl)))
-            print(f"  {backbone:12s} {hw[0]}x{hw[1]}: nchw {nchw:7.1f} ms  channels_last {cl:7.1f} ms", flush=True)
+            best = "channels_last" if cl[1] < nchw[1] else "nchw"
+            rows.append((backbone, f"{hw[0]}x{hw[1]}", nchw, cl, best, 1e3 / min(nchw[1], cl[1])))
+            print(f"  {backbone:16s} {hw[0]}x{hw[1]}: nchw {nchw[0]:7.1f} / {nchw[1]:7.1f} ms  "
+                  f"channels_last {cl[0]:7.1f} / {cl[1]:7.1f} ms (median / min)", flush=True)
     return rows
 
 
@@ -78,17 +81,17 @@ def gpu_rows(backbones: list[str], sizes, in_channels: int, warmup: int, iters: 
         model = make(backbone, in_channels).cuda()
         for hw in sizes:
             x = torch.rand(1, in_channels, *hw, device="cuda")
-            res = {"fp32": time_ms(model, x, warmup, iters, sync)}
+            res = {"fp32": time_ms(model, x, warmup, iters, sync)[0]}
             with torch.autocast("cuda", dtype=torch.float16):
-                res["fp16"] = time_ms(model, x, warmup, iters, sync)
+                res["fp16"] = time_ms(model, x, warmup, iters, sync)[0]
             cl = model.to(memory_format=torch.channels_last)
             xc = x.to(memory_format=torch.channels_last)
             with torch.autocast("cuda", dtype=torch.float16):
-                res["fp16+cl"] = time_ms(cl, xc, warmup, iters, sync)
+                res["fp16+cl"] = time_ms(cl, xc, warmup, iters, sync)[0]
             try:
                 compiled = torch.compile(cl)
                 with torch.autocast("cuda", dtype=torch.float16):
-                    res["fp16+cl+compile"] = time_ms(compiled, xc, warmup + 3, iters, sync)
+                    res["fp16+cl+compile"] = time_ms(compiled, xc, warmup + 3, iters, sync)[0]
             except Exception as exc:  # noqa: BLE001 - compile needs a toolchain; report, do not die
                 print(f"  torch.compile failed for {backbone}: {str(exc).splitlines()[0]}")
                 res["fp16+cl+compile"] = float("nan")
@@ -119,15 +122,15 @@ def main() -> None:
     if not args.quick:
         print("reference: the EvDistill authors' network (ResNet-101, 3 channels, 256x512)")
         rows += cpu_rows([AUTHORS[0]], [AUTHORS[1]], 3, 1, max(3, iters // 3))
-    print("\n| backbone | input (HxW) | NCHW ms | channels_last ms | faster | frames/s |")
+    print("\n| backbone | input (HxW) | NCHW ms median / min | channels_last ms median / min | faster | frames/s (min) |")
     print("|---|---|---:|---:|---|---:|")
     for b, hw, a, c, best, fps in rows:
-        print(f"| {b} | {hw} | {a:.1f} | {c:.1f} | {best} | {fps:.1f} |")
+        print(f"| {b} | {hw} | {a[0]:.1f} / {a[1]:.1f} | {c[0]:.1f} / {c[1]:.1f} | {best} | {fps:.1f} |")
 
     if torch.cuda.is_available():
         print(f"\ndevice: {torch.cuda.get_device_name(0)}")
         grows = gpu_rows(backbones, sizes, args.in_channels, warmup * 3, iters * 3)
-        print("\n| backbone | input (HxW) | fp32 ms | fp16 ms | fp16+channels_last ms | fp16+cl+compile ms |")
+        print("\n| backbone | input (HxW) | fp32 ms (median) | fp16 ms | fp16+channels_last ms | fp16+cl+compile ms |")
         print("|---|---|---:|---:|---:|---:|")
         for b, hw, *v in grows:
             print(f"| {b} | {hw} | " + " | ".join(f"{t:.2f}" for t in v) + " |")
