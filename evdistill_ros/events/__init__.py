@@ -1,9 +1,29 @@
-"""Events: the structure-of-arrays type, wire codecs, representations and sliding windows."""
+"""Events: the structure-of-arrays type, wire codecs, representations and sliding windows.
+
+`embed`, `SlidingWindow` and the rest of the representation/window API are imported lazily
+(PEP 562) so that `import evdistill_ros.events` (bag tools, `evdistill info`) does not pay for
+importing numba; `from evdistill_ros.events import embed` works as usual.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from .types import Events
 from .codec import CodecError, EventArrayMsg, decode_event_array, encode_event_array
-from .representations import REPRESENTATIONS, embed, embed_and_count, representation_channels, warmup
-from .windows import SlidingWindow, Window, WindowStats, embeddings_at
 
-__all__ = ["Events", "CodecError", "EventArrayMsg", "decode_event_array", "encode_event_array",
-           "REPRESENTATIONS", "embed", "embed_and_count", "representation_channels", "warmup",
-           "SlidingWindow", "Window", "WindowStats", "embeddings_at"]
+_LAZY = {
+    "REPRESENTATIONS": ".representations", "embed": ".representations", "embed_and_count": ".representations",
+    "representation_channels": ".representations", "warmup": ".representations",
+    "SlidingWindow": ".windows", "Window": ".windows", "WindowStats": ".windows", "embeddings_at": ".windows",
+}
+
+__all__ = ["Events", "CodecError", "EventArrayMsg", "decode_event_array", "encode_event_array", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
