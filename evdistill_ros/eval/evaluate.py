@@ -67,6 +67,8 @@ def _prepare(batch_inputs: Sequence[np.ndarray], meta: Mapping[str, Any], device
     pre = Preprocessor.from_metadata(meta)
     out = []
     for x in batch_inputs:
+        if isinstance(x, np.ndarray) and not x.flags.writeable:
+            x = np.array(x)  # memory-mapped caches are read-only; torch.from_numpy warns on those
         try:
             out.append(pre(x, device=device))
         except ValueError as exc:
@@ -93,15 +95,22 @@ def _forward(model: torch.nn.Module, tensors: list[torch.Tensor], meta: Mapping[
     return logits
 
 
+def _pil_nearest_index(n_in: int, n_out: int) -> np.ndarray:
+    # Pillow's ImagingScaleAffine: x = 0.5 * scale, then x += scale per pixel (sequential double
+    # adds, which np.add.accumulate reproduces), source index int(x).
+    scale = n_in / n_out
+    steps = np.full(n_out, scale, np.float64)
+    steps[0] = 0.5 * scale
+    return np.minimum(np.add.accumulate(steps).astype(np.int64), n_in - 1)
+
+
 def resize_labels_nearest(label: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """PIL ``Image.resize(..., NEAREST)`` of a label map: source pixel floor((i + 0.5) * in / out)."""
+    """Label map resized exactly as PIL ``Image.resize((w, h), Image.NEAREST)`` does (the authors' loader)."""
     h, w = int(hw[0]), int(hw[1])
     H, W = label.shape
     if (H, W) == (h, w):
         return label
-    rows = np.minimum(((np.arange(h) + 0.5) * (H / h)).astype(np.int64), H - 1)
-    cols = np.minimum(((np.arange(w) + 0.5) * (W / w)).astype(np.int64), W - 1)
-    return label[rows[:, None], cols[None, :]]
+    return label[_pil_nearest_index(H, h)[:, None], _pil_nearest_index(W, w)[None, :]]
 
 
 def predict(model: torch.nn.Module, meta: Mapping[str, Any], inputs: Sequence[np.ndarray],
@@ -281,6 +290,9 @@ def load_network(path: str | Path, modality: str, device: str | torch.device = "
 
     model, meta = load_checkpoint(path, device=device)
     meta = dict(meta)
+    k = int(meta.get("num_classes", len(CLASS_NAMES)))
+    if k != len(CLASS_NAMES):
+        raise ValueError(f"{path} predicts {k} classes; the data sets here have {len(CLASS_NAMES)} ({', '.join(CLASS_NAMES)})")
     if meta.get("source") == "evdistill_authors":
         kind_meta = authors_metadata(modality)
         for key in ("representation", "preprocessing"):
