@@ -286,7 +286,9 @@ def _texture(tex, mat, u, v, var, alb, fp, seed, night):
         ax = abs(u)
         if ax < ROAD_HALF:
             cls = 0
-            a = 0.17 + 0.16 * _fbm(tex, u, v, seed + 1, 0.5, fp)
+            a = 0.17 * (1.0 + 1.8 * _fbm(tex, u, v, seed + 1, 0.5, fp))
+            if _fbm(tex, u, v, seed + 2, 0.08, fp) > 0.1:
+                a *= 0.65  # patched asphalt
             # dashed centre line, solid edge lines, zebra crossings every 160 m
             dash = 1.0 if (v % 9.0) < 3.0 else 0.0
             line = _box(ax, 0.0, 0.0, 0.08, -1.0, 1.0) * dash + _box(ax, 0.0, ROAD_HALF - 0.35, ROAD_HALF - 0.2, -1.0, 1.0)
@@ -297,19 +299,19 @@ def _texture(tex, mat, u, v, var, alb, fp, seed, night):
             a = a * (1.0 - m) + 0.62 * m
         elif ax < CURB_OUT:
             cls = 0
-            a = 0.42 + 0.08 * _fbm(tex, u, v, seed + 3, 2.0, fp)
+            a = 0.42 * (1.0 + 0.8 * _fbm(tex, u, v, seed + 3, 2.0, fp))
         elif ax < SIDEWALK_OUT:
             cls = 0
             tu = (u % 0.6) < 0.04
             tv = (v % 0.6) < 0.04
             joint = (1.0 if (tu or tv) else 0.0) * _band(fp, 0.6)
-            a = 0.33 + 0.10 * _fbm(tex, u, v, seed + 4, 1.0, fp) - 0.12 * joint
+            a = 0.33 * (1.0 + 1.4 * _fbm(tex, u, v, seed + 4, 1.0, fp)) - 0.12 * joint
         else:
             cls = 3  # grass verge: terrain counts as vegetation in DDD17
-            a = 0.14 + 0.14 * _fbm(tex, u, v, seed + 5, 0.7, fp)
+            a = 0.14 * (1.0 + 2.4 * _fbm(tex, u, v, seed + 5, 0.7, fp))
         return a, emit, cls
     if mat == FACADE:
-        a = alb * (0.9 + 0.35 * _fbm(tex, u, v, s, 0.5, fp))
+        a = alb * (0.9 + 1.0 * _fbm(tex, u, v, s, 0.5, fp))
         cu = u % 2.8
         cv = v % 3.3
         win = _box(cu, cv, 0.6, 2.2, 0.9, 2.6)
@@ -324,14 +326,14 @@ def _texture(tex, mat, u, v, var, alb, fp, seed, night):
             emit = 0.03 + 0.08 * (cell - 0.72) * wb
         return a, emit, cls
     if mat == WALL:
-        return alb * (0.85 + 0.4 * _fbm(tex, u, v, s, 0.3, fp)), emit, cls
+        return alb * (0.85 + 1.0 * _fbm(tex, u, v, s, 0.3, fp)), emit, cls
     if mat == FOLIAGE:
-        a = alb * (1.0 + 1.3 * _fbm(tex, u, v, s, 1.2, fp))
+        a = alb * (1.0 + 2.6 * _fbm(tex, u, v, s, 1.2, fp))
         return max(a, 0.01), emit, cls
     if mat == HEDGE:
-        return max(alb * (1.0 + 1.1 * _fbm(tex, u, v, s, 2.0, fp)), 0.01), emit, cls
+        return max(alb * (1.0 + 2.4 * _fbm(tex, u, v, s, 2.0, fp)), 0.01), emit, cls
     if mat == BARK:
-        return alb * (1.0 + 0.8 * _fbm(tex, u * 4.0, v * 0.5, s, 2.0, fp)), emit, cls
+        return alb * (1.0 + 1.6 * _fbm(tex, u * 4.0, v * 0.5, s, 2.0, fp)), emit, cls
     if mat == METAL:
         return alb * (1.0 + 0.4 * _fbm(tex, u, v, s, 3.0, fp)), emit, cls
     if mat == SIGN:
@@ -340,7 +342,7 @@ def _texture(tex, mat, u, v, var, alb, fp, seed, night):
         m = max(border, pict) * _band(fp, 0.15)
         return alb * (1.0 - 0.8 * m), emit, cls
     if mat == CAR:
-        a = alb * (1.0 + 0.25 * _fbm(tex, u, v, s, 1.5, fp))
+        a = alb * (1.0 + 0.6 * _fbm(tex, u, v, s, 1.5, fp))
         # door seams and a dark bumper band near the bottom
         seam = (1.0 if (u % 1.3) < 0.04 else 0.0) * _band(fp, 1.3)
         bumper = _box(0.0, v, -1.0, 1.0, 0.15, 0.35) * _band(fp, 0.2)
@@ -351,7 +353,7 @@ def _texture(tex, mat, u, v, var, alb, fp, seed, night):
         rim = _box(0.0, 0.0, -1.0, 1.0, -1.0, 1.0)
         return 0.04 + 0.1 * rim * (1.0 if (abs(u) + abs(v)) % 0.5 < 0.25 else 0.0) * _band(fp, 0.25), emit, cls
     if mat == CLOTH:
-        return alb * (1.0 + 0.5 * _fbm(tex, u, v, s, 4.0, fp)), emit, cls
+        return alb * (1.0 + 1.2 * _fbm(tex, u, v, s, 4.0, fp)), emit, cls
     if mat == SKIN:
         return alb, emit, cls
     if mat == LAMP:
@@ -435,7 +437,7 @@ def _shade(tex, prims, pid, zbuf, ubuf, vbuf, R, c, f, cx, cy, lights, env, vcam
                 # low-beam cone: bright below and ahead, dim above the horizon
                 cone = np.exp(-((1.0 - along) / 0.02)) * (1.0 if wy < 0.02 else 0.15)
                 e += head * cone * max(-cosi, 0.0) / d2
-            out[r, col] = (max(alb, 0.0) * e + emit) * gain
+            out[r, col] = (max(alb, 0.005) * e + emit) * gain
             labels[r, col] = lab
             if flow_step > 0 and r % flow_step == 0 and col % flow_step == 0:
                 # motion field of the surface point relative to the moving camera

@@ -93,7 +93,7 @@ class Trajectory:
         for i in range(n):
             # steer back to the lane centre, plus a slow wandering heading
             target = float(np.clip(-0.06 * (xi - LANE_X), -0.08, 0.08)) + wiggle[i]
-            yi += (target - yi) * min(1.0, dt / 0.6)
+            yi += (target - yi) * min(1.0, dt / 0.6) * min(1.0, v[i] / 2.0)  # no turning on the spot
             x[i], z[i], yaw[i] = xi, zi, yi
             xi += v[i] * np.sin(yi) * dt
             zi += v[i] * np.cos(yi) * dt
@@ -276,10 +276,10 @@ class Street:
                 walking = rng.random() < 0.8
                 vz = rng.choice([-1.0, 1.0]) * rng.uniform(0.9, 1.6) if walking else 0.0
                 rows, anim = pedestrian_rows(rng)
-                objs.append((side * rng.uniform(6.0, 8.1), z, vz, 0, rng.uniform(0, 2 * np.pi), abs(vz) * 1.2))
+                objs.append((side * rng.uniform(5.8, 7.9), z, vz, 0, rng.uniform(0, 2 * np.pi), abs(vz) * 1.2))
                 dyn_rows.append(rows)
                 dyn_anim.append(anim)
-                z += rng.exponential(28.0)
+                z += rng.exponential(9.0)
         if dyn_rows:
             self.dyn = np.concatenate(dyn_rows)
             self.dyn_obj = np.concatenate([np.full(len(r), i) for i, r in enumerate(dyn_rows)])

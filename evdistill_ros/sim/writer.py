@@ -103,7 +103,7 @@ def _env(cfg: SimConfig, seed: int) -> np.ndarray:
     sun /= np.linalg.norm(sun)
     env[rd.E_SUNX:rd.E_SUNZ + 1] = sun
     if cfg.night:
-        env[rd.E_AMBIENT], env[rd.E_SUN], env[rd.E_SKY], env[rd.E_HEADLIGHT], env[rd.E_NIGHT] = 0.004, 0.0, 0.003, 1.2, 1
+        env[rd.E_AMBIENT], env[rd.E_SUN], env[rd.E_SKY], env[rd.E_HEADLIGHT], env[rd.E_NIGHT] = 0.0015, 0.0, 0.001, 0.8, 1
     else:
         env[rd.E_AMBIENT], env[rd.E_SUN], env[rd.E_SKY] = 0.55, 0.5, 1.1
     env[rd.E_SEED] = seed % 1_000_003
