@@ -26,8 +26,8 @@ from ..events.types import Events
 C_MIN = 0.05  # lowest per-pixel threshold: keeps the event count per step bounded
 
 
-@njit(cache=True)
-def _esim_step(I1, eps, Lprev, ref, cp, cn, last, t0, t1, refractory):
+@njit(cache=True, fastmath=True)
+def _esim_step(I1, eps, Lprev, ref, cp, cn, last, t0, t1, refractory, L1buf):
     """Advance all pixels from t0 to t1; returns (x, y, t, p) arrays of the emitted events."""
     H, W = I1.shape
     # pass 1: count crossings (refractory ignored: an upper bound for the buffers)
@@ -35,6 +35,7 @@ def _esim_step(I1, eps, Lprev, ref, cp, cn, last, t0, t1, refractory):
     for r in range(H):
         for c in range(W):
             l1 = np.log(I1[r, c] + eps)
+            L1buf[r, c] = l1
             d = l1 - ref[r, c]
             if d >= cp[r, c]:
                 n += int(d / cp[r, c])
@@ -49,7 +50,7 @@ def _esim_step(I1, eps, Lprev, ref, cp, cn, last, t0, t1, refractory):
     for r in range(H):
         for c in range(W):
             l0 = Lprev[r, c]
-            l1 = np.log(I1[r, c] + eps)
+            l1 = L1buf[r, c]
             Lprev[r, c] = l1
             rf = ref[r, c]
             dl = l1 - l0
@@ -97,6 +98,7 @@ class EventSimulator:
         self.refractory = int(refractory_ns)
         self.eps = float(eps)
         self.Lprev = np.zeros(self.shape)
+        self._L1 = np.zeros(self.shape)  # scratch: log intensity of the new render
         self.ref = np.zeros(self.shape)
         self.last = np.full(self.shape, np.iinfo(np.int64).min // 2, np.int64)
 
@@ -110,7 +112,7 @@ class EventSimulator:
         if t1_ns <= t0_ns:
             raise ValueError(f"event simulator: time must increase, got t0={t0_ns} t1={t1_ns}")
         x, y, t, p = _esim_step(radiance, self.eps, self.Lprev, self.ref, self.cp, self.cn, self.last,
-                                np.int64(t0_ns), np.int64(t1_ns), np.int64(self.refractory))
+                                np.int64(t0_ns), np.int64(t1_ns), np.int64(self.refractory), self._L1)
         return Events(x, y, t, p)
 
     def _check(self, radiance: np.ndarray) -> None:

@@ -466,7 +466,7 @@ def _texture_cache() -> np.ndarray:
 class Renderer:
     """Holds the per-pixel buffers for one camera; ``render`` is called once per time step."""
 
-    def __init__(self, cam: Camera, near: float = 0.3, far: float = 1e4, flow_step: int = 3):
+    def __init__(self, cam: Camera, near: float = 0.3, far: float = 1e4, flow_step: int = 4):
         self.cam = cam
         h, w = cam.height, cam.width
         self.near, self.far, self.flow_step = near, far, flow_step
