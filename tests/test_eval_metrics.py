@@ -117,10 +117,25 @@ def test_merge_serialise_round_trip():
     (np.array([0, 6]), np.array([0, 1]), "predicted class 6"),
     (np.array([0, 1, 2]), np.array([0, 1]), "shape"),
     (np.array([0.0, 1.0]), np.array([0, 1]), "integer"),
+    (np.array([0, 1]), np.array([0, 300]), "label value 300"),
+    (np.array([0, 1]), np.array([-1, 1]), "label value -1"),
+    (np.array([0, 255], np.uint8), np.array([0, 1], np.uint8), "predicted class 255"),
 ])
 def test_bad_input_is_an_error(pred, label, match):
     with pytest.raises(ValueError, match=match):
         ConfusionMatrix().update(pred, label)
+
+
+def test_any_prediction_at_ignored_pixels_and_wide_dtypes():
+    rng = np.random.default_rng(5)
+    label = rng.integers(0, 6, 400).astype(np.int64)
+    label[::3] = IGNORE_INDEX
+    pred = rng.integers(0, 6, 400).astype(np.int32)
+    want = reference_matrix(pred, label)
+    pred[::3] = -7  # garbage where the label says ignore is never counted nor an error
+    cm = ConfusionMatrix()
+    cm.update(pred, label)
+    np.testing.assert_array_equal(cm.matrix, want)
 
 
 def test_other_class_counts():

@@ -110,7 +110,8 @@ def resize_labels_nearest(label: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     H, W = label.shape
     if (H, W) == (h, w):
         return label
-    return label[_pil_nearest_index(H, h)[:, None], _pil_nearest_index(W, w)[None, :]]
+    # two 1-D takes: ~4x faster than one 2-D fancy index
+    return np.take(np.take(label, _pil_nearest_index(H, h), 0), _pil_nearest_index(W, w), 1)
 
 
 def predict(model: torch.nn.Module, meta: Mapping[str, Any], inputs: Sequence[np.ndarray],

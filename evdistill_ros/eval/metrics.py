@@ -61,19 +61,36 @@ class ConfusionMatrix:
             raise ValueError(f"prediction shape {pred.shape} differs from label shape {label.shape}")
         if not (np.issubdtype(pred.dtype, np.integer) and np.issubdtype(label.dtype, np.integer)):
             raise ValueError(f"predictions and labels must be integer arrays, got {pred.dtype} and {label.dtype}")
-        k = self.num_classes
-        keep = label != self.ignore_index
-        lab = label[keep].astype(np.int64, copy=False)
-        prd = pred[keep].astype(np.int64, copy=False)
+        k, ignore = self.num_classes, self.ignore_index
+        lab = label.ravel()
+        prd = pred.ravel()
         if lab.size == 0:
             return
-        if lab.min() < 0 or lab.max() >= k:
-            bad = lab[(lab < 0) | (lab >= k)][0]
-            raise ValueError(f"label value {int(bad)} is not a class id 0..{k - 1} nor the ignore index {self.ignore_index}")
-        if prd.min() < 0 or prd.max() >= k:
-            bad = prd[(prd < 0) | (prd >= k)][0]
-            raise ValueError(f"predicted class {int(bad)} is outside 0..{k - 1}")
-        self.matrix += np.bincount(lab * k + prd, minlength=k * k).reshape(k, k)
+        lmin, lmax = int(lab.min()), int(lab.max())
+        if lmin < 0 or lmax > max(k - 1, ignore):
+            bad = lmin if lmin < 0 else lmax
+            raise ValueError(f"label value {bad} is not a class id 0..{k - 1} nor the ignore index {ignore}")
+        # One bincount over label * K + pred with a row per label value; the ignore row is dropped
+        # after. No boolean gather of labelled pixels: that costs more than the count itself.
+        rows = max(lmax, k - 1) + 1
+        if int(prd.min()) < 0 or int(prd.max()) >= k:
+            labelled = prd[lab != ignore]
+            bad = labelled[(labelled < 0) | (labelled >= k)]
+            if bad.size:
+                raise ValueError(f"predicted class {int(bad[0])} is outside 0..{k - 1}")
+            prd = np.where(lab == ignore, 0, prd)  # out-of-range values only where ignored
+        small = rows * k <= np.iinfo(np.uint16).max and lab.dtype.itemsize <= 2 and prd.dtype.itemsize <= 2
+        dt = np.uint16 if small else np.intp
+        idx = lab.astype(dt) * dt(k) + prd.astype(dt)
+        counts = np.bincount(idx, minlength=rows * k).reshape(rows, k)
+        if rows > k:
+            extra = counts[k:].copy()
+            if k <= ignore < rows:
+                extra[ignore - k] = 0
+            if extra.any():
+                bad = k + int(np.flatnonzero(extra.any(1))[0])
+                raise ValueError(f"label value {bad} is not a class id 0..{k - 1} nor the ignore index {ignore}")
+        self.matrix += counts[:k]
 
     def merge(self, other: "ConfusionMatrix") -> "ConfusionMatrix":
         if other.num_classes != self.num_classes:
