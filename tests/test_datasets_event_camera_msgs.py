@@ -209,12 +209,11 @@ def test_convert_event_packet_bag(tmp_path):
     src, dst = tmp_path / "pk.bag", tmp_path / "dvs.bag"
     img = np.arange(260 * 346, dtype=np.uint32).reshape(260, 346).astype(np.uint8)
     with BagWriter(src) as w:
-        # BagWriter knows dvs_msgs and sensor_msgs only: register the EventPacket connection directly
-        conn = w._writer.add_connection("/event_camera/events", "event_camera_msgs/msg/EventPacket",
-                                        msgdef=event_packet_definition(), md5sum=EVENT_PACKET_MD5)
         for k in range(4):
             part = ev[k * 500:(k + 1) * 500]
-            w._writer.write(conn, int(part.t[0]), encode_event_packet(part, 260, 346, seq=k))
+            w.write_raw("/event_camera/events", "event_camera_msgs/msg/EventPacket", int(part.t[0]),
+                        encode_event_packet(part, 260, 346, seq=k), msgdef=event_packet_definition(),
+                        md5=EVENT_PACKET_MD5)
         w.write_image("/event_camera/image", T0 + 1000, img)
     assert main(["convert", "event-packets", str(src), "--out", str(dst), "--out-topic", "/dvs/events", "--quiet"]) == 0
     assert topics(dst)["/dvs/events"].msgtype == "dvs_msgs/EventArray"

@@ -214,10 +214,12 @@ class BagWriter:
         else:
             self._tmp.unlink(missing_ok=True)
 
-    def _connection(self, topic: str, msgtype: str):
+    def _connection(self, topic: str, msgtype: str, msgdef: str | None = None, md5: str | None = None):
         conn = self._conns.get(topic)
         if conn is None:
-            if msgtype == EVENT_ARRAY_ROS2_NAME:
+            if msgdef is not None and md5 is not None:
+                pass  # a type this writer does not know (e.g. copied from another bag)
+            elif msgtype == EVENT_ARRAY_ROS2_NAME:
                 msgdef, md5 = dvs_msgs.event_array_definition(), dvs_msgs.EVENT_ARRAY_MD5
             else:
                 if self._typestore is None:
@@ -231,8 +233,11 @@ class BagWriter:
             raise BagError(f"topic {topic} already carries {conn.msgtype}, cannot write {msgtype}")
         return conn
 
-    def write_raw(self, topic: str, msgtype: str, bag_ns: int, raw: bytes) -> None:
-        self._writer.write(self._connection(topic, msgtype), int(bag_ns), raw)
+    def write_raw(self, topic: str, msgtype: str, bag_ns: int, raw: bytes, msgdef: str | None = None,
+                  md5: str | None = None) -> None:
+        """Write serialized bytes; `msgdef` and `md5` are needed for types other than the ones
+        written above (given once, on the topic's first message)."""
+        self._writer.write(self._connection(topic, msgtype, msgdef, md5), int(bag_ns), raw)
 
     def write_events(
         self, topic: str, events: Events, height: int, width: int, stamp_ns: int | None = None, frame_id: str = ""

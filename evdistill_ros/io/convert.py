@@ -115,12 +115,8 @@ def convert_event_packets(
                 else:
                     if conn.topic == out_topic:
                         raise ValueError(f"{src}: output topic {out_topic} is already used by {conn.msgtype}")
-                    # copy the connection with its own definition (BagWriter only generates known types)
-                    # TODO(foundation): a public BagWriter.copy_connection would replace these privates
-                    if conn.topic not in writer._conns:
-                        msgdef = getattr(conn.msgdef, "data", conn.msgdef)
-                        writer._conns[conn.topic] = writer._writer.add_connection(
-                            conn.topic, conn.msgtype, msgdef=msgdef, md5sum=conn.digest)
-                    writer._writer.write(writer._conns[conn.topic], bag_ns, raw)
+                    # copied with the connection's own definition
+                    writer.write_raw(conn.topic, conn.msgtype, bag_ns, raw,
+                                     msgdef=getattr(conn.msgdef, "data", conn.msgdef), md5=conn.digest)
                     counts["copied"] += 1
     return counts
