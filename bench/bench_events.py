@@ -66,14 +66,15 @@ def np_voxel(ev: Events, bins: int = 5) -> np.ndarray:
 
 def np_evsegnet(ev: Events) -> np.ndarray:
     tn = (ev.t - ev.t[0]).astype(np.float64) / (int(ev.t[-1]) - int(ev.t[0]) + 1)
-    idx = np.where(ev.p > 0, H * W, 0) + ev.y.astype(np.int64) * W + ev.x
+    idx = np.where(ev.p > 0, 0, H * W) + ev.y.astype(np.int64) * W + ev.x
     n = np.bincount(idx, minlength=2 * H * W)
     s1 = np.bincount(idx, tn, minlength=2 * H * W)
     s2 = np.bincount(idx, tn * tn, minlength=2 * H * W)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(n > 0, s1 / n, 0)
         std = np.sqrt(np.where(n > 1, np.maximum(s2 - s1 * mean, 0) / (n - 1), 0))
-    return np.concatenate([n, mean, std]).reshape(6, H, W).astype(np.float32)
+    n, mean, std = (a.reshape(2, H, W) for a in (n, mean, std))
+    return np.stack([n[0], n[1], mean[0], std[0], mean[1], std[1]]).astype(np.float32)  # Ev-SegNet order
 
 
 def np_time_surface(ev: Events, tau_ms: float = 50.0) -> np.ndarray:

@@ -17,10 +17,10 @@ def polarity_maps(embedding: np.ndarray, representation: str) -> tuple[np.ndarra
     if e.ndim != 3:
         raise ValueError(f"embedding must be (C, H, W), got shape {e.shape}")
     c = e.shape[0]
-    if representation in ("count", "time_surface") or (representation == "evdistill_2ch" and c >= 2):
+    # count, time_surface: [ON, OFF]; evdistill_2ch: [first, second, 0];
+    # evsegnet_6ch: [count_pos, count_neg, mean_t_pos, std_t_pos, mean_t_neg, std_t_neg]
+    if representation in ("count", "time_surface") or (representation in ("evdistill_2ch", "evsegnet_6ch") and c >= 2):
         return np.abs(e[0]), np.abs(e[1])
-    if representation == "evsegnet_6ch" and c == 6:
-        return np.abs(e[1]), np.abs(e[0])  # [count_neg, count_pos, mean_t_neg, mean_t_pos, std_t_neg, std_t_pos]
     signed = e.sum(axis=0)  # voxel grids and anything else: net polarity
     return np.maximum(signed, 0), np.maximum(-signed, 0)
 

@@ -45,7 +45,7 @@ def ref_evsegnet(ev: Events, h: int, w: int, t_start=None, t_end=None) -> np.nda
     if t_end is None:
         t_end = int(ev.t[-1]) + 1 if len(ev) else t_start + 1
     tn = (ev.t - t_start).astype(np.float64) / (t_end - t_start)
-    ch = np.where(ev.p > 0, 1, 0)  # negative first
+    ch = np.where(ev.p > 0, 0, 1)  # ON first
     idx = (ch, ev.y.astype(int), ev.x.astype(int))
     n = np.zeros((2, h, w))
     s = np.zeros((2, h, w))
@@ -55,7 +55,8 @@ def ref_evsegnet(ev: Events, h: int, w: int, t_start=None, t_end=None) -> np.nda
     sq = np.zeros((2, h, w))
     np.add.at(sq, idx, (tn - mean[idx]) ** 2)  # two-pass, unlike the kernel
     std = np.sqrt(np.divide(sq, n - 1, out=np.zeros_like(sq), where=n > 1))
-    return np.concatenate([n, mean, std])
+    # Ev-SegNet's order: [n_on, n_off, mean_on, std_on, mean_off, std_off]
+    return np.stack([n[0], n[1], mean[0], std[0], mean[1], std[1]])
 
 
 def ref_voxel(ev: Events, h: int, w: int, bins: int = 5, separate_polarity: bool = False,
@@ -184,7 +185,10 @@ def test_known_values():
     e = embed(ev, "evdistill_2ch", height=2, width=3)
     assert e[0, 0, 1] == 1.0 and e[1, 0, 1] == 1.0 and e[1, 1, 2] == 1.0 and not e[2].any()
     s = embed(ev, "evsegnet_6ch", height=2, width=3, t_start=t0, t_end=t0 + 100)
-    assert s[1, 0, 1] == 2 and s[3, 0, 1] == pytest.approx(0.05) and s[5, 0, 1] == pytest.approx(np.std([0, .1], ddof=1))
+    # [n_on, n_off, mean_on, std_on, mean_off, std_off] (Ev-SegNet's show_events.py order)
+    assert s[0, 0, 1] == 2 and s[2, 0, 1] == pytest.approx(0.05) and s[3, 0, 1] == pytest.approx(np.std([0, .1], ddof=1))
+    assert s[1, 0, 1] == 1 and s[4, 0, 1] == pytest.approx(0.2) and s[5, 0, 1] == 0
+    assert s[1, 1, 2] == 1 and s[4, 1, 2] == pytest.approx(0.4) and s[0, 1, 2] == 0 and s[2, 1, 2] == 0
     ts = embed(ev, "time_surface", height=2, width=3, tau_ms=1e-5, t_ref=t0 + 40)  # tau = 10 ns
     assert ts[1, 1, 2] == 1.0 and ts[0, 0, 1] == pytest.approx(np.exp(-3)) and ts[1, 0, 1] == pytest.approx(np.exp(-2))
 

@@ -17,6 +17,19 @@ def test_event_image_colours_on_blue_off_red_background_white():
     assert img[2, 3].tolist() == [255, 255, 255]
 
 
+def test_evsegnet_6ch_counts_on_channel_0_off_channel_1():
+    from evdistill_ros.events import Events, embed
+
+    ev = Events([0, 0, 3, 3, 3], [0, 0, 1, 1, 1], [0, 10, 20, 30, 40], [1, 1, 0, 0, 0])
+    e = embed(ev, "evsegnet_6ch", height=2, width=4)
+    on, off = polarity_maps(e, "evsegnet_6ch")
+    want_on, want_off = embed(ev, "count", height=2, width=4)
+    assert np.array_equal(on, want_on) and np.array_equal(off, want_off)
+    assert on[0, 0] == 2 and off[1, 3] == 3 and on[1, 3] == 0 and off[0, 0] == 0
+    img = event_image(e, "evsegnet_6ch")
+    assert img[0, 0].tolist() == [0, 0, 255] and img[1, 3].tolist() == [255, 0, 0]
+
+
 def test_voxel_grid_uses_net_polarity():
     e = np.zeros((5, 2, 2), np.float32)
     e[:, 0, 0] = 1.0

@@ -11,8 +11,8 @@ Kernels (see `representations` for what the channels mean):
 - `add_counts(x, y, p, height, width, out, sign)`: out[0] += sign per ON event, out[1] per OFF.
   `out` may be int32 (exact, incremental windows) or float32 (one-shot embedding).
 - `add_moments(x, y, t, p, height, width, origin, sign, n, s1, s2)`: per (polarity, pixel)
-  event count and the sums of ``d = t - origin`` and ``d**2`` (float64), channel 0 = OFF,
-  1 = ON (the Ev-SegNet order).
+  event count and the sums of ``d = t - origin`` and ``d**2`` (float64), channel 0 = ON,
+  1 = OFF.
 - `add_voxel(x, y, t, p, height, width, bins, t0, t1, separate, out)`: E2VID bilinear-in-time
   voxel grid.
 - `latest_times(x, y, t, p, height, width, last)`: per (polarity, pixel) latest timestamp,
@@ -59,7 +59,7 @@ def add_moments(x, y, t, p, height, width, origin, sign, n, s1, s2):  # pragma: 
             skipped += 1
             continue
         idx = yi * uw + xi
-        if p[i] > 0:  # Ev-SegNet order: negative channel first
+        if p[i] <= 0:
             idx += hw
         d = np.float64(t[i] - origin)
         n[idx] += sign
@@ -119,25 +119,28 @@ def latest_times(x, y, t, p, height, width, last):  # pragma: no cover - compile
 
 @njit(cache=True, nogil=True)
 def evsegnet_finalize(n, s1, s2, offset, duration, hw, out):  # pragma: no cover - compiled
-    """out (6*hw,) = [n_off, n_on, mean_off, mean_on, std_off, std_on]; time in units of
-    `duration` from the window start (``offset`` = window start - origin of s1/s2)."""
+    """out (6*hw,) = [n_on, n_off, mean_on, std_on, mean_off, std_off] (Ev-SegNet's order) from
+    moments with channel 0 = ON, 1 = OFF; time in units of `duration` from the window start
+    (``offset`` = window start - origin of s1/s2)."""
     inv = 1.0 / np.float64(duration)
     for c in range(2):
+        mean_base = (2 + 2 * c) * hw  # ON: channels 2, 3; OFF: 4, 5
+        std_base = mean_base + hw
         for k in range(hw):
             idx = c * hw + k
             cnt = n[idx]
             out[idx] = cnt
             if cnt <= 0:
-                out[2 * hw + idx] = 0.0
-                out[4 * hw + idx] = 0.0
+                out[mean_base + k] = 0.0
+                out[std_base + k] = 0.0
                 continue
             mean = s1[idx] / cnt
-            out[2 * hw + idx] = (mean - offset) * inv
+            out[mean_base + k] = (mean - offset) * inv
             if cnt == 1:
-                out[4 * hw + idx] = 0.0
+                out[std_base + k] = 0.0
             else:
-                var = (s2[idx] - s1[idx] * mean) / (cnt - 1)  # sample variance (n - 1), as Ev-SegNet
-                out[4 * hw + idx] = math.sqrt(var) * inv if var > 0.0 else 0.0
+                var = (s2[idx] - s1[idx] * mean) / (cnt - 1)  # sample variance (n - 1)
+                out[std_base + k] = math.sqrt(var) * inv if var > 0.0 else 0.0
 
 
 @njit(cache=True, nogil=True)

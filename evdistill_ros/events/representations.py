@@ -26,12 +26,23 @@ Representations (channel order, normalisation):
     code is not public: rounding to nearest (not truncation) is our reading of it.
 
 ``evsegnet_6ch`` (6): Ev-SegNet's DDD17 encoding (Alonso & Murillo, CVPRW'19):
-    [count_neg, count_pos, mean_t_neg, mean_t_pos, std_t_neg, std_t_pos], negative
-    polarity first as in their .npy files. Timestamps are normalised to the window,
-    ``(t - t_start) / (t_end - t_start)`` (in [0, 1)); std is the sample std (n - 1), 0 for
-    pixels with one event, and all three are 0 at pixels without events. Params
-    ``t_start``/``t_end`` (ns, default: first in-bounds event, last one + 1 ns); sliding windows
-    pass their own bounds.
+    [count_pos, count_neg, mean_t_pos, std_t_pos, mean_t_neg, std_t_neg], the channel order
+    of the authors' released (200, 346, 6) .npy files as their show_events.py reads them
+    (github.com/Shathe/Ev-SegNet: channel 0 -> ``_events_on``, 1 -> ``_events_off``,
+    2 -> ``_on_mean``, 3 -> ``_on_std``, 4 -> ``_off_mean``, 5 -> ``_off_std``).
+    Timestamps are normalised to the window, ``(t - t_start) / (t_end - t_start)`` (in
+    [0, 1)); std is the sample std (n - 1), 0 for pixels with one event, and all three are 0
+    at pixels without events. Counts are raw. Params ``t_start``/``t_end`` (ns, default:
+    first in-bounds event, last one + 1 ns); sliding windows pass their own bounds.
+    Value ranges differ from the released files: their loader (utils/Loader.py) feeds the
+    .npy values to the network unchanged (train_eager.py: ``preprocess_mode=None``), and
+    those values are counts and means in [-1, 1] with -1 = no event (show_events.py shows
+    them as ``(v + 1) * 127``; the loader's event augmentation empties a pixel as counts -1,
+    means and stds 0, and invents counts/means in [-1, 1), stds in [0, 1)) and stds in
+    [0, 1] (shown as ``v * 255``). They come from the ``dvs_frame`` of the authors' modified
+    DDD17 export, which is not in the repository, so the exact count and time scaling is not
+    known; this representation does not imitate it, and a network trained on the released
+    files needs that mapping before it can read this embedding.
 
 ``voxel_grid`` (bins, or 2*bins): E2VID voxel grid. Time is scaled to [0, bins-1] between
     the first and last in-bounds event (by position: events are time-sorted in this package;
@@ -247,7 +258,7 @@ REPRESENTATIONS: dict[str, Representation] = {
                        incremental="counts"),
         Representation("evsegnet_6ch", _evsegnet_6ch, lambda t_start=None, t_end=None: 6,
                        {"t_start": None, "t_end": None},
-                       "Ev-SegNet: [n-, n+, mean t-, mean t+, std t-, std t+], t normalised to the window",
+                       "Ev-SegNet: [n+, n-, mean t+, std t+, mean t-, std t-], t normalised to the window",
                        incremental="moments", bounds_params=lambda t0, t1: {"t_start": t0, "t_end": t1}),
         Representation("voxel_grid", _voxel_grid,
                        lambda bins=5, separate_polarity=False, normalize=False: int(bins) * (2 if separate_polarity else 1),

@@ -8,6 +8,10 @@ Layout (both orders occur: the paper's loader documents the first, its generator
 images: 346 x 200 grey APS PNG; labels: 346 x 200 grey PNG, ids 0..5, 255 = ignore;
 events: float (200, 346, 6) .npy, channels as Ev-SegNet's show_events.py reads them:
 [ON count, OFF count, ON mean t, ON std t, OFF mean t, OFF std t] over a 50 ms window.
+Values are read and written unchanged (their loader, utils/Loader.py, does not rescale them
+either). The released files hold counts and means in [-1, 1] (-1 = no event) and stds in
+[0, 1]; files written here hold our `evsegnet_6ch` (raw counts, t in [0, 1) of the window),
+same channel order, different scaling (see `evdistill_ros.events.representations`).
 
 API:
     find_split_dirs(root, split) -> {"images": Path, "labels": Path, "events": Path}
