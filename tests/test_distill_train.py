@@ -188,3 +188,7 @@ def test_resume_is_bit_exact(tmp_path, bags):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+    # a changed config is refused instead of silently mixing two runs
+    other = tiny_config(tmp_path, steps=12, ckpt_every=100, lr=5e-3)
+    with pytest.raises(ValueError, match="configuration changed.*lr"):
+        run_training(other, bags[:1], "teacher", out_dir=tmp_path / "cut", progress=False, log=log, resume=True)

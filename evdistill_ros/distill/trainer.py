@@ -146,6 +146,29 @@ def _plain_cfg(cfg: dict) -> dict:
     return json.loads(json.dumps({k: v for k, v in cfg.items() if not k.startswith("_")}, default=str))
 
 
+def _fingerprint(cfg: dict, scfg: dict, stage: str, method, use_labels, teacher) -> dict:
+    """What a resumed run must share with the saved one (not logging/checkpoint cadence or device)."""
+    free = {"log_every", "image_every", "val_every", "ckpt_every", "out_dir", "device", "num_workers", "threads"}
+    data = {k: v for k, v in cfg["data"].items() if k not in ("cache_dir", "val_bags")}
+    fp = {"train": {k: v for k, v in scfg.items() if k not in free}, "model": model_config(cfg, stage),
+          "data": data, "augment": cfg["augment"]}
+    if stage == "student":
+        fp["student"] = {k: v for k, v in cfg["student"].items() if k in ("temperature", "affinity_nodes", "weights")}
+        fp["student"].update(method=method, use_labels=use_labels, teacher=str(teacher) if teacher else None)
+    return _plain_cfg(fp)
+
+
+def _changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _changed_keys(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}: {a!r} -> {b!r}")
+    return out
+
+
 def _deployable(model: nn.Module) -> nn.Module:
     """The network without its training-only reconstruction head (what nodes run)."""
     from ..models import build_model
@@ -332,6 +355,7 @@ def _train(cfg, scfg, stage, method, use_labels, teacher_path, out_dir, resume, 
         prep_t = Preprocessor.from_metadata({**teacher_meta, "input_size": None})
 
     # --- resume
+    fingerprint = _fingerprint(cfg, scfg, stage, method, use_labels, teacher_path)
     step = 0
     state_path, ckpt_path = run_dir / "state.pt", run_dir / "checkpoint.pt"
     if resume:
@@ -339,6 +363,10 @@ def _train(cfg, scfg, stage, method, use_labels, teacher_path, out_dir, resume, 
             s = torch.load(state_path, map_location="cpu", weights_only=False)
             if s.get("format") != STATE_FORMAT or s.get("name") != name:
                 raise ValueError(f"{state_path}: not a training state of run {name!r}")
+            changed = _changed_keys(s.get("fingerprint") or {}, fingerprint)
+            if changed:
+                raise ValueError(f"{state_path}: the configuration changed since it was saved ({', '.join(changed[:5])}); "
+                                 "resume with the same config or use another --out")
             net.load_state_dict(s["model"])
             if a2e is not None:
                 a2e.load_state_dict(s["a2e"])
@@ -377,7 +405,7 @@ def _train(cfg, scfg, stage, method, use_labels, teacher_path, out_dir, resume, 
         m = {**meta, "training": {**meta["training"], "step": at, "steps": total}}
         save_checkpoint(ckpt_path, _deployable(net), m)
         _atomic_torch_save({
-            "format": STATE_FORMAT, "name": name, "step": at, "model": net.state_dict(),
+            "format": STATE_FORMAT, "name": name, "step": at, "fingerprint": fingerprint, "model": net.state_dict(),
             "a2e": a2e.state_dict() if a2e is not None else None, "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": _rng_state(),
         }, state_path)
