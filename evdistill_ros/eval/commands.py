@@ -1,7 +1,8 @@
 """`evdistill evaluate` and `evdistill visualize` (torch and matplotlib are imported inside func).
 
     evdistill evaluate --data D [--aps-ckpt A] [--event-ckpt E] [--format F] [--json PATH]
-                       [--batch-size N] [--device cpu|cuda] [--latency] [--limit N] [--score-at label|input]
+                       [--batch-size N] [--device cpu|cuda] [--threads N] [--latency] [--limit N]
+                       [--score-at label|input]
     evdistill visualize [--data D [--aps-ckpt A] [--event-ckpt E] [--format F] [--out DIR] [--num N]
                         [--every K] [--video PATH.mp4|.gif] [--fps F] [--limit N]] [--metrics EVAL.json]
 """
@@ -40,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=_positive, default=None,
                    help="frames per forward pass (default 8; 1 with --latency)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--threads", type=_positive, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--latency", action="store_true", help="also report per-frame latency (ms, p50/p95)")
     p.add_argument("--limit", type=_positive, help="score only the first N usable samples")
     p.add_argument("--score-at", choices=("label", "input"), default="label",
@@ -67,6 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     v.add_argument("--limit", type=_positive, help="read at most N samples")
     v.add_argument("--metrics", metavar="JSON", help="plot confusion matrices and IoU bars of this evaluate JSON")
     v.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    v.add_argument("--threads", type=_positive, help="torch CPU threads (default: torch's choice)")
     v.add_argument("--no-progress", action="store_true", help="no progress bar")
     v.set_defaults(func=_visualize)
 
@@ -75,9 +78,17 @@ def _sample_options(args: argparse.Namespace) -> dict:
     return {"split": args.split} if args.split else {}
 
 
+def _threads(args: argparse.Namespace) -> None:
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, markdown_table
 
+    _threads(args)
     if not args.aps_ckpt and not args.event_ckpt:
         raise ValueError("give --aps-ckpt, --event-ckpt or both")
     batch = args.batch_size or (1 if args.latency else 8)
@@ -101,6 +112,7 @@ def _visualize(args: argparse.Namespace) -> int:
         raise ValueError("give --data (prediction figures / video) or --metrics (plots of an evaluate JSON)")
     if args.video and not args.data:
         raise ValueError("--video needs --data")
+    _threads(args)
     written = []
     if args.data:
         from .visualize import visualize_samples

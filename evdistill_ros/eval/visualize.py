@@ -363,6 +363,7 @@ def visualize_samples(data: str | Path, *, aps_ckpt: str | Path | None = None, e
     rows: list[PanelRow] = []
     writer = VideoWriter(video, fps) if video is not None else None
     labelled_seen = 0
+    t_first: int | None = None
     bar = tqdm(desc="visualize", unit="frame", disable=not progress, total=limit)
     try:
         for i, s in enumerate(samples):
@@ -373,7 +374,11 @@ def visualize_samples(data: str | Path, *, aps_ckpt: str | Path | None = None, e
             if not take_row and writer is None:
                 continue
             hw = _row_hw(PanelRow(events=s.events, aps=s.aps, label=s.label))
-            row = PanelRow(name=str(s.name), events=s.events, aps=s.aps, label=s.label)
+            if s.t_ns is not None and t_first is None:
+                t_first = int(s.t_ns)
+            # bag sample names carry a 19-digit stamp; time since the first frame reads better
+            name = str(s.name) if s.t_ns is None else f"t = {(int(s.t_ns) - t_first) / 1e9:.3f} s"
+            row = PanelRow(name=name, events=s.events, aps=s.aps, label=s.label)
             if "events" in nets and s.events is not None:
                 row.event_pred = predict(*nets["events"], [s.events], [hw])[0]
             if "aps" in nets and s.aps is not None:
@@ -381,7 +386,7 @@ def visualize_samples(data: str | Path, *, aps_ckpt: str | Path | None = None, e
             if take_row:
                 rows.append(row)
             if writer is not None:
-                writer.append(compose_frame(row, representation=rep_name, caption=str(s.name)))
+                writer.append(compose_frame(row, representation=rep_name, caption=name))
             bar.update(1)
     finally:
         bar.close()
