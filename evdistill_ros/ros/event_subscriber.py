@@ -12,21 +12,19 @@ from typing import Callable
 
 import rospy
 
-from ..events import dvs_msgs
-from ..events.codec import CodecError, EventArrayMsg, decode_event_array
+from ..events.codec import CodecError, EventArrayMsg
 
 Decoder = Callable[[bytes], EventArrayMsg]
 
 
 def decoder_for(msg_type: str, md5: str) -> Decoder | None:
-    """The numpy decoder for a message type, or None when the type is not an event type we speak."""
-    if msg_type == dvs_msgs.EVENT_ARRAY_TYPE and md5 in (dvs_msgs.EVENT_ARRAY_MD5, "*"):
-        return decode_event_array
+    """The numpy decoder for a connection's type and md5, or None for a type we do not speak."""
+    from ..events import event_camera_msgs
+
     try:
-        from ..events import event_camera_msgs
-    except ImportError:
+        return event_camera_msgs.decoder_for(msg_type, md5)
+    except ValueError:
         return None
-    return event_camera_msgs.decoder_for(msg_type, md5)
 
 
 class EventSubscriber:

@@ -1,0 +1,227 @@
+"""The live pipeline under a real roscore and roslaunch: a simulated bag through the nodes.
+
+Checks, against offline computation on the same bag: the accumulator emits exactly the
+windows SlidingWindow computes; every published label image equals offline inference on
+the window with the same stamp; nothing is silently lost (published + stale == windows);
+malformed and wrong-type messages are counted while the nodes keep working.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.ros
+
+WINDOW_NS, STRIDE_NS = 50_000_000, 50_000_000
+EV_TOPIC = "/davis/left/events"
+
+
+@pytest.fixture(scope="module")
+def sim_bag(tmp_path_factory) -> Path:
+    from evdistill_ros.sim import simulate_sequence
+
+    path = tmp_path_factory.mktemp("pipe") / "sim.bag"
+    simulate_sequence(path, seconds=1.0, seed=3, width=173, height=130)
+    return path
+
+
+@pytest.fixture(scope="module")
+def student_ckpt(tmp_path_factory) -> Path:
+    import torch
+
+    from evdistill_ros.models import build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    model = build_model("deeplabv3plus", "mobilenetv2", in_channels=3, num_classes=6, width_mult=0.5,
+                        aspp_channels=32, decoder_channels=32)
+    path = tmp_path_factory.mktemp("ckpt") / "student.pth"
+    save_checkpoint(path, model.eval(), {"representation": {"name": "evdistill_2ch", "params": {}, "window_ns": WINDOW_NS},
+                                         "input_size": None})
+    return path
+
+
+_PROBE = """
+import sys, rospy
+from std_msgs.msg import String
+rospy.init_node("stats_probe", anonymous=True)
+print(rospy.wait_for_message(sys.argv[1], String, timeout=float(sys.argv[2])).data)
+"""
+
+
+def _stats(env, topic: str, timeout: float = 60) -> dict:
+    """The latest ~stats JSON of a node (latched topic)."""
+    out = subprocess.run([sys.executable, "-c", _PROBE, topic, str(timeout)], env=env, capture_output=True,
+                         text=True, timeout=timeout + 30)
+    if out.returncode != 0:
+        raise ValueError(f"no stats on {topic}: {out.stderr.strip()[-300:]}")
+    return json.loads(out.stdout)
+
+
+def _wait_ready(env, in_process: bool, timeout: float = 90) -> None:
+    """Until the student is loaded and the nodes subscribed (model loading takes seconds on CI)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            s = _stats(env, "/segmentation_node/stats", timeout=10)
+            info = subprocess.run(["rostopic", "info", EV_TOPIC], env=env, capture_output=True, text=True).stdout
+            if s.get("student_error") is None and "inference_ms" in s and "Subscribers:" in info and \
+                    ("segmentation_node" if in_process else "accumulator_node") in info.split("Subscribers:")[1]:
+                return
+        except (subprocess.TimeoutExpired, IndexError, ValueError):
+            pass
+        time.sleep(0.5)
+    raise RuntimeError("nodes did not become ready")
+
+
+def _launch(env, ckpt, record, in_process: bool) -> subprocess.Popen:
+    return subprocess.Popen(["roslaunch", "evdistill_ros", "segment.launch", f"checkpoint:={ckpt}", "preset:=sim",
+                             "record:=true", f"record_path:={record}", f"in_process:={str(in_process).lower()}",
+                             f"stride_ms:={STRIDE_NS / 1e6:g}", "device:=cpu"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen) -> str:
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate()
+    return err
+
+
+def _play(env, bag, rate: float = 1.0) -> None:
+    """rosbag play, kept alive (-k) until the accumulator has every event message: a player that
+    exits at the end of the bag can take its last, still queued messages with it."""
+    from evdistill_ros.io.bag import topics
+
+    n_msgs = topics(bag)[EV_TOPIC].count
+    player = subprocess.Popen(["rosbag", "play", "--quiet", "-k", f"--rate={rate}", "--delay=1", str(bag)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            time.sleep(1.0)
+            try:
+                got = _stats(env, "/segmentation_node/stats", timeout=10)
+                got = got.get("accumulator") or _stats(env, "/accumulator_node/stats", timeout=10)
+            except ValueError:
+                continue
+            if got.get("messages", 0) + got.get("bad_messages", 0) >= n_msgs + _play.extra:
+                break
+        time.sleep(1.5)  # the last window's inference
+    finally:
+        os.killpg(player.pid, signal.SIGINT)
+        player.wait(10)
+
+
+_play.extra = 0
+
+
+def _offline_windows(bag):
+    from evdistill_ros.events.windows import SlidingWindow
+    from evdistill_ros.io.bag import iter_event_messages
+
+    sw, out = None, []
+    for _, msg in iter_event_messages(bag, EV_TOPIC):
+        sw = sw or SlidingWindow("evdistill_2ch", height=msg.height, width=msg.width, window_ns=WINDOW_NS,
+                                 stride_ns=STRIDE_NS)
+        out += sw.push(msg.events)
+    return out
+
+
+def _recorded(path, topic):
+    from evdistill_ros.io.bag import iter_images
+
+    return {m.stamp_ns: m.image for m in iter_images(path, topic)}
+
+
+@pytest.mark.parametrize("in_process", [False, True], ids=["message-hop", "in-process"])
+def test_bag_through_nodes_matches_offline_inference(roscore, sim_bag, student_ckpt, tmp_path, in_process):
+    from evdistill_ros.models.predictor import Predictor
+
+    record = tmp_path / "out.bag"
+    launch = _launch(roscore, student_ckpt, record, in_process)
+    try:
+        _wait_ready(roscore, in_process)
+        _play(roscore, sim_bag, rate=0.5)
+        seg = _stats(roscore, "/segmentation_node/stats")
+        acc = seg["accumulator"] if in_process else _stats(roscore, "/accumulator_node/stats")
+    finally:
+        err = _stop(launch)
+    assert "Traceback" not in err, err
+
+    windows = _offline_windows(sim_bag)
+    assert acc["windows_emitted"] == len(windows) > 10
+    assert seg["published"] + seg["stale_dropped"] == seg["windows_in"] == len(windows)
+
+    labels = _recorded(record, "/segmentation_node/labels")
+    overlays = _recorded(record, "/segmentation_node/overlay")
+    assert len(labels) == seg["published"] > 0 and overlays.keys() == labels.keys()
+    by_end = {w.t_end: w for w in windows}
+    predictor = Predictor(student_ckpt, device="cpu")
+    for stamp, got in labels.items():
+        expected = predictor(by_end[stamp].embedding)
+        # same network and input; only the thread count of the float reductions can differ
+        assert got.shape == expected.shape == (130, 173)
+        assert np.mean(got == expected) > 0.999
+
+
+def test_nodes_survive_malformed_and_wrong_type_messages(roscore, sim_bag, student_ckpt, tmp_path):
+    record = tmp_path / "out.bag"
+    launch = _launch(roscore, student_ckpt, record, in_process=False)
+    bad_publisher = f"""
+import time, rospy
+from std_msgs.msg import String
+from evdistill_ros.events import dvs_msgs
+_, EventArray = dvs_msgs.message_classes()
+class Truncated(EventArray):  # announces dvs_msgs/EventArray, sends 7 bytes
+    def serialize(self, buff):
+        buff.write(b"\\x01" * 7)
+rospy.init_node("bad", anonymous=True)
+bad = rospy.Publisher({EV_TOPIC!r}, Truncated, queue_size=5)
+deadline = time.time() + 20
+while bad.get_num_connections() == 0 and time.time() < deadline:
+    time.sleep(0.1)
+for _ in range(3):
+    bad.publish(Truncated()); time.sleep(0.2)
+"""
+    try:
+        _wait_ready(roscore, in_process=False)
+        subprocess.run([sys.executable, "-c", bad_publisher], env=roscore, check=True, timeout=60)
+        # a publisher of the wrong type on the events topic itself
+        wrong_publisher = f"""
+import time, rospy
+from std_msgs.msg import String
+rospy.init_node("wrong", anonymous=True)
+pub = rospy.Publisher({EV_TOPIC!r}, String, queue_size=5)
+deadline = time.time() + 20
+while pub.get_num_connections() == 0 and time.time() < deadline:
+    time.sleep(0.1)
+for _ in range(3):
+    pub.publish(String(data="not events")); time.sleep(0.2)
+"""
+        subprocess.run([sys.executable, "-c", wrong_publisher], env=roscore, check=True, timeout=60)
+        _play.extra = 3  # the truncated messages count as received too
+        try:
+            _play(roscore, sim_bag)
+        finally:
+            _play.extra = 0
+        acc = _stats(roscore, "/accumulator_node/stats")
+        seg = _stats(roscore, "/segmentation_node/stats")
+    finally:
+        err = _stop(launch)
+    assert acc["bad_messages"] == 3
+    assert acc["wrong_type_messages"] == 3
+    assert acc["windows_emitted"] == len(_offline_windows(sim_bag))
+    assert seg["published"] > 0, seg
+    assert "Traceback" not in err, err
