@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import os
 import sys
 from typing import Sequence
@@ -20,7 +19,7 @@ SUBCOMMAND_MODULES = (
     "evdistill_ros.sim.commands",  # simulate
     "evdistill_ros.distill.commands",  # train
     "evdistill_ros.eval.commands",  # evaluate, visualize
-    "evdistill_ros.bench_commands",  # bench
+    "evdistill_ros.bench_commands",  # bench (runs bench/*.py from a source checkout)
 )
 
 
@@ -33,8 +32,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in SUBCOMMAND_MODULES:
-        if importlib.util.find_spec(name) is None:  # TODO(foundation): remove once every area has landed
-            continue
         importlib.import_module(name).register(sub)
     return parser
 
