@@ -29,23 +29,10 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 EV_TOPIC, IMAGE_TOPIC = "/davis/left/events", "/davis/left/image_raw"
-_PROBE = """
-import sys, rospy
-from std_msgs.msg import String
-rospy.init_node("demo_probe", anonymous=True)
-print(rospy.wait_for_message(sys.argv[1], String, timeout=float(sys.argv[2])).data)
-"""
 
 
 def log(msg: str) -> None:
     print(f"\033[1m[demo]\033[0m {msg}", flush=True)
-
-
-def node_stats(env: dict, topic: str, timeout: float = 15) -> dict | None:
-    """The latest latched ~stats JSON of a node, or None."""
-    out = subprocess.run([sys.executable, "-c", _PROBE, topic, str(timeout)], env=env, capture_output=True,
-                         text=True, timeout=timeout + 30)
-    return json.loads(out.stdout) if out.returncode == 0 else None
 
 
 def _free_port() -> int:
@@ -57,6 +44,7 @@ def _free_port() -> int:
 def run_ros_pipeline(student: Path, teacher: Path, bag: Path, record: Path) -> dict:
     """roscore + segment.launch + rosbag play of `bag`; returns the nodes' final stats."""
     from .io.bag import topics
+    from .ros.probe import node_stats
 
     port = _free_port()
     env = dict(os.environ, ROS_MASTER_URI=f"http://127.0.0.1:{port}", ROS_IP="127.0.0.1")

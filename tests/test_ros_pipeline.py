@@ -7,7 +7,6 @@ malformed and wrong-type messages are counted while the nodes keep working.
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -48,21 +47,14 @@ def student_ckpt(tmp_path_factory) -> Path:
     return path
 
 
-_PROBE = """
-import sys, rospy
-from std_msgs.msg import String
-rospy.init_node("stats_probe", anonymous=True)
-print(rospy.wait_for_message(sys.argv[1], String, timeout=float(sys.argv[2])).data)
-"""
-
-
 def _stats(env, topic: str, timeout: float = 60) -> dict:
     """The latest ~stats JSON of a node (latched topic)."""
-    out = subprocess.run([sys.executable, "-c", _PROBE, topic, str(timeout)], env=env, capture_output=True,
-                         text=True, timeout=timeout + 30)
-    if out.returncode != 0:
-        raise ValueError(f"no stats on {topic}: {out.stderr.strip()[-300:]}")
-    return json.loads(out.stdout)
+    from evdistill_ros.ros.probe import node_stats
+
+    stats = node_stats(env, topic, timeout)
+    if stats is None:
+        raise ValueError(f"no stats on {topic}")
+    return stats
 
 
 def _wait_ready(env, in_process: bool, timeout: float = 90) -> None:

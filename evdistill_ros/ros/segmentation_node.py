@@ -143,54 +143,49 @@ class SegmentationNode:
 
     # ---- inference ------------------------------------------------------------------------
     def _student_loop(self) -> None:
-        while not rospy.is_shutdown():
-            job = self.events_box.get(timeout=0.5)
-            if job is None:
-                continue
-            predictor = self.student.get()
-            if predictor is None:
-                continue
+        def matches(predictor) -> bool:
             rep = predictor.representation
             if isinstance(rep, dict) and self.rep_name and rep["name"] != self.rep_name:
                 self.counts["rejected"] += 1
                 rospy.logerr_throttle(10.0, f"embedding is {self.rep_name} but the checkpoint expects {rep['name']}: "
                                             "dropped (set the accumulator's ~checkpoint or ~representation)")
-                continue
-            t0 = time.monotonic()
-            try:
-                labels = predictor(job.data)
-            except Exception as exc:  # noqa: BLE001 - e.g. wrong channel count: log, keep running
-                self.counts["rejected"] += 1
-                rospy.logerr_throttle(10.0, f"student inference failed: {exc}")
-                continue
-            self.inference_ms.add((time.monotonic() - t0) * 1e3)
-            self.pub_labels.publish(image_msg(labels, "mono8", job.stamp, job.frame_id))
+                return False
+            return True
+
+        def background(job: Job, predictor) -> np.ndarray:
             if self.overlay_on == "aps" and self.latest_aps is not None:
-                background = self.latest_aps
-            else:
-                background = event_image(job.data, self.rep_name or rep.get("name", ""))
-            self.pub_overlay.publish(image_msg(overlay(labels, background, self.alpha), "rgb8", job.stamp, job.frame_id))
-            self.latency.add((time.monotonic() - job.received) * 1e3)
-            self.counts["published"] += 1
+                return self.latest_aps
+            return event_image(job.data, self.rep_name or predictor.representation.get("name", ""))
+
+        self._serve(self.events_box, self.student, self.pub_labels, self.pub_overlay, self.inference_ms, "published",
+                    matches, background, latency=self.latency)
 
     def _teacher_loop(self) -> None:
+        self._serve(self.aps_box, self.teacher, self.pub_t_labels, self.pub_t_overlay, self.teacher_ms,
+                    "teacher_published", lambda predictor: True, lambda job, predictor: job.data)
+
+    def _serve(self, box: LatestOnly, network: Network, pub_labels, pub_overlay, timing: RollingStats, counter: str,
+               accepts, background, latency: RollingStats | None = None) -> None:
+        """Newest job -> network -> labels + overlay, until shutdown; failures are counted and logged."""
         while not rospy.is_shutdown():
-            job = self.aps_box.get(timeout=0.5)
-            if job is None:
-                continue
-            predictor = self.teacher.get()
-            if predictor is None:
+            job = box.get(timeout=0.5)
+            predictor = network.get() if job is not None else None
+            if predictor is None or not accepts(predictor):
                 continue
             t0 = time.monotonic()
             try:
                 labels = predictor(job.data)
-            except Exception as exc:  # noqa: BLE001
-                rospy.logerr_throttle(10.0, f"teacher inference failed: {exc}")
+            except Exception as exc:  # noqa: BLE001 - e.g. a wrong channel count: log, keep running
+                self.counts["rejected"] += 1
+                rospy.logerr_throttle(10.0, f"{network.role} inference failed: {exc}")
                 continue
-            self.teacher_ms.add((time.monotonic() - t0) * 1e3)
-            self.pub_t_labels.publish(image_msg(labels, "mono8", job.stamp, job.frame_id))
-            self.pub_t_overlay.publish(image_msg(overlay(labels, job.data, self.alpha), "rgb8", job.stamp, job.frame_id))
-            self.counts["teacher_published"] += 1
+            timing.add((time.monotonic() - t0) * 1e3)
+            pub_labels.publish(image_msg(labels, "mono8", job.stamp, job.frame_id))
+            pub_overlay.publish(image_msg(overlay(labels, background(job, predictor), self.alpha), "rgb8",
+                                          job.stamp, job.frame_id))
+            if latency is not None:
+                latency.add((time.monotonic() - job.received) * 1e3)
+            self.counts[counter] += 1
 
     def stats(self) -> dict:
         out = dict(self.counts, stale_dropped=self.events_box.stale, latency_ms=self.latency.summary(),
