@@ -126,6 +126,10 @@ class StreamAccumulator:
                 self.on_window(w, received, msg.frame_id)
 
     def stats(self) -> dict:
+        with self._lock:  # a consistent snapshot: no message half processed
+            return self._stats()
+
+    def _stats(self) -> dict:
         out = {"messages": self.subscriber.messages, "bad_messages": self.subscriber.bad_messages,
                "wrong_type_messages": self.subscriber.wrong_type, "size_changes": self.size_changes,
                "unknown_size_messages": self.unknown_size}

@@ -59,6 +59,7 @@ class EventSubscriber:
             self.bad_messages += 1
             rospy.logwarn_throttle(5.0, f"{self.sub.resolved_name}: dropping a malformed message ({exc})")
             return
+        self.callback(decoded)
+        # counted after the callback, so a stats snapshot never shows a message whose windows are pending
         self.messages += 1
         self.dropped_out_of_bounds += decoded.dropped
-        self.callback(decoded)
