@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""Live pipeline throughput and latency under a real roscore.
+
+1. Throughput: `rosbag play` of a dense events bag at rising rates into accumulator_node
+   (evdistill_2ch, 50 ms windows, 10 ms stride). A rate is sustained when every event message
+   arrived (accumulator ~stats `messages`) and every window was emitted; the highest sustained
+   event rate is reported. Reference: the same bag decoded and windowed offline in one process.
+2. Latency: segment.launch (message hop and in-process) with a MobileNetV2 student on the
+   simulated bag; the segmentation node's ~stats give latency (input arrival to publish)
+   p50 / p95 and inference time p50: the pipeline adds latency - inference.
+
+    python bench/bench_live.py [--quick]     (needs `source scripts/env.sh`)
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from evdistill_ros.events import Events  # noqa: E402
+from evdistill_ros.io.bag import BagWriter, iter_event_messages, topics  # noqa: E402
+from evdistill_ros.ros.probe import node_stats  # noqa: E402
+
+TOPIC = "/davis/left/events"
+
+
+def dense_bag(path: Path, rate_hz: float, seconds: float, packet_hz: float = 30.0) -> int:
+    rng = np.random.default_rng(0)
+    t0 = 1_600_000_000_000_000_000
+    per = int(rate_hz / packet_hz)
+    n_msgs = int(seconds * packet_hz)
+    with BagWriter(path) as w:
+        for i in range(n_msgs):
+            start = t0 + int(i * 1e9 / packet_hz)
+            t = start + np.sort(rng.integers(0, int(1e9 / packet_hz), per))
+            w.write_events(TOPIC, Events(rng.integers(0, 346, per), rng.integers(0, 260, per), t,
+                                         rng.integers(0, 2, per)), 260, 346)
+    return n_msgs
+
+
+def offline_rate(bag: Path) -> float:
+    from evdistill_ros.events.windows import SlidingWindow
+
+    sw = SlidingWindow("evdistill_2ch", height=260, width=346, window_ns=50_000_000, stride_ns=10_000_000)
+    n, t = 0, time.perf_counter()
+    for _, msg in iter_event_messages(bag, TOPIC):
+        sw.push(msg.events)
+        n += len(msg.events)
+    return n / (time.perf_counter() - t)
+
+
+class Ros:
+    def __init__(self) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.env = dict(os.environ, ROS_MASTER_URI=f"http://127.0.0.1:{port}", ROS_IP="127.0.0.1")
+        self.procs: list[subprocess.Popen] = []
+        self.start(["roscore", "-p", str(port)])
+        time.sleep(3)
+
+    def start(self, cmd: list[str]) -> subprocess.Popen:
+        p = subprocess.Popen(cmd, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+        self.procs.append(p)
+        return p
+
+    def stop(self, p: subprocess.Popen) -> None:
+        try:
+            os.killpg(p.pid, signal.SIGINT)
+            p.wait(20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(p.pid, signal.SIGKILL)
+
+    def close(self) -> None:
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                self.stop(p)
+
+    def wait_stats(self, topic: str, pred, timeout: float = 120) -> dict:
+        deadline, s = time.time() + timeout, {}
+        while time.time() < deadline:
+            s = node_stats(self.env, topic, 10) or s
+            if s and pred(s):
+                return s
+            time.sleep(1)
+        return s
+
+
+def throughput(ros: Ros, bag: Path, n_msgs: int, bag_rate: float, rates: list[float]) -> list[tuple]:
+    acc = ros.start(["rosrun", "evdistill_ros", "accumulator_node", f"events:={TOPIC}", "_stride_ms:=10",
+                     "_window_ms:=50", "_representation:=evdistill_2ch"])
+    rows = []
+    try:
+        base = ros.wait_stats("/accumulator_node/stats", lambda s: "messages" in s, 120)
+        for r in rates:
+            before = base.get("messages", 0)
+            t = time.time()
+            ros.start(["rosbag", "play", "--quiet", "-k", f"--rate={r}", "--delay=1", str(bag)])
+            s = ros.wait_stats("/accumulator_node/stats",
+                               lambda s: s.get("messages", 0) - before >= n_msgs, timeout=30 + 3 * n_msgs / 30 / r)
+            ros.stop(ros.procs[-1])
+            got = s.get("messages", 0) - before
+            rows.append((r, bag_rate * r / 1e6, got, n_msgs, got == n_msgs, time.time() - t))
+            base = s
+            if got < n_msgs:
+                break
+    finally:
+        ros.stop(acc)
+    return rows
+
+
+def latency(ros: Ros, in_process: bool, quick: bool) -> dict:
+    import torch
+
+    from evdistill_ros.models import build_model, save_checkpoint
+    from evdistill_ros.sim import simulate_sequence
+
+    tmp = Path(tempfile.mkdtemp())
+    bag = tmp / "sim.bag"
+    simulate_sequence(bag, seconds=1.0 if quick else 3.0, seed=5, width=346, height=260, max_pixel_motion=2.0)
+    torch.manual_seed(0)
+    model = build_model("deeplabv3plus", "mobilenetv2", in_channels=3, aspp_channels=128, decoder_channels=128)
+    ckpt = tmp / "student.pth"
+    save_checkpoint(ckpt, model.eval(), {"representation": {"name": "evdistill_2ch", "params": {}, "window_ns": 50_000_000},
+                                         "input_size": {"height": 200, "width": 346}})
+    launch = ros.start(["roslaunch", "evdistill_ros", "segment.launch", f"checkpoint:={ckpt}", "preset:=sim",
+                        f"in_process:={str(in_process).lower()}", "device:=auto", "stride_ms:=50"])
+    try:
+        ros.wait_stats("/segmentation_node/stats", lambda s: s.get("student_error") is None and "inference_ms" in s)
+        n = topics(bag)[TOPIC].count
+        ros.start(["rosbag", "play", "--quiet", "-k", "--delay=1", str(bag)])
+        key = "accumulator" if in_process else None
+        stats = ros.wait_stats("/segmentation_node/stats", lambda s: (s.get(key) or {}).get("messages", n) >= n
+                               if key else s.get("windows_in", 0) > 0.9 * n * 30 / 20 / 1.5, timeout=120)
+        time.sleep(2)
+        stats = node_stats(ros.env, "/segmentation_node/stats", 10) or stats
+        ros.stop(ros.procs[-1])
+    finally:
+        ros.stop(launch)
+    return stats
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--bag-rate", type=float, default=6e6, help="events/s of the dense bag at rate 1")
+    args = ap.parse_args()
+    seconds = 1.0 if args.quick else 3.0
+    rates = [1, 2, 4] if args.quick else [1, 2, 4, 6, 8]
+    with tempfile.TemporaryDirectory() as tmp:
+        bag = Path(tmp) / "dense.bag"
+        n_msgs = dense_bag(bag, args.bag_rate, seconds)
+        off = offline_rate(bag)
+        ros = Ros()
+        try:
+            rows = throughput(ros, bag, n_msgs, args.bag_rate, rates)
+            lat = {mode: latency(ros, mode == "in-process", args.quick) for mode in ("message-hop", "in-process")}
+        finally:
+            ros.close()
+    print(f"\nLive throughput: rosbag play -> accumulator_node (evdistill_2ch, 50 ms / 10 ms), 346x260")
+    print(f"offline decode + windows, same bag, one process: {off / 1e6:.1f} Mev/s")
+    print(f"{'play rate':>9s} {'Mev/s':>8s} {'msgs':>11s} {'no drops':>9s}")
+    for r, mev, got, n, ok, _ in rows:
+        print(f"{r:9g} {mev:8.1f} {got:5d}/{n:<5d} {'yes' if ok else 'NO':>9s}")
+    best = max((mev for _, mev, _, _, ok, _ in rows if ok), default=0.0)
+    print(f"highest sustained without drops: {best:.1f} Mev/s")
+    print("\nEnd-to-end latency (window complete -> labels published), MobileNetV2 student at 200x346 input")
+    print(f"{'mode':>12s} {'windows':>8s} {'published':>9s} {'stale':>6s} {'lat p50':>8s} {'lat p95':>8s} "
+          f"{'infer p50':>9s} {'overhead p50':>12s}")
+    for mode, s in lat.items():
+        l, i = s.get("latency_ms", {}), s.get("inference_ms", {})
+        print(f"{mode:>12s} {s.get('windows_in', 0):8d} {s.get('published', 0):9d} {s.get('stale_dropped', 0):6d} "
+              f"{l.get('p50', float('nan')):8.1f} {l.get('p95', float('nan')):8.1f} {i.get('p50', float('nan')):9.1f} "
+              f"{l.get('p50', float('nan')) - i.get('p50', float('nan')):12.1f}")
+
+
+if __name__ == "__main__":
+    main()
