@@ -5,7 +5,7 @@ bar; SIGINT from roslaunch saves a resumable checkpoint before exit.
 
 Parameters  ~config (YAML, default config/demo.yaml), ~bags (list or space-separated paths;
             empty: the config's), ~stage (teacher | student), ~method (supervised | kd | evdistill),
-            ~teacher (checkpoint), ~out (output dir), ~resume (bool), ~set (list of "key=value" overrides)
+            ~teacher (checkpoint), ~use_labels (evdistill + CE on labels), ~out (output dir), ~resume (bool), ~set (list of "key=value" overrides)
 
     rosrun evdistill_ros train_node _config:=config/demo.yaml _bags:="a.bag b.bag" _stage:=teacher
 """
@@ -36,7 +36,9 @@ def main() -> int:
         stage = param("stage", "student")
         kwargs = {}
         if stage == "student":
-            kwargs = {"method": param("method", "") or None, "teacher": param("teacher", "") or None}
+            use_labels = rospy.get_param("~use_labels", None)  # unset: the config's student.use_labels
+            kwargs = {"method": param("method", "") or None, "teacher": param("teacher", "") or None,
+                      "use_labels": None if use_labels in (None, "") else bool(use_labels)}
         path = run_training(cfg, _bags(param("bags", "")) or None, stage, out_dir=param("out", "") or None,
                             resume=param("resume", False), log=rospy.loginfo, progress=False, **kwargs)
     except KeyboardInterrupt:
