@@ -45,9 +45,12 @@ fi
 req_hash=$(cat requirements.txt setup.py | sha256sum | cut -c1-16)
 if [ "$(cat "$VENV/.evdistill-req" 2>/dev/null)" != "$req_hash" ]; then
   log "installing Python packages into the venv (torch, numba, rosbags, ...)"
-  "$VENV/bin/pip" install -q --disable-pip-version-check -r requirements.txt
+  quiet_pip() {  # hide pip's notes about this machine's local index mirrors; pipefail keeps pip's status
+    "$VENV/bin/pip" install -q --disable-pip-version-check "$@" 2>&1 | { grep -v "is ignored: it is neither" || true; }
+  }
+  quiet_pip -r requirements.txt
   # --no-deps: the pins above are the tested set; Debian provides cv2 (no PyPI opencv)
-  "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps -e .
+  quiet_pip --no-deps -e .
   echo "$req_hash" > "$VENV/.evdistill-req"
 fi
 
