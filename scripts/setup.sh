@@ -12,11 +12,11 @@ WS="$ROOT/.catkin_ws"
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
 # ---- 1. ROS ---------------------------------------------------------------------------
-APT_PACKAGES=(ros-core python3-rospy python3-rosbag python3-roslaunch python3-rostest python3-genpy
+APT_PACKAGES=(ros-core rosbash python3-rospy python3-rosbag python3-roslaunch python3-rostest python3-genpy
   python3-cv-bridge python3-opencv python3-venv catkin ros-message-generation libstd-msgs-dev
   libsensor-msgs-dev ros-std-msgs ros-sensor-msgs python3-std-msgs python3-sensor-msgs rviz xvfb)
 have_debian_ros() {
-  command -v roscore >/dev/null && command -v catkin_make >/dev/null && command -v rosbag >/dev/null &&
+  command -v roscore >/dev/null && command -v rosrun >/dev/null && command -v catkin_make >/dev/null && command -v rosbag >/dev/null &&
     /usr/bin/python3 -c 'import rospy, rosbag, genpy, cv_bridge, cv2' 2>/dev/null &&
     /usr/bin/python3 -m venv --help >/dev/null 2>&1 && dpkg -s ros-message-generation ros-std-msgs ros-sensor-msgs xvfb >/dev/null 2>&1
 }
@@ -34,7 +34,7 @@ else
   fi
   log "installing Debian ROS packages (apt-get, about 2 minutes)"
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}" >/dev/null
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${APT_PACKAGES[@]}" >/dev/null
 fi
 
 # ---- 2. venv --------------------------------------------------------------------------
