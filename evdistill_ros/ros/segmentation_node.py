@@ -68,7 +68,11 @@ class Network:
 
 class SegmentationNode:
     def __init__(self) -> None:
+        from cv_bridge import CvBridge
+
         from ..msg import EventEmbedding
+
+        self.bridge = CvBridge()
 
         device, fp16 = param("device", "auto"), param("fp16", False)
         self.student = Network("student", param("checkpoint", ""), device, fp16)
@@ -97,9 +101,11 @@ class SegmentationNode:
             self.rep_name = cfg.representation
             self.accumulator = StreamAccumulator(cfg, self._on_window)
         else:
-            rospy.Subscriber("embedding", numpy_msg(EventEmbedding), self._on_embedding, queue_size=1,
+            # rospy trims its queue silently; the callbacks are cheap and the mailboxes below keep
+            # only the newest input, counting what they skip, so rospy itself should never drop
+            rospy.Subscriber("embedding", numpy_msg(EventEmbedding), self._on_embedding, queue_size=20,
                              buff_size=1 << 26)
-        rospy.Subscriber("image", Image, self._on_image, queue_size=1, buff_size=1 << 24)
+        rospy.Subscriber("image", Image, self._on_image, queue_size=20, buff_size=1 << 24)
         self.threads = [threading.Thread(target=self._student_loop, daemon=True)]
         if self.teacher is not None:
             self.threads.append(threading.Thread(target=self._teacher_loop, daemon=True))
@@ -128,9 +134,7 @@ class SegmentationNode:
 
     def _on_image(self, msg: Image) -> None:
         try:
-            from cv_bridge import CvBridge
-
-            img = CvBridge().imgmsg_to_cv2(msg, desired_encoding="passthrough")
+            img = self.bridge.imgmsg_to_cv2(msg, desired_encoding="passthrough")
             if msg.encoding == "bgr8":
                 img = img[..., ::-1]
         except Exception as exc:  # noqa: BLE001 - cv_bridge raises its own error types
