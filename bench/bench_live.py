@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from evdistill_ros.events import Events  # noqa: E402
 from evdistill_ros.io.bag import BagWriter, iter_event_messages, topics  # noqa: E402
-from evdistill_ros.ros.probe import node_stats  # noqa: E402
+from evdistill_ros.ros.probe import RosMaster, node_stats  # noqa: E402
 
 TOPIC = "/davis/left/events"
 
@@ -60,13 +59,9 @@ def offline_rate(bag: Path) -> float:
 
 class Ros:
     def __init__(self) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.env = dict(os.environ, ROS_MASTER_URI=f"http://127.0.0.1:{port}", ROS_IP="127.0.0.1")
+        self.master = RosMaster()
+        self.env = self.master.__enter__()
         self.procs: list[subprocess.Popen] = []
-        self.start(["roscore", "-p", str(port)])
-        time.sleep(3)
 
     def start(self, cmd: list[str]) -> subprocess.Popen:
         p = subprocess.Popen(cmd, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -85,6 +80,7 @@ class Ros:
         for p in reversed(self.procs):
             if p.poll() is None:
                 self.stop(p)
+        self.master.__exit__()
 
     def wait_stats(self, topic: str, pred, timeout: float = 120) -> dict:
         deadline, s = time.time() + timeout, {}

@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,58 +34,49 @@ def log(msg: str) -> None:
     print(f"\033[1m[demo]\033[0m {msg}", flush=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run_ros_pipeline(student: Path, teacher: Path, bag: Path, record: Path) -> dict:
     """roscore + segment.launch + rosbag play of `bag`; returns the nodes' final stats."""
     from .io.bag import topics
-    from .ros.probe import node_stats
+    from .ros.probe import RosMaster, node_stats
 
-    port = _free_port()
-    env = dict(os.environ, ROS_MASTER_URI=f"http://127.0.0.1:{port}", ROS_IP="127.0.0.1")
-    procs = [subprocess.Popen(["roscore", "-p", str(port)], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)]
-    try:
-        time.sleep(3)
-        record.unlink(missing_ok=True)
-        procs.append(subprocess.Popen(
-            ["roslaunch", "evdistill_ros", "segment.launch", f"checkpoint:={student}", f"teacher_checkpoint:={teacher}",
-             "preset:=sim", "record:=true", f"record_path:={record}", "device:=auto"],
-            env=env, stdout=subprocess.DEVNULL, start_new_session=True))
-        log("waiting for the nodes to load their networks")
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            s = node_stats(env, "/segmentation_node/stats", 10)
-            if s and s.get("student_error") is None and "inference_ms" in s and node_stats(env, "/accumulator_node/stats", 5):
-                break
-            time.sleep(1)
-        else:
-            raise RuntimeError("the ROS nodes did not come up within 3 minutes (see ~/.ros/log/latest)")
-        n_msgs = topics(bag)[EV_TOPIC].count
-        log(f"rosbag play {bag.name} ({n_msgs} event messages) at half rate; recording to {record.name}")
-        procs.append(subprocess.Popen(["rosbag", "play", "--quiet", "-k", "--rate=0.5", "--delay=1", str(bag)],
-                                      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                      start_new_session=True))
-        deadline = time.time() + 300
-        acc: dict = {}
-        while time.time() < deadline:
-            time.sleep(2)
-            acc = node_stats(env, "/accumulator_node/stats", 10) or acc
-            if acc.get("messages", 0) >= n_msgs:
-                break
-        time.sleep(3)  # the last windows' inference and the recorder's flush
-        return {"accumulator": acc, "segmentation": node_stats(env, "/segmentation_node/stats", 10) or {}}
-    finally:
-        for p in reversed(procs):
-            try:
-                os.killpg(p.pid, signal.SIGINT)
-                p.wait(30)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(p.pid, signal.SIGKILL)
+    with RosMaster() as env:
+        procs: list[subprocess.Popen] = []
+        try:
+            record.unlink(missing_ok=True)
+            procs.append(subprocess.Popen(
+                ["roslaunch", "evdistill_ros", "segment.launch", f"checkpoint:={student}", f"teacher_checkpoint:={teacher}",
+                 "preset:=sim", "record:=true", f"record_path:={record}", "device:=auto"],
+                env=env, stdout=subprocess.DEVNULL, start_new_session=True))
+            log("waiting for the nodes to load their networks")
+            deadline = time.time() + 180
+            while time.time() < deadline:
+                s = node_stats(env, "/segmentation_node/stats", 10)
+                if s and s.get("student_error") is None and "inference_ms" in s and node_stats(env, "/accumulator_node/stats", 5):
+                    break
+                time.sleep(1)
+            else:
+                raise RuntimeError("the ROS nodes did not come up within 3 minutes (see ~/.ros/log/latest)")
+            n_msgs = topics(bag)[EV_TOPIC].count
+            log(f"rosbag play {bag.name} ({n_msgs} event messages) at half rate; recording to {record.name}")
+            procs.append(subprocess.Popen(["rosbag", "play", "--quiet", "-k", "--rate=0.5", "--delay=1", str(bag)],
+                                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                          start_new_session=True))
+            deadline = time.time() + 300
+            acc: dict = {}
+            while time.time() < deadline:
+                time.sleep(2)
+                acc = node_stats(env, "/accumulator_node/stats", 10) or acc
+                if acc.get("messages", 0) >= n_msgs:
+                    break
+            time.sleep(3)  # the last windows' inference and the recorder's flush
+            return {"accumulator": acc, "segmentation": node_stats(env, "/segmentation_node/stats", 10) or {}}
+        finally:
+            for p in reversed(procs):
+                try:
+                    os.killpg(p.pid, signal.SIGINT)
+                    p.wait(30)
+                except (ProcessLookupError, subprocess.TimeoutExpired):
+                    os.killpg(p.pid, signal.SIGKILL)
 
 
 def overlay_outputs(record: Path, out: Path) -> list[Path]:

@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,12 +31,6 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def ros_available() -> bool:
     return shutil.which("roscore") is not None and shutil.which("rosbag") is not None
 
@@ -56,34 +48,12 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def roscore(tmp_path, monkeypatch):
     """A real roscore on a free port; ROS_MASTER_URI points at it for this test and its children."""
-    port = _free_port()
-    uri = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, ROS_MASTER_URI=uri, ROS_HOME=str(tmp_path / "ros_home"), ROS_LOG_DIR=str(tmp_path / "log"))
-    env["ROS_IP"] = "127.0.0.1"
-    proc = subprocess.Popen(["roscore", "-p", str(port)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 30
-    import xmlrpc.client
+    from evdistill_ros.ros.probe import RosMaster
 
-    while True:
-        try:
-            code, _, _ = xmlrpc.client.ServerProxy(uri).getSystemState("/pytest")
-            if code == 1:
-                break
-        except OSError:
-            pass
-        if time.time() > deadline or proc.poll() is not None:
-            proc.kill()
-            raise RuntimeError("roscore did not start")
-        time.sleep(0.2)
-    for key in ("ROS_MASTER_URI", "ROS_HOME", "ROS_LOG_DIR", "ROS_IP"):
-        monkeypatch.setenv(key, env[key])
-    yield env
-    os.killpg(proc.pid, 15)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
+    with RosMaster({"ROS_HOME": str(tmp_path / "ros_home"), "ROS_LOG_DIR": str(tmp_path / "log")}) as env:
+        for key in ("ROS_MASTER_URI", "ROS_HOME", "ROS_LOG_DIR", "ROS_IP"):
+            monkeypatch.setenv(key, env[key])
+        yield env
 
 
 def run_python(code: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:

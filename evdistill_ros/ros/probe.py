@@ -21,3 +21,58 @@ def node_stats(env: dict, topic: str, timeout: float = 15) -> dict | None:
     out = subprocess.run([sys.executable, "-c", _PROBE, topic, str(timeout)], env=env, capture_output=True,
                          text=True, timeout=timeout + 30)
     return json.loads(out.stdout) if out.returncode == 0 and out.stdout.strip() else None
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for a private roscore)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RosMaster:
+    """A private roscore on a free port, up when the context is entered; `env` points children at it.
+
+        with RosMaster() as env:
+            subprocess.run(["rosbag", "play", bag], env=env)
+    """
+
+    def __init__(self, extra_env: dict | None = None, timeout: float = 30.0):
+        import os
+
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.env = dict(os.environ, ROS_MASTER_URI=self.uri, ROS_IP="127.0.0.1", **(extra_env or {}))
+        self.timeout = timeout
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> dict:
+        import time
+        import xmlrpc.client
+
+        self.proc = subprocess.Popen(["roscore", "-p", str(self.port)], env=self.env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.time() + self.timeout
+        while True:
+            try:
+                if xmlrpc.client.ServerProxy(self.uri).getSystemState("/probe")[0] == 1:
+                    return self.env
+            except OSError:
+                pass
+            if time.time() > deadline or self.proc.poll() is not None:
+                self.__exit__()
+                raise RuntimeError(f"roscore did not start on port {self.port}")
+            time.sleep(0.2)
+
+    def __exit__(self, *exc) -> None:
+        import os
+        import signal
+
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
