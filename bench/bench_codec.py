@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Decode throughput of dvs_msgs/EventArray: this project's numpy codec vs the typed paths.
+"""Decode throughput of dvs_msgs/EventArray: this project's codec (numba unpack) vs the typed paths.
 
 Paths, all on the same messages of one bag (~30 Hz packets of a 10 Mev/s stream):
-  numpy codec, in memory      decode_event_array on the raw bytes already in RAM
-  numpy codec, from bag       evdistill_ros.io.bag.iter_events (rosbags raw read + codec), warm page cache
+  codec, in memory            decode_event_array on the raw bytes already in RAM
+  codec, from bag             evdistill_ros.io.bag.iter_events (rosbags raw read + codec), warm page cache
   rosbag raw + codec          Debian rosbag read_messages(raw=True) + codec
   genpy typed                 EventArray().deserialize (per-event Python objects), as a typed rospy subscriber does
   rosbags typed               rosbags typestore deserialize_ros1 (per-message, numpy-backed where possible)
@@ -75,9 +75,9 @@ def main() -> None:
                 decode_event_array(r)
 
         s = timed(decode_all)
-        rows.append(("numpy codec, in memory", n_total, s))
+        rows.append(("codec, in memory", n_total, s))
         s = timed(lambda: sum(len(e) for e in iter_events(bag, TOPIC)))
-        rows.append(("numpy codec, from bag (rosbags raw)", n_total, s))
+        rows.append(("codec, from bag (rosbags raw)", n_total, s))
         try:
             import rosbag
 
@@ -86,7 +86,7 @@ def main() -> None:
                     for _, m, _ in b.read_messages(topics=[TOPIC], raw=True):
                         decode_event_array(m[1])
 
-            rows.append(("numpy codec, from bag (rosbag raw=True)", n_total, timed(rosbag_raw, 1)))
+            rows.append(("codec, from bag (rosbag raw=True)", n_total, timed(rosbag_raw, 1)))
         except ImportError:
             print("(Debian rosbag not importable: skipping its row)")
         try:

@@ -166,6 +166,21 @@ def test_out_of_range_ignored_and_counted(name, params):
     check(ev, name, params)
 
 
+@pytest.mark.parametrize("params", [{}, {"bins": 3, "separate_polarity": True}])
+def test_voxel_packed_sums_on_a_hot_pixel_and_in_chunks(params, monkeypatch):
+    # the kernel packs sum(v) and sum(v * frac) into one float64 per cell: 200k events of
+    # both polarities on one pixel stress the packing, and a tiny chunk limit the chunking
+    rng = np.random.default_rng(2)
+    n = 200_000
+    t = 1_700_000_000_000_000_000 + np.sort(rng.integers(0, 50_000_000, n))
+    hot = Events(np.r_[np.full(n, 4), rng.integers(0, W, 99)], np.r_[np.full(n, 2), rng.integers(0, H, 99)],
+                 np.r_[t, rng.integers(t[0], t[-1], 99)], rng.integers(0, 2, n + 99))
+    check(hot[np.argsort(hot.t, kind="stable")], "voxel_grid", params)
+    from evdistill_ros.events import kernels
+    monkeypatch.setattr(kernels, "VOXEL_MAX_EVENTS", 7)
+    check(random_events(300, height=H + 2, width=W, seed=4), "voxel_grid", params)
+
+
 def test_polarity_conventions_agree():
     ev = random_events(2000, height=H, width=W, seed=11)
     signed = Events(ev.x, ev.y, ev.t, np.where(ev.p > 0, 1, -1))

@@ -10,6 +10,7 @@ import pytest
 from conftest import random_events
 from evdistill_ros.events import CodecError, Events, decode_event_array, encode_event_array
 from evdistill_ros.events import dvs_msgs
+from evdistill_ros.events.codec import EVENT_RECORD
 
 genpy = pytest.importorskip("genpy", reason="genpy (ROS) needed for parity with the reference serialiser")
 
@@ -102,6 +103,35 @@ def test_out_of_range_coordinates_are_dropped_and_counted():
     assert msg.events == ev[np.array([0, 1])]
     # unknown sensor size (0x0) keeps everything
     assert len(decode_event_array(encode_event_array(ev, 0, 0)).events) == 5
+
+
+def numpy_reference_decode(records: np.ndarray) -> Events:
+    """Plain numpy: one strided pass per field, as the codec did before its numba kernel."""
+    t = records["sec"].astype(np.int64) * 1_000_000_000 + records["nsec"]
+    return Events(records["x"], records["y"], t, (records["p"] != 0).astype(np.int8))
+
+
+def raw_message(records: np.ndarray, height: int, width: int) -> bytes:
+    return struct.pack("<IIII", 0, 0, 0, 0) + struct.pack("<III", height, width, len(records)) + records.tobytes()
+
+
+@pytest.mark.parametrize("n", [0, 1, 13, 10_000])
+def test_numba_unpack_equals_numpy_reference_on_raw_records(n):
+    rng = np.random.default_rng(n)
+    rec = np.empty(n, EVENT_RECORD)
+    rec["x"] = rng.choice([0, 1, 345, 346, 65535], n) if n < 100 else rng.integers(0, 400, n)
+    rec["y"] = rng.integers(0, 300, n)
+    rec["sec"] = rng.integers(0, 2**32, n, dtype=np.uint64)
+    rec["nsec"] = rng.integers(0, 1_000_000_000, n)
+    rec["p"] = rng.choice([0, 1, 2, 255], n)  # any non-zero wire byte is ON
+    ref = numpy_reference_decode(rec)
+    inside = (ref.x < 346) & (ref.y < 260)
+    msg = decode_event_array(raw_message(rec, 260, 346))
+    assert msg.events == ref[inside] and msg.dropped == n - np.count_nonzero(inside)
+    assert set(np.unique(msg.events.p)) <= {0, 1}
+    kept = decode_event_array(raw_message(rec, 260, 346), drop_out_of_bounds=False)
+    assert kept.events == ref and kept.dropped == 0
+    assert msg.events.t.flags.c_contiguous and msg.events.x.dtype == np.uint16
 
 
 def test_negative_times_cannot_be_encoded():

@@ -2,8 +2,8 @@
 
 Layout (little endian): Header (u32 seq, u32 sec, u32 nsec, u32 len + frame_id bytes),
 u32 height, u32 width, u32 N, then N packed 13-byte records (u2 x, u2 y, u4 sec, u4 nsec,
-u1 polarity). One `np.frombuffer` over the records decodes a message; there is no
-per-event Python on either path.
+u1 polarity). Decoding is one `np.frombuffer` over the records and one numba pass
+(`kernels.unpack_event_records`); encoding is numpy. No per-event Python on either path.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .kernels import unpack_event_records
 from .types import Events
 
 EVENT_RECORD = np.dtype([("x", "<u2"), ("y", "<u2"), ("sec", "<u4"), ("nsec", "<u4"), ("p", "u1")])
@@ -57,14 +58,18 @@ def serialize_header(stamp_ns: int, frame_id: str = "", seq: int = 0) -> bytes:
     return _HEADER_FIXED.pack(seq & 0xFFFFFFFF, sec, nsec, len(fid)) + fid
 
 
-def records_to_events(records: np.ndarray) -> Events:
-    """Structured 13-byte records -> Events (int64 ns, polarity 1/0)."""
-    t = records["sec"].astype(np.int64)
-    t *= _NS
-    t += records["nsec"]
-    # wire bool: any non-zero byte is true; min(p, 1) keeps one pass and the 1/0 convention
-    p = np.minimum(records["p"], 1).view(np.int8)
-    return Events(records["x"], records["y"], t, p)
+def records_to_events(records: np.ndarray, height: int = 0, width: int = 0) -> tuple[Events, int]:
+    """Structured 13-byte records -> (Events with int64 ns and polarity 1/0, number inside).
+
+    "Inside" counts events with x < width and y < height; a size of 0 means unknown, and
+    then every event counts as inside.
+    """
+    n = len(records)
+    x, y = np.empty(n, np.uint16), np.empty(n, np.uint16)
+    t, p = np.empty(n, np.int64), np.empty(n, np.int8)
+    limit = 1 << 16  # beyond any uint16 coordinate
+    inside = unpack_event_records(records, height or limit, width or limit, x, y, t, p)
+    return Events(x, y, t, p), int(inside)
 
 
 def decode_event_array(data: bytes | bytearray | memoryview, drop_out_of_bounds: bool = True) -> EventArrayMsg:
@@ -87,13 +92,11 @@ def decode_event_array(data: bytes | bytearray | memoryview, drop_out_of_bounds:
             f"{len(buf) - off} bytes follow the header"
         )
     records = np.frombuffer(buf, dtype=EVENT_RECORD, count=n, offset=off)
-    events = records_to_events(records)
-    dropped = 0
-    if drop_out_of_bounds and height and width and n:
-        inside = events.in_bounds(height, width)
-        dropped = int(n - np.count_nonzero(inside))
-        if dropped:
-            events = events[inside]
+    check = drop_out_of_bounds and height and width
+    events, inside = records_to_events(records, height if check else 0, width if check else 0)
+    dropped = n - inside
+    if dropped:
+        events = events[events.in_bounds(height, width)]
     return EventArrayMsg(events, int(height), int(width), stamp_ns, frame_id, seq, dropped)
 
 

@@ -225,8 +225,22 @@ def _voxel_grid(events: Events, height: int, width: int, bins: int = 5, separate
     skipped = 0
     rng = time_range(events, height, width)
     if rng is not None:
-        skipped = kernels.add_voxel(events.x, events.y, events.t, events.p, height, width, bins,
-                                    rng[0], rng[1], bool(separate_polarity), out.reshape(-1))
+        span = rng[1] - rng[0]
+        scale = float((bins - 1) / span) if span > 0 else 0.0  # E2VID: a zero span puts all in bin 0
+        # weights by polarity [OFF, ON]; separate polarities: one pass per half of the grid
+        passes = [((0.0, 1.0), slice(0, bins)), ((1.0, 0.0), slice(bins, c))] if separate_polarity \
+            else [((-1.0, 1.0), slice(0, c))]
+        acc = np.empty((c, height * width), np.float64)
+        for start in range(0, len(events), kernels.VOXEL_MAX_EVENTS):
+            chunk = events[start:start + kernels.VOXEL_MAX_EVENTS]
+            acc.fill(0.0)
+            for weight, channels in passes:
+                part = acc[channels].reshape(-1)
+                skipped += kernels.add_voxel(chunk.x, chunk.y, chunk.t, chunk.p, height, width, bins,
+                                             rng[0], scale, np.array(weight), part)
+            kernels.voxel_finalize(acc, bins, out.reshape(c, -1))
+        if separate_polarity:
+            skipped //= 2  # each pass counted them
     else:
         skipped = len(events)
     if normalize:
