@@ -47,3 +47,17 @@ def test_overlay_blends_palette_and_resizes_background():
     assert overlay(labels, bg, alpha=0.0)[1, 1].tolist() == [100, 100, 100]
     with pytest.raises(ValueError):
         event_image(np.zeros((4, 4)), "count")
+
+
+def test_screenshot_check_sees_overlays_not_rviz_widgets():
+    from evdistill_ros.ros.screenshot import coloured_fraction
+
+    ui = np.full((90, 140, 3), 240, np.uint8)  # rviz: white "No Image" panels, grey docks, black text
+    ui[:, :20] = 48
+    ui[40:50, 30:100] = 0
+    assert coloured_fraction(ui) == 0.0
+    labels = np.arange(6).repeat(20 * 30 // 6).reshape(20, 30)
+    shot = ui.copy()
+    shot[10:30, 40:70] = overlay(labels, np.full((20, 30), 128, np.uint8))
+    # only the grey 'background' class (70, 70, 70) blends to grey: 5 of 6 classes count
+    assert coloured_fraction(shot) == pytest.approx(5 / 6 * 20 * 30 / ui[..., 0].size, rel=0.05)
