@@ -5,7 +5,8 @@ Publishes   ~embedding (evdistill_ros/EventEmbedding, header.stamp = window end)
             ~stats     (std_msgs/String, JSON: events in / dropped, windows, resets, lag)
 Parameters  ~checkpoint (representation and window from its metadata), ~representation,
             ~representation_params, ~window_ms, ~stride_ms, ~window_events, ~stride_events,
-            ~height / ~width (only when messages carry no size)
+            ~height / ~width (only when messages carry no size), ~queue_size (event messages
+            buffered while busy, default 200; the oldest are dropped beyond it)
 
     rosrun evdistill_ros accumulator_node events:=/davis/left/events _stride_ms:=10
 """

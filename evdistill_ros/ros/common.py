@@ -94,7 +94,9 @@ class StreamAccumulator:
         self.size_changes = 0
         self.unknown_size = 0
         self._lock = threading.Lock()
-        self.subscriber = EventSubscriber("events", self._on_events)
+        # ~queue_size: event messages rospy may hold while the callback is busy (oldest dropped,
+        # and missing from `messages`); small values trade bursts for bounded latency
+        self.subscriber = EventSubscriber("events", self._on_events, queue_size=param("queue_size", 200))
 
     def _on_events(self, msg: EventArrayMsg) -> None:
         received = time.monotonic()
@@ -132,7 +134,7 @@ class StreamAccumulator:
     def _stats(self) -> dict:
         out = {"messages": self.subscriber.messages, "bad_messages": self.subscriber.bad_messages,
                "wrong_type_messages": self.subscriber.wrong_type, "size_changes": self.size_changes,
-               "unknown_size_messages": self.unknown_size}
+               "unknown_size_messages": self.unknown_size, "busy_s": round(self.subscriber.busy_s, 4)}
         if self.window is not None:
             out.update(self.window.stats.as_dict())
             out["dropped_out_of_bounds"] += self.subscriber.dropped_out_of_bounds

@@ -8,6 +8,7 @@ never raised into rospy.
 """
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 import rospy
@@ -30,17 +31,20 @@ def decoder_for(msg_type: str, md5: str) -> Decoder | None:
 class EventSubscriber:
     """Subscribe to an event topic and call `callback(EventArrayMsg)` for each good message.
 
-    Counters: `messages`, `bad_messages`, `wrong_type`, `dropped_out_of_bounds`.
+    Counters: `messages`, `bad_messages`, `wrong_type`, `dropped_out_of_bounds`, and `busy_s`,
+    the seconds spent decoding and in the callback (events / busy_s = what the node can take).
     """
 
     def __init__(self, topic: str, callback: Callable[[EventArrayMsg], None], queue_size: int = 200,
                  buff_size: int = 1 << 26):
         self.callback = callback
         self.messages = self.bad_messages = self.wrong_type = self.dropped_out_of_bounds = 0
+        self.busy_s = 0.0
         self._decoders: dict[tuple[str, str], Decoder | None] = {}
         self.sub = rospy.Subscriber(topic, rospy.AnyMsg, self._on_message, queue_size=queue_size, buff_size=buff_size)
 
     def _on_message(self, msg: rospy.AnyMsg) -> None:
+        start = time.monotonic()
         header = getattr(msg, "_connection_header", None) or {}
         key = (header.get("type", "?"), header.get("md5sum", "?"))
         if key not in self._decoders:
@@ -61,5 +65,6 @@ class EventSubscriber:
             return
         self.callback(decoded)
         # counted after the callback, so a stats snapshot never shows a message whose windows are pending
+        self.busy_s += time.monotonic() - start
         self.messages += 1
         self.dropped_out_of_bounds += decoded.dropped

@@ -9,7 +9,9 @@ Parameters  ~checkpoint, ~teacher_checkpoint, ~device (auto|cpu|cuda), ~fp16, ~i
             ~overlay_on (events|aps), ~overlay_alpha, and the accumulator's window parameters
 
 Inference runs in its own thread behind a one-slot mailbox: when the network is slower than
-the stride, stale windows are dropped and counted, never queued.
+the stride, stale windows are dropped and counted, never queued. ~stats percentiles (ms):
+latency_ms (input arrival to labels and overlay published), inference_ms, wait_ms (arrival to
+inference start: the network was busy), overhead_ms (latency minus that window's inference).
 """
 from __future__ import annotations
 
@@ -83,7 +85,9 @@ class SegmentationNode:
         self.latest_aps: np.ndarray | None = None
         self.events_box: LatestOnly[Job] = LatestOnly()
         self.aps_box: LatestOnly[Job] = LatestOnly()
-        self.latency = RollingStats()
+        self.latency = RollingStats()  # input arrival -> labels and overlay published
+        self.wait = RollingStats()  # input arrival -> inference start (network busy with the previous one)
+        self.overhead = RollingStats()  # latency - inference, per window: waiting, rendering, publishing
         self.inference_ms = RollingStats()
         self.teacher_ms = RollingStats()
         self.counts = {"windows_in": 0, "published": 0, "rejected": 0, "frames_in": 0, "teacher_published": 0}
@@ -162,14 +166,14 @@ class SegmentationNode:
             return event_image(job.data, self.rep_name or predictor.representation.get("name", ""))
 
         self._serve(self.events_box, self.student, self.pub_labels, self.pub_overlay, self.inference_ms, "published",
-                    matches, background, latency=self.latency)
+                    matches, background, track_latency=True)
 
     def _teacher_loop(self) -> None:
         self._serve(self.aps_box, self.teacher, self.pub_t_labels, self.pub_t_overlay, self.teacher_ms,
                     "teacher_published", lambda predictor: True, lambda job, predictor: job.data)
 
     def _serve(self, box: LatestOnly, network: Network, pub_labels, pub_overlay, timing: RollingStats, counter: str,
-               accepts, background, latency: RollingStats | None = None) -> None:
+               accepts, background, track_latency: bool = False) -> None:
         """Newest job -> network -> labels + overlay, until shutdown; failures are counted and logged."""
         while not rospy.is_shutdown():
             job = box.get(timeout=0.5)
@@ -177,23 +181,29 @@ class SegmentationNode:
             if predictor is None or not accepts(predictor):
                 continue
             t0 = time.monotonic()
+            if track_latency:
+                self.wait.add((t0 - job.received) * 1e3)
             try:
                 labels = predictor(job.data)
             except Exception as exc:  # noqa: BLE001 - e.g. a wrong channel count: log, keep running
                 self.counts["rejected"] += 1
                 rospy.logerr_throttle(10.0, f"{network.role} inference failed: {exc}")
                 continue
-            timing.add((time.monotonic() - t0) * 1e3)
+            inference_ms = (time.monotonic() - t0) * 1e3
+            timing.add(inference_ms)
             pub_labels.publish(image_msg(labels, "mono8", job.stamp, job.frame_id))
             pub_overlay.publish(image_msg(overlay(labels, background(job, predictor), self.alpha), "rgb8",
                                           job.stamp, job.frame_id))
-            if latency is not None:
-                latency.add((time.monotonic() - job.received) * 1e3)
+            if track_latency:
+                total_ms = (time.monotonic() - job.received) * 1e3
+                self.latency.add(total_ms)
+                self.overhead.add(total_ms - inference_ms)
             self.counts[counter] += 1
 
     def stats(self) -> dict:
         out = dict(self.counts, stale_dropped=self.events_box.stale, latency_ms=self.latency.summary(),
-                   inference_ms=self.inference_ms.summary(), student_error=self.student.error or None)
+                   inference_ms=self.inference_ms.summary(), wait_ms=self.wait.summary(),
+                   overhead_ms=self.overhead.summary(), student_error=self.student.error or None)
         if self.teacher is not None:
             out.update(teacher_stale_dropped=self.aps_box.stale, teacher_ms=self.teacher_ms.summary(),
                        teacher_error=self.teacher.error or None)
