@@ -320,7 +320,10 @@ def embed(events: Events, name: str, *, height: int, width: int, **params: Any) 
 
 
 def warmup() -> None:
-    """Compile (or load from numba's on-disk cache) every kernel for the dtypes used here."""
+    """Compile (or load from numba's on-disk cache) every kernel for the dtypes used here.
+
+    A node calls this before subscribing: the first load takes ~0.3 s, long enough for a
+    short subscriber queue to overflow."""
     ev = Events(np.array([0, 3], np.uint16), np.array([0, 9], np.uint16), np.array([0, 1000], np.int64),
                 np.array([1, 0], np.int8))
     for name in REPRESENTATIONS:
@@ -333,3 +336,6 @@ def warmup() -> None:
     keep = np.empty(2, np.bool_)
     kernels.screen_events(ev.x, ev.y, ev.t, 2, 2, False, 0, -1, keep)
     kernels.screen_events(ev.x, ev.y, ev.t, 2, 2, True, 0, 10, keep)
+    from .codec import decode_event_array, encode_event_array  # the wire decoder's kernel too
+
+    decode_event_array(encode_event_array(ev, 10, 10))

@@ -12,6 +12,7 @@ import rospy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
 
+from ..events import warmup
 from ..events.codec import EventArrayMsg
 from ..events.windows import SlidingWindow, Window
 from .event_subscriber import EventSubscriber
@@ -94,6 +95,7 @@ class StreamAccumulator:
         self.size_changes = 0
         self.unknown_size = 0
         self._lock = threading.Lock()
+        warmup()  # numba kernels loaded before the first message, not while it waits
         # ~queue_size: event messages rospy may hold while the callback is busy (oldest dropped,
         # and missing from `messages`); small values trade bursts for bounded latency
         self.subscriber = EventSubscriber("events", self._on_events, queue_size=param("queue_size", 200))
