@@ -4,8 +4,10 @@
 1. Throughput: `rosbag play` of a dense events bag at rising rates into accumulator_node
    (evdistill_2ch, 50 ms windows, 10 ms stride). The node's subscriber queue and rosbag play's
    publisher queue are cut to QUEUE messages (1/3 s at 30 Hz), so a node slower than the offered
-   rate loses messages within a second instead of buffering the whole bag; a rate is sustained when every event message was
-   processed (accumulator ~stats `messages`). The highest sustained event rate is reported. Reference: the same bag decoded and windowed offline in one process.
+   rate loses messages within a second instead of buffering the whole bag; a rate is sustained
+   when every event message was processed (accumulator ~stats `messages`). The highest
+   sustained event rate is reported, beside the node's capacity from ~stats `busy_s` and a
+   reference: the same bag decoded and windowed offline in one process.
 2. Latency: segment.launch (message hop and in-process) with a MobileNetV2 student on the
    simulated bag; the segmentation node's ~stats give latency (input arrival to publish)
    p50 / p95 and inference time p50: the pipeline adds latency - inference. The stride
@@ -55,10 +57,13 @@ def dense_bag(path: Path, rate_hz: float, seconds: float, packet_hz: float = 30.
 def offline_rate(bag: Path) -> float:
     from evdistill_ros.events.windows import SlidingWindow
 
-    sw = SlidingWindow("evdistill_2ch", height=260, width=346, window_ns=50_000_000, stride_ns=10_000_000)
+    def window() -> SlidingWindow:
+        return SlidingWindow("evdistill_2ch", height=260, width=346, window_ns=50_000_000, stride_ns=10_000_000)
+
     for _, msg in iter_event_messages(bag, TOPIC):  # warm-up: numba kernels and the page cache
-        SlidingWindow("evdistill_2ch", height=260, width=346, window_ns=50_000_000, stride_ns=10_000_000).push(msg.events)
+        window().push(msg.events)
         break
+    sw = window()
     n, t = 0, time.perf_counter()
     for _, msg in iter_event_messages(bag, TOPIC):
         sw.push(msg.events)
@@ -113,7 +118,8 @@ def throughput(ros: Ros, bag: Path, n_msgs: int, bag_rate: float, rates: list[fl
             # --queue: rosbag play's outgoing queue (default 100 messages) would otherwise absorb
             # a backlog as well as the node's own queue
             subprocess.run(["rosbag", "play", "--quiet", f"--rate={r}", "--delay=1", f"--queue={QUEUE}", str(bag)],
-                           env=ros.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60 + 3 * n_msgs / 30 / r)
+                           env=ros.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           timeout=60 + 3 * n_msgs / 30 / r)
             time.sleep(1.0)  # the last messages' windows
             s = ros.wait_stats("/accumulator_node/stats", lambda s: s.get("messages", 0) > base.get("messages", 0), 10)
             got = s.get("messages", 0) - base.get("messages", 0)
