@@ -108,19 +108,20 @@ def add_voxel(x, y, t, p, height, width, bins, t0, scale, weight, acc):  # pragm
 def voxel_finalize(acc, bins, out):  # pragma: no cover - compiled
     # unpack `add_voxel`'s (groups * bins, H*W) sums and add them to the float32 grid, per
     # polarity group: bin k = sum(v) - sum(v * frac) of its own events + sum(v * frac) of bin k - 1.
-    # Row loops over cells (not a per-cell walk over bins) so LLVM vectorises them: 5x faster.
+    # Row loops over cells with the carried sums in a row buffer (not a per-cell walk over
+    # bins), so each cell is unpacked once and LLVM vectorises the loop: ~5x faster.
     cells = out.shape[1]
     inv = 1.0 / VOXEL_PACK
+    carry = np.empty(cells)
     for g0 in range(0, acc.shape[0], bins):
-        for c in range(cells):
-            a = acc[g0, c]
-            n = np.floor(a * inv + 0.5)
-            out[g0, c] += np.float32(n - (a - n * VOXEL_PACK))
-        for k in range(g0 + 1, g0 + bins):
+        carry[:] = 0.0
+        for k in range(g0, g0 + bins):
             for c in range(cells):
-                a, prev = acc[k, c], acc[k - 1, c]
-                n, n_prev = np.floor(a * inv + 0.5), np.floor(prev * inv + 0.5)
-                out[k, c] += np.float32(n - (a - n * VOXEL_PACK) + (prev - n_prev * VOXEL_PACK))
+                a = acc[k, c]
+                n = np.floor(a * inv + 0.5)
+                frac_sum = a - n * VOXEL_PACK
+                out[k, c] += np.float32(n - frac_sum + carry[c])
+                carry[c] = frac_sum
 
 
 @njit(cache=True, nogil=True)
