@@ -44,7 +44,12 @@ _CHANNEL_MODES = ("exact", "repeat", "pad", "mean")
 
 
 def _as_bchw(x: Any, layout: str) -> tuple[torch.Tensor, np.dtype | torch.dtype]:
-    t = torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
+    if isinstance(x, np.ndarray):
+        # read-only inputs (memory-mapped pair caches) are copied: torch tensors assume writable memory
+        x = np.ascontiguousarray(x) if x.flags.writeable else np.array(x, order="C")
+        t = torch.from_numpy(x)
+    else:
+        t = x
     if not isinstance(t, torch.Tensor):
         raise ValueError(f"prepare_input: expected a numpy array or torch tensor, got {type(x).__name__}")
     dtype = t.dtype
