@@ -178,41 +178,43 @@ def test_bag_through_nodes_matches_offline_inference(roscore, sim_bag, student_c
         assert np.mean(got == expected) > 0.999
 
 
-def test_nodes_survive_malformed_and_wrong_type_messages(roscore, sim_bag, student_ckpt, tmp_path):
-    record = tmp_path / "out.bag"
-    launch = _launch(roscore, student_ckpt, record, in_process=False)
-    bad_publisher = f"""
+def _publish_three(env: dict, setup: str) -> None:
+    """Publish three messages on the events topic from a child node; `setup` defines Message
+    (the publisher's class) and make() (one message)."""
+    script = setup + f"""
 import time, rospy
-from std_msgs.msg import String
-from evdistill_ros.events import dvs_msgs
-_, EventArray = dvs_msgs.message_classes()
-class Truncated(EventArray):  # announces dvs_msgs/EventArray, sends 7 bytes
-    def serialize(self, buff):
-        buff.write(b"\\x01" * 7)
-rospy.init_node("bad", anonymous=True)
-bad = rospy.Publisher({EV_TOPIC!r}, Truncated, queue_size=5)
-deadline = time.time() + 20
-while bad.get_num_connections() == 0 and time.time() < deadline:
-    time.sleep(0.1)
-for _ in range(3):
-    bad.publish(Truncated()); time.sleep(0.2)
-"""
-    try:
-        _wait_ready(roscore, in_process=False)
-        subprocess.run([sys.executable, "-c", bad_publisher], env=roscore, check=True, timeout=60)
-        # a publisher of the wrong type on the events topic itself
-        wrong_publisher = f"""
-import time, rospy
-from std_msgs.msg import String
-rospy.init_node("wrong", anonymous=True)
-pub = rospy.Publisher({EV_TOPIC!r}, String, queue_size=5)
+rospy.init_node("publisher", anonymous=True)
+pub = rospy.Publisher({EV_TOPIC!r}, Message, queue_size=5)
 deadline = time.time() + 20
 while pub.get_num_connections() == 0 and time.time() < deadline:
     time.sleep(0.1)
 for _ in range(3):
-    pub.publish(String(data="not events")); time.sleep(0.2)
+    pub.publish(make()); time.sleep(0.2)
 """
-        subprocess.run([sys.executable, "-c", wrong_publisher], env=roscore, check=True, timeout=60)
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=60)
+
+
+def test_nodes_survive_malformed_and_wrong_type_messages(roscore, sim_bag, student_ckpt, tmp_path):
+    record = tmp_path / "out.bag"
+    launch = _launch(roscore, student_ckpt, record, in_process=False)
+    # announces dvs_msgs/EventArray but sends 7 bytes
+    truncated = """
+from evdistill_ros.events import dvs_msgs
+_, EventArray = dvs_msgs.message_classes()
+class Message(EventArray):
+    def serialize(self, buff):
+        buff.write(b"\\x01" * 7)
+make = Message
+"""
+    # a publisher of the wrong type on the events topic itself
+    wrong_type = """
+from std_msgs.msg import String as Message
+make = lambda: Message(data="not events")
+"""
+    try:
+        _wait_ready(roscore, in_process=False)
+        for setup in (truncated, wrong_type):
+            _publish_three(roscore, setup)
         _play.extra = 3  # the truncated messages count as received too
         try:
             _play(roscore, sim_bag)
