@@ -66,7 +66,8 @@ def ref_voxel(ev: Events, h: int, w: int, bins: int = 5, separate_polarity: bool
     if len(ev):
         t = (ev.t - ev.t[0]).astype(np.float64)  # relative first: float64 of 1.7e18 ns is 256 ns coarse
         dt = t[-1]
-        ts = (bins - 1) * t / (dt if dt > 0 else 1.0)  # E2VID: deltaT 0 -> 1
+        # E2VID: deltaT 0 -> 1, so all in bin 0; out-of-order times are clamped into the grid
+        ts = np.clip((bins - 1) * t / dt, 0, bins - 1) if dt > 0 else np.zeros(len(t))
         b = np.floor(ts).astype(int)
         f = ts - b
         if separate_polarity:
@@ -179,6 +180,44 @@ def test_voxel_packed_sums_on_a_hot_pixel_and_in_chunks(params, monkeypatch):
     from evdistill_ros.events import kernels
     monkeypatch.setattr(kernels, "VOXEL_MAX_EVENTS", 7)
     check(random_events(300, height=H + 2, width=W, seed=4), "voxel_grid", params)
+
+
+@pytest.mark.parametrize("params", [{}, {"bins": 3, "separate_polarity": True}, {"bins": 1}])
+def test_voxel_unsorted_times_match_reference(params):
+    # the fast kernel takes the events of each bin as one run of a time-sorted input; on
+    # any other order it must notice and the general kernel must give the clamped result
+    ev = random_events(2000, height=H + 1, width=W, seed=5)
+    rng = np.random.default_rng(0)
+    check(ev[rng.permutation(len(ev))], "voxel_grid", params)  # fully shuffled
+    inner = np.r_[0, 1 + rng.permutation(len(ev) - 2), len(ev) - 1]
+    check(ev[inner], "voxel_grid", params)  # shuffled between the same first and last event
+    early = Events(ev.x, ev.y, ev.t.copy(), ev.p)
+    early.t[1000] = ev.t[0] - 5_000_000  # before the first event: clamped into bin 0
+    check(early, "voxel_grid", params)
+    late = Events(ev.x, ev.y, ev.t.copy(), ev.p)
+    # after the last in-bounds event, among the last bin's run: clamped into the last bin
+    late.t[np.flatnonzero(ev.y < H)[-2]] = ev.t[-1] + 5_000_000
+    check(late, "voxel_grid", params)
+
+
+def test_voxel_fast_kernel_takes_sorted_runs_and_refuses_the_rest():
+    from evdistill_ros.events import kernels
+    ev = random_events(5000, height=H, width=W + 2, seed=6)
+    t0, t1, bins = int(ev.t[0]), int(ev.t[-1]), 5
+    scale = (bins - 1) / (t1 - t0)
+    args = (ev.x, ev.y, ev.t, ev.p, H, W, bins, t0, scale)
+    weight = np.array([-1.0, 1.0])
+    starts = kernels.voxel_bin_starts(ev.t, t0, scale, bins)
+    ts = (ev.t - t0).astype(np.float64) * scale
+    assert np.array_equal(starts, [np.sum(ts < b) for b in range(bins)] + [len(ev)])
+    fast, general = np.zeros(bins * H * W), np.zeros(bins * H * W)
+    skipped = kernels.add_voxel_binned(*args, float(t1 - t0) * scale, weight, fast)
+    assert skipped == kernels.add_voxel(*args, weight, general) == int(np.sum(ev.x >= W)) > 0
+    np.testing.assert_allclose(fast, general, rtol=1e-15)
+    swapped = Events(ev.x, ev.y, ev.t.copy(), ev.p)
+    swapped.t[[100, 4000]] = swapped.t[[4000, 100]]  # two events in each other's bins
+    assert kernels.add_voxel_binned(swapped.x, swapped.y, swapped.t, swapped.p, H, W, bins, t0, scale,
+                                    float(t1 - t0) * scale, weight, np.zeros(bins * H * W)) == -1
 
 
 def test_polarity_conventions_agree():

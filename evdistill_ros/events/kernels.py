@@ -13,9 +13,11 @@ Kernels (see `representations` for what the channels mean):
 - `add_moments(x, y, t, p, height, width, origin, sign, n, s1, s2)`: per (polarity, pixel)
   event count and the sums of ``d = t - origin`` and ``d**2`` (float64), channel 0 = ON,
   1 = OFF.
-- `add_voxel(x, y, t, p, height, width, bins, t0, scale, separate, acc)` then
-  `voxel_finalize(acc, bins, out)` (adds into out): E2VID bilinear-in-time voxel grid
-  (float64 packed sums, at most VOXEL_MAX_EVENTS events per `add_voxel` call).
+- `add_voxel_binned(x, y, t, p, height, width, bins, t0, scale, ts_end, weight, acc)` (fast,
+  time-sorted input; returns -1 when it is not) or `add_voxel(x, y, t, p, height, width, bins,
+  t0, scale, weight, acc)` (any order), then `voxel_finalize(acc, bins, out)` (adds into
+  out): E2VID bilinear-in-time voxel grid (float64 packed sums, at most VOXEL_MAX_EVENTS
+  events per call).
 - `latest_times(x, y, t, p, height, width, last)`: per (polarity, pixel) latest timestamp,
   channel 0 = ON, 1 = OFF; `last` must be pre-filled with `NO_EVENT`.
 - `evsegnet_finalize(...)`, `time_surface_finalize(...)`: per-cell post-processing.
@@ -102,6 +104,64 @@ def add_voxel(x, y, t, p, height, width, bins, t0, scale, weight, acc):  # pragm
         bi = np.int64(ts)  # signed conversion: a single instruction, unlike float -> uint64
         acc[np.uint64(bi) * hw + yi * uw + xi] += weight[np.uint64(p[i] > 0)] * (VOXEL_PACK + (ts - np.float64(bi)))
     return skipped
+
+
+@njit(cache=True, nogil=True)
+def voxel_bin_starts(t, t0, scale, bins):  # pragma: no cover - compiled
+    # starts[b] = first index with (t - t0) * scale >= b, by bisection with the kernels' own
+    # arithmetic, so that on sorted input each run starts[b]:starts[b + 1] is exactly bin b
+    n = t.shape[0]
+    starts = np.empty(bins + 1, np.int64)
+    starts[0] = 0
+    lo = 0
+    for b in range(1, bins):
+        hi = n
+        fb = np.float64(b)
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if np.float64(t[mid] - t0) * scale >= fb:
+                hi = mid
+            else:
+                lo = mid + 1
+        starts[b] = lo
+    starts[bins] = n
+    return starts
+
+
+@njit(cache=True, nogil=True)
+def add_voxel_binned(x, y, t, p, height, width, bins, t0, scale, ts_end, weight, acc):  # pragma: no cover
+    # `add_voxel` for time-sorted events, ~1.4x faster: the events of bin b are one run
+    # (`voxel_bin_starts`), so the bin index is a loop constant and the clamp and the
+    # float -> int conversion leave the loop. Rather than trusting the order, it checks
+    # what the result depends on: every in-bounds event's fraction lies in [0, 1) of its
+    # run, and in the last bin is at most that of the last event (ts_end = (t1 - t0) *
+    # scale; `add_voxel` clamps later ones), which gives `add_voxel`'s sums to rounding.
+    # Returns -1 when that fails (acc then holds partial sums: zero it and call
+    # `add_voxel`), else the number of events skipped. Indices stay in bounds whatever
+    # the input.
+    hw, uw, uh = np.uint64(height * width), np.uint64(width), np.uint64(height)
+    starts = voxel_bin_starts(t, t0, scale, bins)
+    skipped = 0
+    ordered = True
+    for b in range(bins):
+        s0, s1 = starts[b], starts[b + 1]
+        # slices, so the loop index is unsigned-safe and numba drops wraparound checks
+        xs, ys, ts, ps = x[s0:s1], y[s0:s1], t[s0:s1], p[s0:s1]
+        base = np.uint64(b) * hw
+        fb = np.float64(b)
+        lo, hi = np.inf, -np.inf
+        for i in range(xs.shape[0]):
+            xi = np.uint64(xs[i])
+            yi = np.uint64(ys[i])
+            if xi >= uw or yi >= uh:
+                skipped += 1
+                continue
+            frac = np.float64(ts[i] - t0) * scale - fb
+            lo = min(lo, frac)
+            hi = max(hi, frac)
+            acc[base + yi * uw + xi] += weight[np.uint64(ps[i] > 0)] * (VOXEL_PACK + frac)
+        ordered &= lo >= 0.0 and (hi < 1.0 if b < bins - 1 else hi <= ts_end - fb)
+    return skipped if ordered else -1
 
 
 @njit(cache=True, nogil=True)

@@ -234,10 +234,15 @@ def _voxel_grid(events: Events, height: int, width: int, bins: int = 5, separate
         for start in range(0, len(events), kernels.VOXEL_MAX_EVENTS):
             chunk = events[start:start + kernels.VOXEL_MAX_EVENTS]
             acc.fill(0.0)
+            ts_end = float(rng[1] - rng[0]) * scale
             for weight, channels in passes:
                 part = acc[channels].reshape(-1)
-                skipped += kernels.add_voxel(chunk.x, chunk.y, chunk.t, chunk.p, height, width, bins,
-                                             rng[0], scale, np.array(weight), part)
+                args = (chunk.x, chunk.y, chunk.t, chunk.p, height, width, bins, rng[0], scale)
+                n_skipped = kernels.add_voxel_binned(*args, ts_end, np.array(weight), part)
+                if n_skipped < 0:  # not time-sorted: the general kernel, from zero
+                    part.fill(0.0)
+                    n_skipped = kernels.add_voxel(*args, np.array(weight), part)
+                skipped += n_skipped
             kernels.voxel_finalize(acc, bins, out.reshape(c, -1))
         if separate_polarity:
             skipped //= 2  # each pass counted them
@@ -329,6 +334,9 @@ def warmup() -> None:
     for name in REPRESENTATIONS:
         embed(ev, name, height=2, width=2)
     embed(ev, "voxel_grid", height=2, width=2, separate_polarity=True)
+    unsorted = Events(np.array([0, 1, 0], np.uint16), np.array([0, 1, 1], np.uint16),
+                      np.array([0, 1000, 10], np.int64), np.array([1, 0, 1], np.int8))
+    embed(unsorted, "voxel_grid", height=2, width=2)  # the general voxel kernel
     count_events(ev, 2, 2, np.zeros((2, 2, 2), np.int32), sign=-1)
     n, s1, s2 = np.zeros((2, 2, 2), np.int32), np.zeros((2, 2, 2)), np.zeros((2, 2, 2))
     moment_events(ev, 2, 2, 0, n, s1, s2, sign=-1)
