@@ -230,18 +230,18 @@ def _voxel_grid(events: Events, height: int, width: int, bins: int = 5, separate
         # weights by polarity [OFF, ON]; separate polarities: one pass per half of the grid
         passes = [((0.0, 1.0), slice(0, bins)), ((1.0, 0.0), slice(bins, c))] if separate_polarity \
             else [((-1.0, 1.0), slice(0, c))]
+        ts_end = float(span) * scale  # the last event's scaled time, as the kernels compute it
         acc = np.empty((c, height * width), np.float64)
         for start in range(0, len(events), kernels.VOXEL_MAX_EVENTS):
             chunk = events[start:start + kernels.VOXEL_MAX_EVENTS]
             acc.fill(0.0)
-            ts_end = float(rng[1] - rng[0]) * scale
             for weight, channels in passes:
-                part = acc[channels].reshape(-1)
+                part, w = acc[channels].reshape(-1), np.array(weight)
                 args = (chunk.x, chunk.y, chunk.t, chunk.p, height, width, bins, rng[0], scale)
-                n_skipped = kernels.add_voxel_binned(*args, ts_end, np.array(weight), part)
+                n_skipped = kernels.add_voxel_binned(*args, ts_end, w, part)
                 if n_skipped < 0:  # not time-sorted: the general kernel, from zero
                     part.fill(0.0)
-                    n_skipped = kernels.add_voxel(*args, np.array(weight), part)
+                    n_skipped = kernels.add_voxel(*args, w, part)
                 skipped += n_skipped
             kernels.voxel_finalize(acc, bins, out.reshape(c, -1))
         if separate_polarity:
