@@ -220,6 +220,20 @@ def test_voxel_fast_kernel_takes_sorted_runs_and_refuses_the_rest():
                                     float(t1 - t0) * scale, weight, np.zeros(bins * H * W)) == -1
 
 
+def test_voxel_grids_from_threads_equal_serial_ones():
+    # the accumulator is reused per thread: concurrent calls (nodes, loader threads) and
+    # alternating sizes must not see each other's sums
+    from concurrent.futures import ThreadPoolExecutor
+    jobs = [(random_events(20_000, height=H, width=W, seed=s), {"bins": 2 + s % 4, "separate_polarity": s % 2 == 1})
+            for s in range(8)]
+    serial = [embed(ev, "voxel_grid", height=H, width=W, **params) for ev, params in jobs]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(3):
+            threaded = list(pool.map(lambda job: embed(job[0], "voxel_grid", height=H, width=W, **job[1]), jobs))
+            for a, b in zip(serial, threaded):
+                assert np.array_equal(a, b)
+
+
 def test_polarity_conventions_agree():
     ev = random_events(2000, height=H, width=W, seed=11)
     signed = Events(ev.x, ev.y, ev.t, np.where(ev.p > 0, 1, -1))
