@@ -222,8 +222,8 @@ _scratch = threading.local()
 def _voxel_accumulator(shape: tuple[int, int]) -> np.ndarray:
     # one float64 accumulator per thread, reused (it keeps the largest size asked for): with a
     # fresh 3.6 MB array per window (5 bins at 346x260) SlidingWindow.push on a 12 Mev/s
-    # stream took 3.5-4.1 instead of 2.8-2.9 ms per window (interleaved A/B); the scatter
-    # kernel ran slower on the new memory, likely pages fresh from the OS
+    # stream took 3.9-4.1 instead of 2.7-3.1 ms per window (bench/bench_events.py); the
+    # scatter kernel ran slower on the new memory, likely pages fresh from the OS
     acc = getattr(_scratch, "voxel", None)
     if acc is None or acc.size < shape[0] * shape[1]:
         acc = _scratch.voxel = np.empty(shape[0] * shape[1], np.float64)
@@ -243,20 +243,22 @@ def _voxel_grid(events: Events, height: int, width: int, bins: int = 5, separate
         span = rng[1] - rng[0]
         scale = float((bins - 1) / span) if span > 0 else 0.0  # E2VID: a zero span puts all in bin 0
         # weights by polarity [OFF, ON]; separate polarities: one pass per half of the grid
-        passes = [((0.0, 1.0), slice(0, bins)), ((1.0, 0.0), slice(bins, c))] if separate_polarity \
-            else [((-1.0, 1.0), slice(0, c))]
+        passes = [(np.array([0.0, 1.0]), slice(0, bins)), (np.array([1.0, 0.0]), slice(bins, c))] \
+            if separate_polarity else [(np.array([-1.0, 1.0]), slice(0, c))]
         ts_end = float(span) * scale  # the last event's scaled time, as the kernels compute it
+        time_sorted = True  # until add_voxel_binned finds otherwise; then the general kernel only
         acc = _voxel_accumulator((c, height * width))
         for start in range(0, len(events), kernels.VOXEL_MAX_EVENTS):
             chunk = events[start:start + kernels.VOXEL_MAX_EVENTS]
+            args = (chunk.x, chunk.y, chunk.t, chunk.p, height, width, bins, rng[0], scale)
             acc.fill(0.0)
             for weight, channels in passes:
-                part, w = acc[channels].reshape(-1), np.array(weight)
-                args = (chunk.x, chunk.y, chunk.t, chunk.p, height, width, bins, rng[0], scale)
-                n_skipped = kernels.add_voxel_binned(*args, ts_end, w, part)
-                if n_skipped < 0:  # not time-sorted: the general kernel, from zero
-                    part.fill(0.0)
-                    n_skipped = kernels.add_voxel(*args, w, part)
+                part = acc[channels].reshape(-1)
+                n_skipped = kernels.add_voxel_binned(*args, ts_end, weight, part) if time_sorted else -1
+                if n_skipped < 0:
+                    time_sorted = False
+                    part.fill(0.0)  # the fast kernel's partial sums
+                    n_skipped = kernels.add_voxel(*args, weight, part)
                 skipped += n_skipped
             kernels.voxel_finalize(acc, bins, out.reshape(c, -1))
         if separate_polarity:
