@@ -33,7 +33,8 @@ def main() -> int:
 
     import torch
 
-    from evdistill_ros.distill.cache import extract_pairs, open_cache
+    from evdistill_ros.distill.cache import extract_pairs
+    from evdistill_ros.io.pair_cache import open_cache
     from evdistill_ros.distill.config import load_config
     from evdistill_ros.distill.trainer import run_training
     from evdistill_ros.events import embeddings_at

@@ -13,7 +13,9 @@ import pytest
 import torch
 
 from evdistill_ros.distill import config as C
-from evdistill_ros.distill.cache import cache_key, extract_pairs, open_cache
+from evdistill_ros.distill.cache import extract_pairs
+from evdistill_ros.events import EventInput
+from evdistill_ros.io.pair_cache import cache_key, open_cache
 from evdistill_ros.events import Events
 from evdistill_ros.io.bag import BagWriter
 
@@ -105,7 +107,10 @@ def test_cache_extracts_pairs_and_rekeys(tmp_path, bags):
     # same inputs -> same cache; a window change -> another key
     assert extract_pairs(bags[:1], cfg["data"], progress=False, log=lambda s: None) == path
     other = dict(cfg["data"], window_ns=25_000_000)
-    assert cache_key(bags[:1], other) != cache_key(bags[:1], cfg["data"])
+    def key(d):
+        return cache_key(bags[:1], EventInput.from_config(d), d)
+
+    assert key(other) != key(cfg["data"])
     assert not any(p.name.startswith(".") for p in path.parent.iterdir())  # no temp dirs left
     with pytest.raises(ValueError, match="not found"):
         extract_pairs([str(tmp_path / "nope.bag")], cfg["data"], progress=False)

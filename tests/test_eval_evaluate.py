@@ -213,7 +213,8 @@ def test_bag_embeds_with_checkpoint_window_and_skips_unlabelled(data):
 
 def test_trainer_validation_equals_evaluate(data, tmp_path):
     """The trainer's validation (training-pair cache) and `evdistill evaluate` (bag) agree exactly."""
-    from evdistill_ros.distill.cache import extract_pairs, open_cache
+    from evdistill_ros.distill.cache import extract_pairs
+    from evdistill_ros.io.pair_cache import open_cache
     from evdistill_ros.distill.trainer import validate
 
     cfg = {"events_topic": "/davis/left/events", "image_topic": "/davis/left/image_raw",

@@ -45,7 +45,8 @@ def _simulate(out: Path, kind: str, count: int, c: dict, log: Callable[[str], No
 
 def _evaluate(ckpt: Path, cfg: dict, bags: list[str], progress: bool, log) -> dict:
     from ..models import load_checkpoint
-    from .cache import extract_pairs, open_cache
+    from ..io.pair_cache import open_cache
+    from .cache import extract_pairs
     from .trainer import validate
 
     model, meta = load_checkpoint(ckpt)

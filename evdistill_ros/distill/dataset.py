@@ -26,8 +26,9 @@ import torch
 from torch.utils.data import Dataset
 from torch.utils.data.distributed import DistributedSampler
 
+from ..io.pair_cache import PairCache, open_cache
+from ..models.preprocess import unit_scale
 from .augment import augment_pair, center_crop_pad
-from .cache import PairCache, open_cache
 
 
 class PairDataset(Dataset):
@@ -62,7 +63,7 @@ class PairDataset(Dataset):
         j = int(self.indices[int(i)])
         c = self.cache
         events = torch.from_numpy(np.array(c.events[j], dtype=np.float32))
-        aps = torch.from_numpy(np.array(c.aps[j], dtype=np.float32) / 255.0)[None]
+        aps = unit_scale(torch.from_numpy(np.array(c.aps[j])))[None]  # the inference path's scaling
         label = torch.from_numpy(np.array(c.labels[j], dtype=np.int64))
         if self.augment is not None:
             rng = np.random.default_rng(seed if seed is not None else j)

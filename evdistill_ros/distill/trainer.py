@@ -45,8 +45,11 @@ import torch
 import yaml
 from torch import nn
 
+from ..atomic import atomic_write, atomic_write_text
 from . import losses
-from .cache import PairCache, extract_pairs, open_cache
+from ..events.spec import EventInput
+from ..io.pair_cache import PairCache, cache_samples, open_cache
+from .cache import extract_pairs
 from .config import METHODS, model_config, stage_config
 from .dataset import PairDataset, ResumableSampler, collate
 from .ddp import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed, unwrap, wrap
@@ -84,31 +87,38 @@ def _seed_everything(seed: int) -> None:
 
 
 def _rng_state() -> dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+    """The RNG states as tensors and plain numbers, so state.pt loads with weights_only=True."""
+    version, mt, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"python": {"version": int(version), "mt": torch.tensor(mt, dtype=torch.int64), "gauss": gauss},
+            "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+            "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 
 def _set_rng_state(s: dict) -> None:
-    random.setstate(s["python"])
-    np.random.set_state(s["numpy"])
+    py, npy = s["python"], s["numpy"]
+    random.setstate((py["version"], tuple(int(v) for v in py["mt"].tolist()), py["gauss"]))
+    np.random.set_state((npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
+                         npy["cached_gaussian"]))
     torch.set_rng_state(s["torch"])
     if s.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(s["cuda"])
 
 
-def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def load_state(path: Path) -> dict:
+    """A training state file, loaded without unpickling anything but tensors and plain data;
+    ValueError with one line naming the file when it is not a readable state."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a truncated or foreign file
+        first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+        raise ValueError(f"{path} is not a readable training state ({type(exc).__name__}: {first}); "
+                         "delete it to start over, or resume from a good copy") from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise ValueError(f"{path} is not an evdistill_ros training state")
+    return state
 
 
 def norm_stats(cache: PairCache, indices: np.ndarray, max_frames: int = 256) -> dict:
@@ -128,15 +138,15 @@ def norm_stats(cache: PairCache, indices: np.ndarray, max_frames: int = 256) -> 
 def _metadata(cfg: dict, stage: str, cache: PairCache, stats: dict, extra: dict) -> dict:
     d = cfg["data"]
     size = {"height": int(cache.meta["height"]), "width": int(cache.meta["width"])}
+    # "frame" and "resize" name the conversions the cache applied (frames.to_gray_u8 and
+    # frames.resize), so inference gives the network the same pixels (models.preprocess)
     if stage == "teacher":
         rep: object = "aps"
-        pre = {"resize": "bilinear", "scale": "auto", "channels": "mean",
+        pre = {"frame": "gray", "resize": "area", "scale": "auto", "channels": "exact",
                "mean": [stats["aps_mean"]], "std": [stats["aps_std"]]}
     else:
-        rep = {"name": d["representation"], "params": dict(d.get("representation_params") or {}),
-               "window_ns": d.get("window_ns"), "window_events": d.get("window_events"),
-               "events_topic": d["events_topic"]}
-        pre = {"resize": "bilinear", "scale": 1.0, "channels": "exact",
+        rep = EventInput.from_config(d).to_dict()
+        pre = {"resize": "area", "scale": 1.0, "channels": "exact",
                "mean": stats["events_mean"], "std": stats["events_std"]}
     return {"representation": rep, "input_size": size, "preprocessing": pre,
             "training": {"stage": stage, **extra, "config": _plain_cfg(cfg)}}
@@ -211,19 +221,6 @@ def validate(model: nn.Module, meta: dict, cache: PairCache, indices: np.ndarray
 
     samples = cache_samples(cache, indices)
     return evaluate_model(unwrap(model), meta, samples, modality, batch_size=batch_size)
-
-
-def cache_samples(cache: PairCache, indices: np.ndarray):
-    """Cached pairs as io.samples.Sample objects (labelled frames only)."""
-    from ..io.samples import Sample
-
-    for j in indices:
-        j = int(j)
-        if not cache.has_label[j]:
-            continue
-        yield Sample(name=f"{j:06d}", t_ns=int(cache.t_ns[j]), events=np.asarray(cache.events[j]),
-                     aps=np.asarray(cache.aps[j]), label=np.asarray(cache.labels[j]),
-                     num_events=int(cache.n_events[j]))
 
 
 class _Stopper:
@@ -360,8 +357,8 @@ def _train(cfg, scfg, stage, method, use_labels, teacher_path, out_dir, resume, 
     state_path, ckpt_path = run_dir / "state.pt", run_dir / "checkpoint.pt"
     if resume:
         if state_path.is_file():
-            s = torch.load(state_path, map_location="cpu", weights_only=False)
-            if s.get("format") != STATE_FORMAT or s.get("name") != name:
+            s = load_state(state_path)
+            if s.get("name") != name:
                 raise ValueError(f"{state_path}: not a training state of run {name!r}")
             changed = _changed_keys(s.get("fingerprint") or {}, fingerprint)
             if changed:
@@ -395,7 +392,7 @@ def _train(cfg, scfg, stage, method, use_labels, teacher_path, out_dir, resume, 
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(run_dir / "tb"), purge_step=step if step else None)
-        _atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(_plain_cfg(cfg), sort_keys=False))
+        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(_plain_cfg(cfg), sort_keys=False))
 
     def save(at: int) -> None:
         if not main:
@@ -404,11 +401,13 @@ def _train(cfg, scfg, stage, method, use_labels, teacher_path, out_dir, resume, 
 
         m = {**meta, "training": {**meta["training"], "step": at, "steps": total}}
         save_checkpoint(ckpt_path, _deployable(net), m)
-        _atomic_torch_save({
-            "format": STATE_FORMAT, "name": name, "step": at, "fingerprint": fingerprint, "model": net.state_dict(),
-            "a2e": a2e.state_dict() if a2e is not None else None, "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": _rng_state(),
-        }, state_path)
+        with atomic_write(state_path, "wb") as f:
+            torch.save({
+                "format": STATE_FORMAT, "name": name, "step": at, "fingerprint": fingerprint,
+                "model": net.state_dict(), "a2e": a2e.state_dict() if a2e is not None else None,
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(), "rng": _rng_state(),
+            }, f)
 
     def run_validation(at: int) -> dict | None:
         if val_cache is None or not main:
@@ -433,7 +432,8 @@ def _train(cfg, scfg, stage, method, use_labels, teacher_path, out_dir, resume, 
     with _Stopper() as stopper:
         while step < total:
             batch = next(it)
-            ev = prep(batch["events"].to(device, non_blocking=True), layout="bchw")
+            # the teacher never sees events: no embedding is prepared for it
+            ev = None if stage == "teacher" else prep(batch["events"].to(device, non_blocking=True), layout="bchw")
             aps01 = batch["aps"].to(device, non_blocking=True)
             label = batch["label"].to(device, non_blocking=True)
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
@@ -488,7 +488,7 @@ def _train(cfg, scfg, stage, method, use_labels, teacher_path, out_dir, resume, 
             val = run_validation(step)
             if val is not None:
                 result["validation"] = val
-        _atomic_write_text(run_dir / "metrics.json", json.dumps(result, indent=1, default=float))
+        atomic_write_text(run_dir / "metrics.json", json.dumps(result, indent=1, default=float))
         say(f"{name}: {step}/{total} steps in {elapsed:.0f} s, loss {last_terms.get('total', float('nan')):.4f} -> {ckpt_path}")
         writer.close()
     return ckpt_path

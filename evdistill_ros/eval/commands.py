@@ -14,6 +14,8 @@ import os
 import sys
 from pathlib import Path
 
+from ..atomic import atomic_write_text
+
 FORMAT_CHOICES = ("bag", "evdistill-png", "evsegnet", "ess", "cache")
 
 
@@ -98,11 +100,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                        sample_options=_sample_options(args), log=lambda m: print(m, file=sys.stderr))
     print(markdown_table(results))
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(results, indent=1) + "\n")
-        os.replace(tmp, path)
+        path = atomic_write_text(args.json, json.dumps(results, indent=1) + "\n")
         print(f"wrote {path}", file=sys.stderr)
     return 0
 

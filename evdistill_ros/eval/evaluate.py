@@ -38,6 +38,10 @@ import numpy as np
 import torch
 
 from ..classes import CLASS_NAMES, IGNORE_INDEX
+from ..events.spec import EventInput
+from ..io.samples import FORMATS as SAMPLE_FORMATS
+from ..io.samples import detect_format as detect
+from ..io.samples import iter_samples
 from .metrics import ConfusionMatrix
 
 MODALITIES = ("aps", "events")
@@ -312,68 +316,42 @@ def load_network(path: str | Path, modality: str, device: str | torch.device = "
 
 
 def detect_format(data: str | Path) -> str:
-    """The data format of ``data``: a training-pair cache directory, else io.samples.detect_format."""
-    p = Path(data)
-    if not p.exists():
-        raise FileNotFoundError(f"data not found: {p}")
-    if p.is_dir() and (p / "meta.json").is_file() and (p / "labels.npy").is_file():
-        return "cache"
-    from ..io.samples import detect_format as detect
-
-    return detect(p)
+    """The data format of ``data`` (io.samples.detect_format; FileNotFoundError when missing)."""
+    if not Path(data).exists():
+        raise FileNotFoundError(f"data not found: {data}")
+    return detect(data)
 
 
-# event representation each fixed-layout format stores (bags and ESS embed raw events on the fly)
+# event representation each fixed-layout format stores (bags, ESS and caches hold their own)
 FIXED_REPRESENTATION = {"evdistill-png": "evdistill_2ch", "evsegnet": "evsegnet_6ch"}
-FORMATS = ("bag", "evdistill-png", "evsegnet", "ess", "cache")
+FORMATS = SAMPLE_FORMATS
+
+
+def network_event_input(meta: Mapping[str, Any]) -> EventInput:
+    """The event input of an event network's metadata."""
+    return EventInput.from_dict(meta["representation"])
 
 
 def open_samples(data: str | Path, fmt: str, event_meta: Mapping[str, Any] | None = None,
                  options: Mapping[str, Any] | None = None) -> Iterator[Any]:
-    """Samples of ``data`` in format ``fmt``. For bags and ESS recordings the event embedding is
-    computed with the event checkpoint's representation, parameters and window (``event_meta``);
-    for stored embeddings (evdistill-png, evsegnet, cache) the representation must match it."""
+    """Samples of ``data`` in format ``fmt``. Bags, ESS recordings and caches give the event
+    network's own event input (``event_meta``); formats that store one fixed embedding
+    (evdistill-png, evsegnet) must hold the network's representation."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown data format {fmt!r}; known: {', '.join(FORMATS)}")
     opts = dict(options or {})
     if "split" in opts and fmt in ("bag", "cache"):
         raise ValueError(f"--split applies to test-set directories, not to {fmt} data")
-    rep = dict(event_meta["representation"]) if event_meta is not None else None
-    if fmt == "cache":
-        return _cache_samples(data, rep, event_meta)
-    if fmt in FIXED_REPRESENTATION and rep is not None and rep["name"] != FIXED_REPRESENTATION[fmt]:
-        raise ValueError(f"{_network_name(event_meta)} reads {rep['name']!r} event embeddings but {fmt} data "
+    spec = network_event_input(event_meta) if event_meta is not None else None
+    if fmt in FIXED_REPRESENTATION and spec is not None and spec.representation != FIXED_REPRESENTATION[fmt]:
+        raise ValueError(f"{_network_name(event_meta)} reads {spec.representation!r} event embeddings but {fmt} data "
                          f"holds {FIXED_REPRESENTATION[fmt]!r}")
-    from ..io.samples import iter_samples
-
-    if rep is not None and fmt in ("bag", "ess"):
-        opts.setdefault("representation", rep["name"])
-        for k, v in (rep.get("params") or {}).items():
-            opts.setdefault(k, v)
-        if rep.get("window_events") is not None:
-            opts.setdefault("window_events", int(rep["window_events"]))
-        if rep.get("window_ns") is not None:
-            if fmt == "bag":
-                opts.setdefault("window_ns", int(rep["window_ns"]))
-            else:
-                opts.setdefault("window_ms", int(round(int(rep["window_ns"]) / 1e6)))
-        if rep.get("events_topic") and fmt == "bag":
-            opts.setdefault("events_topic", rep["events_topic"])
-    return iter_samples(data, fmt, **opts)
-
-
-def _cache_samples(path: str | Path, rep: Mapping[str, Any] | None, event_meta: Mapping[str, Any] | None) -> Iterator[Any]:
-    from ..distill.cache import open_cache
-    from ..distill.trainer import cache_samples
-
-    cache = open_cache(path)
-    if rep is not None:
-        have = (cache.meta.get("representation"), dict(cache.meta.get("representation_params") or {}))
-        want = (rep["name"], dict(rep.get("params") or {}))
-        if have != want:
-            raise ValueError(f"{_network_name(event_meta)} reads {want[0]!r} {want[1]} event embeddings but the cache "
-                             f"{path} holds {have[0]!r} {have[1]}")
-    return cache_samples(cache, np.arange(len(cache)))
+    if spec is not None and fmt in ("bag", "ess", "cache"):
+        opts.setdefault("event_input", spec)
+    try:
+        return iter_samples(data, fmt, **opts)
+    except ValueError as exc:
+        raise ValueError(f"{_network_name(event_meta) if event_meta else data}: {exc}") from None
 
 
 def evaluate(data: str | Path, *, aps_ckpt: str | Path | None = None, event_ckpt: str | Path | None = None,

@@ -22,13 +22,16 @@ background, ON blue, OFF red), the same pictures the ROS overlay shows.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ..atomic import temp_path
 from ..classes import CLASS_NAMES, IGNORE_COLOR, PALETTE, colorize
+from ..events.spec import DEFAULT_EVENT_INPUT
 
 PANEL_TITLES = ("events", "event prediction", "APS frame", "APS prediction", "ground truth")
 _NA_GREY = 200
@@ -197,35 +200,50 @@ class VideoWriter:
         self.fps = float(fps)
         self.frames = 0
         self._writer = None
+        self._tmp: Path | None = None  # frames go here; renamed to `path` by close()
 
     def append(self, frame: np.ndarray) -> None:
         import imageio.v2 as imageio
 
         if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._tmp = temp_path(self.path)
             if self.path.suffix.lower() == ".mp4":
-                self._writer = imageio.get_writer(self.path, fps=self.fps, codec="libx264", quality=7,
+                self._writer = imageio.get_writer(self._tmp, fps=self.fps, codec="libx264", quality=7,
                                                   macro_block_size=1, ffmpeg_log_level="error")
             else:
-                self._writer = imageio.get_writer(self.path, mode="I", duration=1000.0 / self.fps, loop=0)
+                self._writer = imageio.get_writer(self._tmp, mode="I", duration=1000.0 / self.fps, loop=0)
         self._writer.append_data(np.ascontiguousarray(frame))
         self.frames += 1
 
     def close(self) -> Path:
+        """Finish the file and move it under its final name."""
         if self._writer is not None:
             self._writer.close()
             self._writer = None
         if self.frames == 0:
             raise ValueError(f"video {self.path}: no frames to write")
+        if self._tmp is not None:
+            os.replace(self._tmp, self.path)
+            self._tmp = None
         return self.path
+
+    def abort(self) -> None:
+        """Drop what was written: nothing partial stays under the final name."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+            self._tmp = None
 
     def __enter__(self) -> "VideoWriter":
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is None and self.frames:
+            self.close()
+        else:
+            self.abort()
 
 
 def write_video(frames: Iterable[np.ndarray], path: str | Path, fps: float = 10) -> Path:
@@ -357,7 +375,7 @@ def visualize_samples(data: str | Path, *, aps_ckpt: str | Path | None = None, e
     if event_meta is not None:
         rep_name = event_meta["representation"]["name"]
     else:
-        rep_name = FIXED_REPRESENTATION.get(fmt, (sample_options or {}).get("representation", "evdistill_2ch"))
+        rep_name = FIXED_REPRESENTATION.get(fmt, DEFAULT_EVENT_INPUT.representation)
     samples = open_samples(data, fmt, event_meta, sample_options)
 
     rows: list[PanelRow] = []
@@ -388,10 +406,12 @@ def visualize_samples(data: str | Path, *, aps_ckpt: str | Path | None = None, e
             if writer is not None:
                 writer.append(compose_frame(row, representation=rep_name, caption=name))
             bar.update(1)
+    except BaseException:
+        if writer is not None:
+            writer.abort()  # interrupted or failed: no truncated video under the final name
+        raise
     finally:
         bar.close()
-        if writer is not None:
-            writer.__exit__()
     written: list[Path] = []
     out = Path(out)
     if num > 0:

@@ -11,6 +11,7 @@ from typing import Any
 
 from .types import Events
 from .codec import CodecError, EventArrayMsg, decode_event_array, encode_event_array
+from .spec import DEFAULT_EVENT_INPUT, ByCount, ByTime, EventInput
 
 _LAZY = {
     "REPRESENTATIONS": ".representations", "embed": ".representations", "embed_and_count": ".representations",
@@ -18,7 +19,7 @@ _LAZY = {
     "SlidingWindow": ".windows", "Window": ".windows", "WindowStats": ".windows", "embeddings_at": ".windows",
 }
 
-__all__ = ["Events", "CodecError", "EventArrayMsg", "decode_event_array", "encode_event_array", *_LAZY]
+__all__ = ["Events", "EventInput", "ByTime", "ByCount", "DEFAULT_EVENT_INPUT", "CodecError", "EventArrayMsg", "decode_event_array", "encode_event_array", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -17,6 +17,7 @@ from typing import Iterator
 
 import numpy as np
 
+from ..atomic import temp_path
 from ..events import dvs_msgs
 from ..events.codec import CodecError, decode_event_array, encode_event_array, parse_header
 from ..events.types import Events
@@ -193,9 +194,7 @@ class BagWriter:
         from rosbags.rosbag1 import Writer
 
         self.path = Path(path)
-        self._tmp = self.path.with_name(self.path.name + ".part")
-        if self._tmp.exists():
-            self._tmp.unlink()
+        self._tmp = temp_path(self.path)
         self._writer = Writer(self._tmp)
         if compression:
             self._writer.set_compression(getattr(Writer.CompressionFormat, compression.upper()))

@@ -28,9 +28,10 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from ..events.spec import ByCount, EventInput
 from ..events.types import Events
 from .png import read_png, write_png
-from .samples import Sample, validate_label
+from .sample import Sample, validate_label
 
 SENSOR = (260, 346)
 ESS_SPLITS = {"train": (0, 2, 3, 5, 6), "valid": (1,), "test": (4,)}
@@ -75,9 +76,19 @@ def iter_ess(
     representation: str = "voxel_grid",
     window_ms: int = 50,
     window_events: int | None = None,
+    event_input: EventInput | None = None,
     **params,
 ) -> Iterator[Sample]:
+    """`event_input`, when given, sets the representation, its parameters and the window
+    (ByTime: window_ms from its length, one of ESS's 10, 50, 250; ByCount: window_events)."""
     from ..events.representations import embed
+
+    if event_input is not None:
+        representation, params = event_input.representation, dict(event_input.params)
+        if isinstance(event_input.window, ByCount):
+            window_events = event_input.window.events
+        else:
+            window_ms, window_events = int(round(event_input.window.window_ns / 1e6)), None
 
     for d in _recording_dirs(Path(root), split):
         t_all, xyp_all = load_events(d)

@@ -26,7 +26,7 @@ from typing import Iterator
 import numpy as np
 
 from .png import read_png, write_png
-from .samples import Sample, validate_label
+from .sample import Sample, validate_label
 
 
 def event_image(counts: np.ndarray) -> np.ndarray:

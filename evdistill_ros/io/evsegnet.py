@@ -28,7 +28,7 @@ import numpy as np
 
 from .evdistill_png import matched_files
 from .png import read_png, write_png
-from .samples import Sample, validate_label
+from .sample import Sample, validate_label
 
 KINDS = ("images", "labels", "events")
 

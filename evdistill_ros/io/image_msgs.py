@@ -29,8 +29,10 @@ class ImageMsg:
     frame_id: str = ""
 
 
-def decode_image(data: bytes | memoryview) -> ImageMsg:
-    """Decode a serialized `sensor_msgs/Image` into a numpy array (a copy, row padding removed)."""
+def decode_image(data: bytes | memoryview, max_pixels: int | None = None) -> ImageMsg:
+    """Decode a serialized `sensor_msgs/Image` into a numpy array (a copy, row padding removed).
+
+    The copy is never larger than the message; `max_pixels` also refuses images with more pixels."""
     buf = memoryview(data).cast("B")
     _, stamp_ns, frame_id, off = parse_header(buf)
     if len(buf) < off + 12:
@@ -45,6 +47,8 @@ def decode_image(data: bytes | memoryview) -> ImageMsg:
     off += 9
     if encoding not in ENCODINGS:
         raise CodecError(f"unsupported image encoding {encoding!r}; supported: {', '.join(ENCODINGS)}")
+    if max_pixels is not None and height * width > max_pixels:
+        raise CodecError(f"Image {width}x{height} has more than {max_pixels} pixels")
     dtype, channels = ENCODINGS[encoding]
     if bigendian and dtype.itemsize > 1:
         dtype = dtype.newbyteorder(">")

@@ -1,70 +1,51 @@
-"""One sample iterator per dataset layout, all yielding the same `Sample`.
-
-    Sample(name, t_ns, events, aps, label, num_events=None)
-        name    str, unique within the dataset (file stem, or "<bag stem>_<frame stamp ns>")
-        t_ns    int ns of the frame / window end, or None where the layout does not say
-        events  float32 (C, H, W) event embedding, or None
-        aps     (H, W) uint8 grey, (H, W, 3) uint8 RGB, (H, W) uint16 (mono16 bags), or None
-        label   (H, W) uint8 class ids 0..5, 255 = ignore, or None
+"""One sample iterator per dataset layout, all yielding the same `Sample` (io.sample).
 
     iter_samples(path, format=None, **options) -> Iterator[Sample]
-        format: "bag" | "evdistill-png" | "evsegnet" | "ess"; None detects it (detect_format)
+        format: "bag" | "evdistill-png" | "evsegnet" | "ess" | "cache"; None detects it
     detect_format(path) -> str
-    validate_label(label, where) -> np.ndarray    uint8; ValueError on values outside 0..5, 255
-    iter_bag_samples(bag, *, representation="evdistill_2ch", window_ns=50_000_000,
-                     window_events=None, events_topic=None, image_topic=None, labels_topic=None,
-                     crop_rows=None, require_labels=False, **params)
+    iter_bag_samples(bag, *, event_input=None, events_topic=None, image_topic=None,
+                     labels_topic=None, crop_rows=None, require_labels=False,
+                     representation=None, window_ns=None, window_events=None, **params)
 
 Layout-specific readers (options are passed through by iter_samples):
     evdistill_png.iter_evdistill_png(root, split="test")
     evsegnet.iter_evsegnet(root, split="test")
-    ess.iter_ess(root, split="test", representation="voxel_grid", window_ms=50, window_events=None, **params)
+    ess.iter_ess(root, split="test", event_input=None, ...)
+    pair_cache.iter_cache_samples(path, event_input=None)   training-pair caches
 
-Bag samples: for every APS frame, the event window ending at the frame's stamp (time window
-`window_ns` or the last `window_events` events, via `events.windows.embeddings_at`), the frame,
-and the label image with the same stamp when the bag has a labels topic (frames without one
-get label None, or are an error with require_labels). `crop_rows` keeps the top rows of
-everything (200 for the DDD17 / Ev-SegNet crop), after embedding the full sensor. Topics
-default to the detected preset (io.presets). Everything streams: one frame, label and
-embedding in memory at a time.
+Bag samples: for every APS frame, the event window ending at the frame's stamp (the
+`event_input`'s window, `EventInput.windows_at`), the frame (`frames.canonical`: colour as RGB,
+mono16 kept), and the label image with the same stamp when the bag has a labels topic (frames
+without one get label None, or are an error with require_labels). `crop_rows` keeps the top
+rows of everything (200 for the DDD17 / Ev-SegNet crop), after embedding the full sensor.
+Topics default to the event input's topic, then the detected preset (io.presets). The sensor
+size comes from the event messages (the frames when those carry none). Everything streams:
+one frame, label and embedding in memory at a time. `event_input` defaults to
+DEFAULT_EVENT_INPUT; the older keywords (representation, window_ns, window_events, params)
+still build one.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
-from ..classes import IGNORE_INDEX, NUM_CLASSES
+from .. import frames
+from ..events.spec import DEFAULT_EVENT_INPUT, ByCount, ByTime, EventInput
+from .bag import iter_event_messages, iter_images, topics
+from .ess import iter_ess
+from .evdistill_png import iter_evdistill_png
+from .evsegnet import iter_evsegnet
+from .pair_cache import iter_cache_samples, is_cache
+from .presets import detect_preset
+from .sample import Sample, validate_label
 
-FORMATS = ("bag", "evdistill-png", "evsegnet", "ess")
+__all__ = ["FORMATS", "Sample", "validate_label", "detect_format", "iter_samples", "iter_bag_samples",
+           "event_input_from_options"]
 
-
-@dataclass
-class Sample:
-    name: str
-    t_ns: int | None
-    events: np.ndarray | None
-    aps: np.ndarray | None
-    label: np.ndarray | None
-    num_events: int | None = None
-
-
-def validate_label(label: np.ndarray, where: str) -> np.ndarray:
-    """Check a label image: 2-D, integer, values 0..NUM_CLASSES-1 or IGNORE_INDEX; returns uint8."""
-    label = np.asarray(label)
-    if label.ndim == 3 and label.shape[2] in (3, 4) and np.array_equal(label[..., 0], label[..., 1]) \
-            and np.array_equal(label[..., 0], label[..., 2]):
-        label = label[..., 0]  # a grey label saved as RGB
-    if label.ndim != 2 or not np.issubdtype(label.dtype, np.integer):
-        raise ValueError(f"{where}: a label must be a 2-D integer image, got {label.dtype} {label.shape}")
-    bad = (label >= NUM_CLASSES) & (label != IGNORE_INDEX) | (label < 0)
-    if np.any(bad):
-        vals = np.unique(label[bad])[:5].tolist()
-        raise ValueError(f"{where}: label values {vals} outside 0..{NUM_CLASSES - 1} and {IGNORE_INDEX} (ignore)")
-    return label.astype(np.uint8, copy=False)
+FORMATS = ("bag", "evdistill-png", "evsegnet", "ess", "cache")
 
 
 def detect_format(path: str | os.PathLike) -> str:
@@ -72,6 +53,8 @@ def detect_format(path: str | os.PathLike) -> str:
     p = Path(path)
     if not p.exists():
         raise ValueError(f"no such file or directory: {p}")
+    if p.is_dir() and is_cache(p):
+        return "cache"
     if p.is_file():
         if p.suffix == ".bag":
             return "bag"
@@ -94,39 +77,49 @@ def iter_samples(path: str | os.PathLike, format: str | None = None, **options) 
     if fmt == "bag":
         return iter_bag_samples(path, **options)
     if fmt == "evdistill-png":
-        from .evdistill_png import iter_evdistill_png
-
         return iter_evdistill_png(path, **options)
     if fmt == "evsegnet":
-        from .evsegnet import iter_evsegnet
-
         return iter_evsegnet(path, **options)
     if fmt == "ess":
-        from .ess import iter_ess
-
         return iter_ess(path, **options)
+    if fmt == "cache":
+        return iter_cache_samples(path, **options)
     raise ValueError(f"unknown dataset format {fmt!r}; known: {', '.join(FORMATS)}")
+
+
+def event_input_from_options(event_input: EventInput | None = None, representation: str | None = None,
+                             window_ns: int | None = None, window_events: int | None = None,
+                             **params: Any) -> EventInput:
+    """`event_input`, or one built from the older keywords (missing ones from the default)."""
+    if event_input is not None:
+        if representation is not None or window_ns is not None or window_events is not None or params:
+            raise ValueError("give event_input or representation / window / parameters, not both")
+        return event_input
+    base = DEFAULT_EVENT_INPUT
+    rep = representation or base.representation
+    window = (ByCount(int(window_events)) if window_events is not None else
+              ByTime(int(window_ns)) if window_ns is not None else base.window)
+    return EventInput(rep, params, window)
 
 
 def iter_bag_samples(
     bag: str | os.PathLike,
     *,
-    representation: str = "evdistill_2ch",
-    window_ns: int | None = 50_000_000,
-    window_events: int | None = None,
+    event_input: EventInput | None = None,
     events_topic: str | None = None,
     image_topic: str | None = None,
     labels_topic: str | None = None,
     crop_rows: int | None = None,
     require_labels: bool = False,
+    representation: str | None = None,
+    window_ns: int | None = None,
+    window_events: int | None = None,
     **params,
 ) -> Iterator[Sample]:
     """Samples of a bag, one per APS frame (see the module doc)."""
-    from ..events.windows import embeddings_at
-    from .bag import iter_event_messages, iter_images, topics
-    from .presets import detect_preset
-
+    spec = event_input_from_options(event_input, representation, window_ns, window_events, **params)
     have = topics(bag)
+    events_topic = events_topic or (spec.topic if spec.topic in have else None)
     if events_topic is None or image_topic is None:
         pre = detect_preset(bag)
         events_topic = events_topic or pre.events
@@ -140,8 +133,6 @@ def iter_bag_samples(
         if require_labels:
             raise ValueError(f"{bag}: no labels topic {labels_topic}")
         labels_topic = None
-    if window_events is not None:
-        window_ns = None
 
     # sensor size from the first event message; frame stamps from a first pass over the images
     height = width = 0
@@ -157,8 +148,7 @@ def iter_bag_samples(
         raise ValueError(f"{bag}: frame stamps on {image_topic} are not strictly increasing")
 
     chunks = (m.events for _, m in iter_event_messages(bag, events_topic))
-    windows = embeddings_at(chunks, stamps, representation, height=height, width=width,
-                            window_ns=window_ns, window_events=window_events, **params)
+    windows = spec.windows_at(chunks, stamps, height=height, width=width)
     labels = iter_images(bag, labels_topic) if labels_topic else None
     pending_label = None
     stem = Path(bag).stem
@@ -174,9 +164,7 @@ def iter_bag_samples(
                 label = validate_label(pending_label.image, f"{bag} {labels_topic} at {frame.stamp_ns} ns")
         if label is None and require_labels:
             raise ValueError(f"{bag}: frame at {frame.stamp_ns} ns has no label with the same stamp on {labels_topic}")
-        aps = frame.image
-        if frame.encoding == "bgr8":
-            aps = np.ascontiguousarray(aps[:, :, ::-1])
+        aps = frames.canonical(frame.image, frame.encoding)
         yield Sample(
             name=f"{stem}_{frame.stamp_ns}",
             t_ns=int(frame.stamp_ns),

@@ -1,7 +1,7 @@
 """Checkpoints: this project's self-describing format, and the EvDistill authors' plain state_dicts.
 
 ``save_checkpoint(path, model, metadata)`` writes atomically (temp file in the same folder,
-fsync, ``os.replace``) a torch file holding::
+fsync, ``os.replace``, see evdistill_ros.atomic) a torch file holding::
 
     {"format": "evdistill_ros.checkpoint", "format_version": 1,
      "state_dict": {name: tensor, ...}, "metadata": {...}}
@@ -34,7 +34,6 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -42,7 +41,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import __version__
+from ..atomic import atomic_write
 from ..classes import CLASS_NAMES, IGNORE_INDEX, PALETTE
+from ..events.spec import DEFAULT_EVENT_INPUT
 from .factory import build_model
 
 FORMAT = "evdistill_ros.checkpoint"
@@ -87,8 +89,7 @@ def authors_metadata(kind: str = "events") -> dict[str, Any]:
         input_size={"height": 256, "width": 512},
         preprocessing={"resize": "bicubic", "scale": "auto", "clip": [0.0, 1.0],
                        "channels": "pad" if kind == "events" else "repeat"},
-        representation=("aps" if kind == "aps" else
-                        {"name": "evdistill_2ch", "params": {}, "window_ns": 50_000_000}),
+        representation="aps" if kind == "aps" else DEFAULT_EVENT_INPUT.to_dict(),
         source="evdistill_authors", training={"paper": "EvDistill, CVPR 2021", "dataset": "DDD17"},
     )
     return meta
@@ -110,26 +111,14 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, metadata: Mapping
         if key in (metadata or {}) and metadata[key] != config[key]:
             raise ValueError(f"save_checkpoint: metadata {key}={metadata[key]!r} contradicts the model's {config[key]!r}")
         meta[key] = config[key]
-    from .. import __version__
-
     meta.update(git_revision=git_revision(), created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 software={"evdistill_ros": __version__, "torch": str(torch.__version__)})
     meta.setdefault("source", "evdistill_ros")
     state = {k: v.detach().to("cpu") for k, v in model.state_dict().items()}
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "state_dict": state,
                "metadata": _plain(meta, "metadata")}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, "wb") as f:
+        torch.save(payload, f)
     return path
 
 
@@ -223,20 +212,41 @@ def load_state_dict_checked(model: nn.Module, state: Mapping[str, torch.Tensor],
     model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
 
 
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The metadata of a checkpoint without building its network (what a node needs to know
+    about the input); for the authors' plain state_dicts, the metadata load_checkpoint gives."""
+    path = Path(path)
+    obj = _read(path)
+    if isinstance(obj, Mapping) and obj.get("format") == FORMAT:
+        return _our_metadata(obj, path)
+    meta = authors_metadata("aps" if "aps" in path.name.lower() else "events")
+    meta.update(infer_config(_find_state_dict(obj, path)))
+    return meta
+
+
+def _our_metadata(obj: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    if int(obj.get("format_version", 0)) > FORMAT_VERSION:
+        raise ValueError(f"{path}: checkpoint format version {obj['format_version']} is newer than this "
+                         f"evdistill_ros reads ({FORMAT_VERSION})")
+    meta = obj.get("metadata")
+    if not isinstance(meta, Mapping):
+        raise ValueError(f"{path}: checkpoint without metadata")
+    missing = [k for k in _MODEL_KEYS if k not in meta]
+    if missing:
+        raise ValueError(f"{path}: checkpoint metadata lacks {missing}")
+    return dict(meta)
+
+
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
                     strict: bool = True) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the network stored at ``path``; returns (model in eval mode on ``device``, metadata)."""
     path = Path(path)
     obj = _read(path)
     if isinstance(obj, Mapping) and obj.get("format") == FORMAT:
-        if int(obj.get("format_version", 0)) > FORMAT_VERSION:
-            raise ValueError(f"{path}: checkpoint format version {obj['format_version']} is newer than this "
-                             f"evdistill_ros reads ({FORMAT_VERSION})")
-        meta = dict(obj["metadata"])
+        meta = _our_metadata(obj, path)
         state = obj["state_dict"]
-        missing = [k for k in _MODEL_KEYS if k not in meta]
-        if missing:
-            raise ValueError(f"{path}: checkpoint metadata lacks {missing}")
+        if not isinstance(state, Mapping):
+            raise ValueError(f"{path}: checkpoint without a state_dict")
     else:
         state = _find_state_dict(obj, path)
         config = infer_config(state)

@@ -18,7 +18,12 @@ Metadata used (see evdistill_ros.models.checkpoint for the other keys):
     in_channels            channels the network takes
     input_size             {"height": H', "width": W'} to resize to, or None / absent: keep the size
     preprocessing:
-      resize               "bilinear" (default) | "bicubic" | "nearest" | "area"
+      frame                "gray": an image (uint8 / uint16, grey or RGB) first becomes the grey
+                           uint8 frame of evdistill_ros.frames.to_gray_u8, exactly as the training
+                           cache stores it (absent: the image is used as it is)
+      resize               "bilinear" (default) | "bicubic" | "nearest" | "area"; "area" is
+                           evdistill_ros.frames.resize (cv2 INTER_AREA, as the training cache
+                           resizes frames and embeddings) for single numpy inputs
       align_corners        bool for bilinear / bicubic (default False)
       scale                "auto" (default: 1/255 for uint8, 1/65535 for uint16, 1 for floats) or a number
       clip                 [lo, hi] after scaling and resizing, or None (default)
@@ -28,7 +33,10 @@ Metadata used (see evdistill_ros.models.checkpoint for the other keys):
                            appended, e.g. 2 polarity maps -> RGB with B = 0), "mean" (average to 1,
                            e.g. RGB -> grey)
 
-Order: channels -> scale -> resize -> clip -> mean/std.
+Order: frame -> channels -> scale -> resize -> clip -> mean/std ("area" resizes numpy inputs
+before scaling, as the cache does, so uint8 frames are rounded at the same point).
+Scaling divides (x / 255.0, x / 65535.0) with `unit_scale`, the function the training
+dataset uses, so both give bit-identical tensors.
 """
 from __future__ import annotations
 
@@ -39,8 +47,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import frames
+
 _RESIZE_MODES = ("bilinear", "bicubic", "nearest", "area")
 _CHANNEL_MODES = ("exact", "repeat", "pad", "mean")
+_FRAME_MODES = (None, "gray")
+_UNIT = {torch.uint8: 255.0, torch.uint16: 65535.0}
+
+
+def unit_scale(t: torch.Tensor) -> torch.Tensor:
+    """uint8 / uint16 -> float32 in [0, 1] (x / 255 or x / 65535); floats -> float32 unchanged."""
+    divisor = _UNIT.get(t.dtype)
+    t = t.to(torch.float32)
+    return t / divisor if divisor is not None else t
 
 
 def _as_bchw(x: Any, layout: str) -> tuple[torch.Tensor, np.dtype | torch.dtype]:
@@ -90,8 +109,11 @@ class Preprocessor:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     channels: str = "exact"
+    frame: str | None = None
 
     def __post_init__(self) -> None:
+        if self.frame not in _FRAME_MODES:
+            raise ValueError(f"preprocessing frame must be one of {_FRAME_MODES}, got {self.frame!r}")
         if self.resize not in _RESIZE_MODES:
             raise ValueError(f"preprocessing resize must be one of {_RESIZE_MODES}, got {self.resize!r}")
         if self.channels not in _CHANNEL_MODES:
@@ -121,6 +143,7 @@ class Preprocessor:
             mean=vec(pre.get("mean")),
             std=vec(pre.get("std")),
             channels=pre.get("channels", "exact"),
+            frame=pre.get("frame"),
         )
 
     def _channels(self, t: torch.Tensor) -> torch.Tensor:
@@ -135,17 +158,28 @@ class Preprocessor:
             return t.mean(1, keepdim=True)
         raise ValueError(f"input has {c} channel(s) but the network takes {want} (preprocessing channels={self.channels!r})")
 
+    def _numpy_stage(self, x: np.ndarray, layout: str) -> np.ndarray:
+        """The steps that must run exactly as the training cache ran them: frame, area resize."""
+        image = x.dtype.kind in "ui" and (x.ndim == 2 or (x.ndim == 3 and layout in ("auto", "hwc")
+                                                           and x.shape[-1] in (1, 3, 4)))
+        if self.frame == "gray" and image:
+            x = frames.to_gray_u8(x)
+        if self.resize == "area" and self.height is not None and x.ndim in (2, 3) and layout != "bchw":
+            x = frames.resize(x, (self.height, self.width), channels_first=not image)
+        return x
+
     def __call__(self, x: Any, layout: str = "auto", device: str | torch.device | None = None) -> torch.Tensor:
+        if isinstance(x, np.ndarray):
+            x = self._numpy_stage(x, layout)
         t, dtype = _as_bchw(x, layout)
         if device is not None:
             t = t.to(device)
         if self.scale == "auto":
-            scale = {torch.uint8: 1 / 255.0, torch.uint16: 1 / 65535.0}.get(dtype, 1.0)
+            t = unit_scale(t)
         else:
-            scale = float(self.scale)
-        t = t.to(torch.float32)
-        if scale != 1.0:
-            t = t * scale
+            t = t.to(torch.float32)
+            if float(self.scale) != 1.0:
+                t = t * float(self.scale)
         t = self._channels(t)
         if self.height is not None and tuple(t.shape[-2:]) != (self.height, self.width):
             kwargs = {"align_corners": self.align_corners} if self.resize in ("bilinear", "bicubic") else {}

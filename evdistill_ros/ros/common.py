@@ -1,10 +1,10 @@
-"""Pieces the nodes share: parameters, window configuration, image messages, stats."""
+"""Pieces the nodes share: parameters, the event input, the stream accumulator, image messages, stats."""
 from __future__ import annotations
 
 import json
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -12,13 +12,11 @@ import rospy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
 
-from ..events import warmup
+from ..events import DEFAULT_EVENT_INPUT, EventInput, warmup
 from ..events.codec import EventArrayMsg
-from ..events.windows import SlidingWindow, Window
+from ..events.windows import SlidingWindow, Window, WindowStats
+from ..models.checkpoint import read_metadata
 from .event_subscriber import EventSubscriber
-
-DEFAULT_REPRESENTATION = {"name": "evdistill_2ch", "params": {}, "window_ns": 50_000_000}
-
 
 def param(name: str, default: Any) -> Any:
     """A private parameter (~name), typed like its default."""
@@ -32,73 +30,99 @@ def param(name: str, default: Any) -> Any:
     return value
 
 
-@dataclass
-class WindowConfig:
-    """Representation and window policy of an accumulator."""
+def event_input_from_ros(base: EventInput | None = None) -> EventInput:
+    """`base` (the checkpoint's event input, else the default) overridden by ~representation,
+    ~representation_params, ~window_ms, ~stride_ms, ~window_events, ~stride_events."""
+    return (base or DEFAULT_EVENT_INPUT).with_overrides(
+        representation=param("representation", ""), params=param("representation_params", {}) or {},
+        window_ms=param("window_ms", 0.0), stride_ms=param("stride_ms", 0.0),
+        window_events=param("window_events", 0), stride_events=param("stride_events", 0))
 
-    representation: str = "evdistill_2ch"
-    params: dict = field(default_factory=dict)
-    window_ns: int | None = 50_000_000
-    stride_ns: int | None = 50_000_000
-    window_events: int | None = None
-    stride_events: int | None = None
+
+def checkpoint_event_input(path: str) -> tuple[EventInput | None, str]:
+    """(the event input stored in a checkpoint's metadata, "") or (None, why not): reads the
+    metadata only, never builds the network."""
+    if not path:
+        return None, "no ~checkpoint given"
+    try:
+        meta = read_metadata(path)
+    except (OSError, ValueError) as exc:
+        return None, str(exc)
+    rep = meta.get("representation")
+    if not isinstance(rep, dict):
+        return None, f"checkpoint {path} is an APS-frame network (input {rep!r}), not an event network"
+    try:
+        return EventInput.from_dict(rep), ""
+    except ValueError as exc:
+        return None, f"checkpoint {path}: {exc}"
+
+
+@dataclass(frozen=True)
+class SizeLimits:
+    """What a publisher may make a node allocate: the sensor size messages may declare."""
+
+    max_height: int = 2048
+    max_width: int = 2048
 
     @classmethod
-    def from_ros(cls, checkpoint_rep: Any = None) -> "WindowConfig":
-        """From the checkpoint's representation, overridden by ~representation, ~window_ms, ~stride_ms,
-        ~window_events, ~stride_events, ~representation_params."""
-        rep = checkpoint_rep if isinstance(checkpoint_rep, dict) else DEFAULT_REPRESENTATION
-        cfg = cls(representation=rep["name"], params=dict(rep.get("params") or {}),
-                  window_ns=rep.get("window_ns"), window_events=rep.get("window_events"))
-        cfg.representation = param("representation", cfg.representation)
-        cfg.params.update(param("representation_params", {}) or {})
-        window_ms = param("window_ms", 0.0)
-        window_events = param("window_events", 0)
-        if window_events > 0:
-            cfg.window_ns, cfg.window_events = None, window_events
-        elif window_ms > 0:
-            cfg.window_ns, cfg.window_events = int(window_ms * 1e6), None
-        if cfg.window_ns is None and cfg.window_events is None:
-            cfg.window_ns = DEFAULT_REPRESENTATION["window_ns"]
-        if cfg.window_ns is not None:
-            stride_ms = param("stride_ms", 0.0)
-            cfg.stride_ns = int(stride_ms * 1e6) if stride_ms > 0 else cfg.window_ns
-            cfg.stride_events = None
-        else:
-            stride_events = param("stride_events", 0)
-            cfg.stride_events = stride_events if stride_events > 0 else cfg.window_events
-            cfg.stride_ns = None
-        return cfg
+    def from_ros(cls) -> "SizeLimits":
+        return cls(param("max_height", cls.max_height), param("max_width", cls.max_width))
 
-    def make_window(self, height: int, width: int) -> SlidingWindow:
-        return SlidingWindow(self.representation, height=height, width=width, window_ns=self.window_ns,
-                             stride_ns=self.stride_ns, window_events=self.window_events,
-                             stride_events=self.stride_events, **self.params)
+    def allows(self, size: tuple[int, int]) -> bool:
+        return 0 < size[0] <= self.max_height and 0 < size[1] <= self.max_width
 
 
 class StreamAccumulator:
     """The `events` topic through a SlidingWindow: calls `on_window(window, received_monotonic)`.
 
-    The sensor size comes from the messages (or ~height / ~width when they carry 0); a size
-    change restarts the windows with a warning. `received_monotonic` is when the message that
-    completed the window arrived: the start of the latency budget.
+    The sensor size comes from the messages (or ~height / ~width when they carry 0), bounded by
+    ~max_height / ~max_width (default 2048: larger declared sizes are counted as
+    `oversize_messages` and dropped, never allocated); a size change restarts the windows with a
+    warning, as does `set_input` (a new checkpoint's event input). Counters stay monotonic over
+    the node's life: a restart adds the old window's counters to the totals.
+    `received_monotonic` is when the message that completed the window arrived: the start of
+    the latency budget.
     """
 
-    def __init__(self, cfg: WindowConfig, on_window: Callable[[Window, float, str], None]):
-        self.cfg = cfg
+    def __init__(self, spec: EventInput, on_window: Callable[[Window, float, str], None]):
+        self.spec = spec
         self.on_window = on_window
         self.fallback_size = (param("height", 0), param("width", 0))
+        self.limits = SizeLimits.from_ros()
         self.window: SlidingWindow | None = None
         self.size: tuple[int, int] | None = None
         self.newest_t = 0
         self.last_window_end = 0
         self.size_changes = 0
+        self.input_changes = 0
         self.unknown_size = 0
+        self.oversize = 0
+        self._retired = WindowStats()  # counters of windows replaced by a restart
         self._lock = threading.Lock()
         warmup()  # numba kernels loaded before the first message, not while it waits
         # ~queue_size: event messages rospy may hold while the callback is busy (oldest dropped,
         # and missing from `messages`); small values trade bursts for bounded latency
         self.subscriber = EventSubscriber("events", self._on_events, queue_size=param("queue_size", 200))
+
+    def set_input(self, spec: EventInput) -> None:
+        """Switch to another event input: the windows restart cleanly (logged)."""
+        with self._lock:
+            if spec == self.spec:
+                return
+            rospy.logwarn("event input changes from %s to %s: restarting the windows", self.spec.describe(),
+                          spec.describe())
+            self.spec = spec
+            self.input_changes += 1
+            if self.size is not None:
+                self._restart(self.size)
+
+    def _restart(self, size: tuple[int, int]) -> None:
+        if self.window is not None:
+            for k, v in self.window.stats.as_dict().items():
+                setattr(self._retired, k, getattr(self._retired, k) + v)
+        self.size = size
+        self.window = self.spec.make_window(*size)
+        self.newest_t = self.last_window_end = 0
 
     def _on_events(self, msg: EventArrayMsg) -> None:
         received = time.monotonic()
@@ -107,6 +131,11 @@ class StreamAccumulator:
             self.unknown_size += 1
             rospy.logerr_throttle(5.0, "event messages carry no sensor size: set ~height and ~width")
             return
+        if not self.limits.allows(size):
+            self.oversize += 1
+            rospy.logerr_throttle(5.0, f"event message declares a {size[1]}x{size[0]} sensor, beyond "
+                                       f"~max_width x ~max_height = {self.limits.max_width}x{self.limits.max_height}: dropped")
+            return
         with self._lock:
             if size != self.size:
                 if self.size is not None:
@@ -114,15 +143,13 @@ class StreamAccumulator:
                     rospy.logwarn("sensor size changed from %dx%d to %dx%d: restarting the windows",
                                   self.size[1], self.size[0], size[1], size[0])
                 else:
-                    rospy.loginfo("sensor %dx%d, %s windows of %s", size[1], size[0], self.cfg.representation,
-                                  f"{self.cfg.window_ns / 1e6:g} ms every {self.cfg.stride_ns / 1e6:g} ms"
-                                  if self.cfg.window_ns else f"{self.cfg.window_events} events")
-                self.size = size
-                self.window = self.cfg.make_window(*size)
+                    rospy.loginfo("sensor %dx%d, %s", size[1], size[0], self.spec.describe())
+                self._restart(size)
             resets = self.window.stats.resets
             windows = self.window.push(msg.events)
             if self.window.stats.resets != resets:
                 rospy.logwarn("event time jumped backwards (a looping bag or a restarted driver): windows reset")
+                self.newest_t = self.last_window_end = 0  # lag is measured against the new stream
             if len(msg.events):
                 self.newest_t = max(self.newest_t, int(msg.events.t[-1]))
             for w in windows:
@@ -136,11 +163,15 @@ class StreamAccumulator:
     def _stats(self) -> dict:
         out = {"messages": self.subscriber.messages, "bad_messages": self.subscriber.bad_messages,
                "wrong_type_messages": self.subscriber.wrong_type, "size_changes": self.size_changes,
-               "unknown_size_messages": self.unknown_size, "busy_s": round(self.subscriber.busy_s, 4)}
+               "input_changes": self.input_changes, "unknown_size_messages": self.unknown_size,
+               "oversize_messages": self.oversize, "busy_s": round(self.subscriber.busy_s, 4),
+               "event_input": self.spec.to_dict()}
+        totals = self._retired.as_dict()
         if self.window is not None:
-            out.update(self.window.stats.as_dict())
-            out["dropped_out_of_bounds"] += self.subscriber.dropped_out_of_bounds
-            out["lag_ms"] = max(0, self.newest_t - self.last_window_end) / 1e6 if self.last_window_end else None
+            totals = {k: v + getattr(self.window.stats, k) for k, v in totals.items()}
+        out.update(totals)
+        out["dropped_out_of_bounds"] += self.subscriber.dropped_out_of_bounds
+        out["lag_ms"] = max(0, self.newest_t - self.last_window_end) / 1e6 if self.last_window_end else None
         return out
 
 

@@ -1,6 +1,7 @@
 """Small thread-safe pieces the nodes share (no rospy here, so they are unit-tested directly)."""
 from __future__ import annotations
 
+import os
 import threading
 from collections import deque
 from typing import Generic, TypeVar
@@ -65,3 +66,45 @@ class RollingStats:
         p50, p95, p99 = np.percentile(v, [50, 95, 99])
         return {"n": int(v.size), "mean": float(v.mean()), "p50": float(p50), "p95": float(p95), "p99": float(p99),
                 "max": float(v.max())}
+
+
+class Counters:
+    """Named integer counters incremented from several threads (callbacks, inference loops)."""
+
+    def __init__(self, *names: str) -> None:
+        self._lock = threading.Lock()
+        self._values = dict.fromkeys(names, 0)
+
+    def add(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self._values[name] = self._values.get(name, 0) + n
+
+    def __getitem__(self, name: str) -> int:
+        with self._lock:
+            return self._values.get(name, 0)
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._values)
+
+
+class FileWatch:
+    """Tells when a file appeared, disappeared or was replaced (mtime, size, inode) since the last look."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._seen = self._stamp()
+
+    def _stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def changed(self) -> bool:
+        now = self._stamp()
+        if now == self._seen:
+            return False
+        self._seen = now
+        return True

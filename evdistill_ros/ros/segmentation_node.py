@@ -3,10 +3,18 @@
 Subscribes  embedding  (evdistill_ros/EventEmbedding from accumulator_node), or with
                        ~in_process:=true the events topic directly (no message hop)
             image      (sensor_msgs/Image, APS frames: overlay background and teacher input)
-Publishes   ~labels (mono8 class ids, stamp = window end), ~overlay (rgb8),
-            ~teacher/labels, ~teacher/overlay (with ~teacher_checkpoint), ~stats (JSON)
-Parameters  ~checkpoint, ~teacher_checkpoint, ~device (auto|cpu|cuda), ~fp16, ~in_process,
-            ~overlay_on (events|aps), ~overlay_alpha, and the accumulator's window parameters
+Publishes   ~labels (mono8 class ids, stamp = window end), ~overlay (rgb8, rendered only while
+            someone subscribes), ~teacher/labels, ~teacher/overlay (with ~teacher_checkpoint),
+            ~stats (JSON)
+Parameters  ~checkpoint, ~teacher_checkpoint (each watched every ~checkpoint_check_s = 5 s: a
+            missing one is retried, a replaced one reloaded), ~device (auto|cpu|cuda), ~fp16,
+            ~in_process, ~overlay_on (events|aps), ~overlay_alpha, ~max_height / ~max_width, and
+            the accumulator's window parameters
+
+A network only ever sees the input it was trained on: windows whose event input differs from
+the student checkpoint's (or any window, when the "student" is an APS-frame network) are
+dropped, counted in `rejected_input` and logged; with ~in_process the windows follow the
+student checkpoint whenever it is (re)loaded.
 
 Inference runs in its own thread behind a one-slot mailbox: when the network is slower than
 the stride, stale windows are dropped and counted, never queued. ~stats percentiles (ms):
@@ -15,6 +23,7 @@ inference start: the network was busy), overhead_ms (latency minus that window's
 """
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -25,10 +34,16 @@ import rospy
 from rospy.numpy_msg import numpy_msg
 from sensor_msgs.msg import Image
 
+from .. import frames
+from ..events.codec import CodecError
+from ..events.spec import EventInput
 from ..events.windows import Window
+from ..io.image_msgs import decode_image
+from ..models.predictor import Predictor
+from ..msg import EventEmbedding
 from ..render import event_image, overlay
-from .common import StatsPublisher, StreamAccumulator, WindowConfig, image_msg, param, ros_time
-from .latest import LatestOnly, RollingStats
+from .common import SizeLimits, StatsPublisher, StreamAccumulator, event_input_from_ros, image_msg, param, ros_time
+from .latest import Counters, FileWatch, LatestOnly, RollingStats
 
 
 @dataclass
@@ -37,51 +52,61 @@ class Job:
     stamp: rospy.Time
     frame_id: str
     received: float  # time.monotonic() when the input arrived
+    spec: EventInput | None = None  # the event input an embedding was made with
 
 
 class Network:
-    """A Predictor loaded lazily: a missing checkpoint is logged and retried, never fatal."""
+    """A Predictor loaded lazily and kept in step with its file: a missing or broken checkpoint is
+    logged and retried every ~checkpoint_check_s (5 s), a replaced one is reloaded; never fatal."""
 
-    def __init__(self, role: str, path: str, device: str, fp16: bool):
-        self.role, self.path, self.device, self.fp16 = role, path, device, fp16
-        self.predictor = None
+    def __init__(self, role: str, path: str, device: str, fp16: bool, check_s: float = 5.0):
+        self.role, self.path, self.device, self.fp16, self.check_s = role, path, device, fp16, check_s
+        self.predictor: Predictor | None = None
         self.error = ""
+        self.loads = 0
+        self.watch = FileWatch(path)
         self._next_try = 0.0
+        self._lock = threading.Lock()
 
-    def get(self):
-        if self.predictor is None and time.monotonic() >= self._next_try:
-            self._next_try = time.monotonic() + 5.0
-            if not os.path.isfile(self.path):
-                self.error = f"{self.role} checkpoint {self.path!r} not found (retrying every 5 s)"
-                rospy.logerr_throttle(30.0, self.error)
-                return None
-            try:
-                from ..models.predictor import Predictor
+    def get(self) -> Predictor | None:
+        with self._lock:
+            if time.monotonic() >= self._next_try:
+                first = self._next_try == 0.0
+                self._next_try = time.monotonic() + self.check_s
+                # a missing file that appears, a truncated one that is rewritten: both change it
+                if first or self.watch.changed():
+                    self._load()
+            return self.predictor
 
-                self.predictor = Predictor(self.path, self.device, self.fp16)
-                self.error = ""
-                rospy.loginfo("%s: %s on %s (%s)", self.role, self.path, self.predictor.device,
-                              self.predictor.meta.get("backbone"))
-            except Exception as exc:  # noqa: BLE001 - a bad checkpoint must not kill the node
-                self.error = f"{self.role} checkpoint {self.path} cannot be used: {exc}"
-                rospy.logerr(self.error)
-        return self.predictor
+    def _load(self) -> None:
+        if not os.path.isfile(self.path):
+            self.predictor = None
+            self.error = f"{self.role} checkpoint {self.path!r} not found (retrying every {self.check_s:g} s)"
+            rospy.logerr(self.error)
+            return
+        try:
+            self.predictor = Predictor(self.path, self.device, self.fp16)
+        except Exception as exc:  # noqa: BLE001 - a bad checkpoint must not kill the node
+            self.predictor = None
+            self.error = f"cannot use {self.role} checkpoint {self.path}: {exc} (retrying when the file changes)"
+            rospy.logerr(self.error)
+            return
+        self.error = ""
+        self.loads += 1
+        rospy.loginfo("%s: %s on %s (%s, input %s)", self.role, self.path, self.predictor.device,
+                      self.predictor.meta.get("backbone"), self.predictor.representation)
 
 
 class SegmentationNode:
     def __init__(self) -> None:
-        from cv_bridge import CvBridge
-
-        from ..msg import EventEmbedding
-
-        self.bridge = CvBridge()
-
         device, fp16 = param("device", "auto"), param("fp16", False)
-        self.student = Network("student", param("checkpoint", ""), device, fp16)
+        check_s = param("checkpoint_check_s", 5.0)
+        self.student = Network("student", param("checkpoint", ""), device, fp16, check_s)
         teacher_path = param("teacher_checkpoint", "")
-        self.teacher = Network("teacher", teacher_path, device, fp16) if teacher_path else None
+        self.teacher = Network("teacher", teacher_path, device, fp16, check_s) if teacher_path else None
         self.overlay_on = param("overlay_on", "events")
         self.alpha = param("overlay_alpha", 0.5)
+        self.limits = SizeLimits.from_ros()
         self.latest_aps: np.ndarray | None = None
         self.events_box: LatestOnly[Job] = LatestOnly()
         self.aps_box: LatestOnly[Job] = LatestOnly()
@@ -90,26 +115,25 @@ class SegmentationNode:
         self.overhead = RollingStats()  # latency - inference, per window: waiting, rendering, publishing
         self.inference_ms = RollingStats()
         self.teacher_ms = RollingStats()
-        self.counts = {"windows_in": 0, "published": 0, "rejected": 0, "frames_in": 0, "teacher_published": 0}
-        self.rep_name: str | None = None
+        self.counts = Counters("windows_in", "published", "rejected", "rejected_input", "frames_in",
+                               "bad_frames", "teacher_published", "overlays")
+        self._student_loads = 0
 
         pub = lambda name, q=2: rospy.Publisher("~" + name, Image, queue_size=q)  # noqa: E731
         self.pub_labels, self.pub_overlay = pub("labels"), pub("overlay")
         self.pub_t_labels, self.pub_t_overlay = pub("teacher/labels"), pub("teacher/overlay")
 
         predictor = self.student.get()
-        rep = predictor.representation if predictor is not None else None
         self.accumulator = None
         if param("in_process", False):
-            cfg = WindowConfig.from_ros(rep)
-            self.rep_name = cfg.representation
-            self.accumulator = StreamAccumulator(cfg, self._on_window)
+            self.accumulator = StreamAccumulator(event_input_from_ros(self._event_input(predictor)), self._on_window)
         else:
             # rospy trims its queue silently; the callbacks are cheap and the mailboxes below keep
             # only the newest input, counting what they skip, so rospy itself should never drop
             rospy.Subscriber("embedding", numpy_msg(EventEmbedding), self._on_embedding, queue_size=20,
                              buff_size=1 << 26)
-        rospy.Subscriber("image", Image, self._on_image, queue_size=20, buff_size=1 << 24)
+        # raw bytes through the package's own decoder (io.image_msgs), as for the training data
+        self.image_sub = rospy.Subscriber("image", rospy.AnyMsg, self._on_image, queue_size=20, buff_size=1 << 24)
         self.threads = [threading.Thread(target=self._student_loop, daemon=True)]
         if self.teacher is not None:
             self.threads.append(threading.Thread(target=self._teacher_loop, daemon=True))
@@ -118,67 +142,101 @@ class SegmentationNode:
         StatsPublisher(self.stats)
         rospy.on_shutdown(self._shutdown)
 
+    @staticmethod
+    def _event_input(predictor: Predictor | None) -> EventInput | None:
+        if predictor is None or not predictor.is_event_network:
+            return None
+        return EventInput.from_dict(predictor.representation)
+
     # ---- inputs -------------------------------------------------------------------------
     def _on_window(self, w: Window, received: float, frame_id: str) -> None:
-        self.counts["windows_in"] += 1
-        self.events_box.put(Job(w.embedding, ros_time(w.t_end), frame_id, received))
+        self.counts.add("windows_in")
+        self.events_box.put(Job(w.embedding, ros_time(w.t_end), frame_id, received, self.accumulator.spec))
 
     def _on_embedding(self, msg) -> None:
         received = time.monotonic()
-        self.counts["windows_in"] += 1
+        self.counts.add("windows_in")
         n = msg.channels * msg.height * msg.width
-        if len(msg.data) != n:
-            self.counts["rejected"] += 1
-            rospy.logwarn_throttle(5.0, f"embedding of {len(msg.data)} values does not match "
-                                        f"{msg.channels}x{msg.height}x{msg.width}: dropped")
+        if len(msg.data) != n or not self.limits.allows((msg.height, msg.width)):
+            self.counts.add("rejected")
+            rospy.logwarn_throttle(5.0, f"embedding of {len(msg.data)} values as {msg.channels}x{msg.height}x"
+                                        f"{msg.width} is malformed or beyond ~max_height / ~max_width: dropped")
             return
-        self.rep_name = msg.representation
-        data = np.array(msg.data, dtype=np.float32).reshape(msg.channels, msg.height, msg.width)  # own, writable copy
-        self.events_box.put(Job(data, msg.header.stamp, msg.header.frame_id, received))
-
-    def _on_image(self, msg: Image) -> None:
         try:
-            img = self.bridge.imgmsg_to_cv2(msg, desired_encoding="passthrough")
-            if msg.encoding == "bgr8":
-                img = img[..., ::-1]
-        except Exception as exc:  # noqa: BLE001 - cv_bridge raises its own error types
-            rospy.logwarn_throttle(5.0, f"cannot use APS image ({msg.encoding}): {exc}")
+            spec = EventInput.from_dict(json.loads(msg.event_input))
+        except ValueError as exc:
+            self.counts.add("rejected")
+            rospy.logwarn_throttle(5.0, f"embedding without a readable event_input ({exc}): dropped")
             return
-        self.counts["frames_in"] += 1
+        data = np.array(msg.data, dtype=np.float32).reshape(msg.channels, msg.height, msg.width)  # own, writable copy
+        self.events_box.put(Job(data, msg.header.stamp, msg.header.frame_id, received, spec))
+
+    def _on_image(self, msg: rospy.AnyMsg) -> None:
+        header = getattr(msg, "_connection_header", None) or {}
+        try:
+            if header.get("type") != "sensor_msgs/Image":
+                raise CodecError(f"topic type {header.get('type')!r} is not sensor_msgs/Image")
+            decoded = decode_image(msg._buff, max_pixels=self.limits.max_height * self.limits.max_width)
+        except CodecError as exc:
+            self.counts.add("bad_frames")
+            rospy.logwarn_throttle(5.0, f"cannot use APS image: {exc}")
+            return
+        img = frames.canonical(decoded.image, decoded.encoding)
+        self.counts.add("frames_in")
         self.latest_aps = img
         if self.teacher is not None:
-            self.aps_box.put(Job(np.ascontiguousarray(img), msg.header.stamp, msg.header.frame_id, time.monotonic()))
+            self.aps_box.put(Job(img, ros_time(decoded.stamp_ns), decoded.frame_id, time.monotonic()))
 
     # ---- inference ------------------------------------------------------------------------
     def _student_loop(self) -> None:
-        def matches(predictor) -> bool:
-            rep = predictor.representation
-            if isinstance(rep, dict) and self.rep_name and rep["name"] != self.rep_name:
-                self.counts["rejected"] += 1
-                rospy.logerr_throttle(10.0, f"embedding is {self.rep_name} but the checkpoint expects {rep['name']}: "
-                                            "dropped (set the accumulator's ~checkpoint or ~representation)")
+        def accepts(job: Job, predictor: Predictor) -> bool:
+            """A network only ever sees the input it was trained on: anything else is counted and
+            logged, never segmented."""
+            want = self._event_input(predictor)
+            if self.accumulator is not None and self.student.loads != self._student_loads:
+                self._student_loads = self.student.loads  # a new checkpoint: the windows follow it
+                if want is not None:
+                    self.accumulator.set_input(event_input_from_ros(want))
+            if want is None:
+                why = (f"the student checkpoint {self.student.path} is an APS-frame network "
+                       f"(input {predictor.representation!r}), not an event network")
+            elif not want.same_embedding(job.spec):
+                why = (f"the windows are {job.spec.describe()} but the student checkpoint expects "
+                       f"{want.describe()} (give the accumulator the same ~checkpoint)")
+            else:
+                return True
+            self.counts.add("rejected_input")
+            rospy.logerr_throttle(10.0, f"window dropped: {why}")
+            return False
+
+        def background(job: Job, predictor: Predictor) -> np.ndarray:
+            if self.overlay_on == "aps" and self.latest_aps is not None:
+                return self.latest_aps
+            return event_image(job.data, job.spec.representation)
+
+        self._serve(self.events_box, self.student, self.pub_labels, self.pub_overlay, self.inference_ms, "published",
+                    accepts, background, track_latency=True)
+
+    def _teacher_loop(self) -> None:
+        def accepts(job: Job, predictor: Predictor) -> bool:
+            if predictor.is_event_network:
+                self.counts.add("rejected_input")
+                rospy.logerr_throttle(10.0, f"frame dropped: the teacher checkpoint {self.teacher.path} is an "
+                                            "event network, not an APS-frame network")
                 return False
             return True
 
-        def background(job: Job, predictor) -> np.ndarray:
-            if self.overlay_on == "aps" and self.latest_aps is not None:
-                return self.latest_aps
-            return event_image(job.data, self.rep_name or predictor.representation.get("name", ""))
-
-        self._serve(self.events_box, self.student, self.pub_labels, self.pub_overlay, self.inference_ms, "published",
-                    matches, background, track_latency=True)
-
-    def _teacher_loop(self) -> None:
         self._serve(self.aps_box, self.teacher, self.pub_t_labels, self.pub_t_overlay, self.teacher_ms,
-                    "teacher_published", lambda predictor: True, lambda job, predictor: job.data)
+                    "teacher_published", accepts, lambda job, predictor: job.data)
 
     def _serve(self, box: LatestOnly, network: Network, pub_labels, pub_overlay, timing: RollingStats, counter: str,
                accepts, background, track_latency: bool = False) -> None:
-        """Newest job -> network -> labels + overlay, until shutdown; failures are counted and logged."""
+        """Newest job -> network -> labels (+ overlay while someone subscribes), until shutdown;
+        failures are counted and logged."""
         while not rospy.is_shutdown():
             job = box.get(timeout=0.5)
             predictor = network.get() if job is not None else None
-            if predictor is None or not accepts(predictor):
+            if predictor is None or not accepts(job, predictor):
                 continue
             t0 = time.monotonic()
             if track_latency:
@@ -186,22 +244,24 @@ class SegmentationNode:
             try:
                 labels = predictor(job.data)
             except Exception as exc:  # noqa: BLE001 - e.g. a wrong channel count: log, keep running
-                self.counts["rejected"] += 1
+                self.counts.add("rejected")
                 rospy.logerr_throttle(10.0, f"{network.role} inference failed: {exc}")
                 continue
             inference_ms = (time.monotonic() - t0) * 1e3
             timing.add(inference_ms)
             pub_labels.publish(image_msg(labels, "mono8", job.stamp, job.frame_id))
-            pub_overlay.publish(image_msg(overlay(labels, background(job, predictor), self.alpha), "rgb8",
-                                          job.stamp, job.frame_id))
+            if pub_overlay.get_num_connections() > 0:  # render only for someone (as rpg_dvs_renderer)
+                pub_overlay.publish(image_msg(overlay(labels, background(job, predictor), self.alpha), "rgb8",
+                                              job.stamp, job.frame_id))
+                self.counts.add("overlays")
             if track_latency:
                 total_ms = (time.monotonic() - job.received) * 1e3
                 self.latency.add(total_ms)
                 self.overhead.add(total_ms - inference_ms)
-            self.counts[counter] += 1
+            self.counts.add(counter)
 
     def stats(self) -> dict:
-        out = dict(self.counts, stale_dropped=self.events_box.stale, latency_ms=self.latency.summary(),
+        out = dict(self.counts.snapshot(), stale_dropped=self.events_box.stale, latency_ms=self.latency.summary(),
                    inference_ms=self.inference_ms.summary(), wait_ms=self.wait.summary(),
                    overhead_ms=self.overhead.summary(), student_error=self.student.error or None)
         if self.teacher is not None:

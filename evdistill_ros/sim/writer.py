@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_write_text
 from ..classes import CLASS_NAMES, NUM_CLASSES
 
 EVENTS_TOPIC = "/davis/left/events"
@@ -344,7 +345,5 @@ def simulate_dataset(out_dir: str | os.PathLike, *, sequences: int, seconds: flo
         png = out / "preview.png"
         preview_strip(results[0]["path"], png)
         manifest["preview"] = png.name
-    tmp = out / "manifest.json.part"
-    tmp.write_text(json.dumps(manifest, indent=2))
-    os.replace(tmp, out / "manifest.json")
+    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2))
     return manifest

@@ -1,0 +1,117 @@
+"""Writes that never leave a partial file (or folder) under its final name.
+
+    with atomic_write(path, "wb") as f:    # a temp file beside `path`, fsynced, then os.replace
+        f.write(...)
+    atomic_write_text(path, text)
+    with atomic_dir(path) as tmp:          # a temp folder beside `path`, renamed into place
+        ...
+    tmp = temp_path(path)                  # for writers that want a path: write there, then
+    os.replace(tmp, path)                  #   rename (keeps the extension, e.g. for ffmpeg)
+    clean_stale(folder)                    # remove temp files / folders a killed run left
+
+Temp names start with "." and end with ".tmp" (files) or ".tmp.d" (folders) and carry the
+writer's pid, so `clean_stale` can tell a dead writer's leftovers from a live one's.
+On any exception (KeyboardInterrupt included) the temp is removed and the final name is
+untouched: a reader sees the old file or the new one, never half of one.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import IO, Iterator
+
+_STALE = re.compile(r"^\..+\.(\d+)\.\w+\.tmp(\.d|\.\w+)?$")
+
+
+def _prefix(path: Path) -> str:
+    return f".{path.name}.{os.getpid()}."
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
+    """Open a temp file beside `path` for writing; on success fsync it and rename it to `path`."""
+    if "w" not in mode:
+        raise ValueError(f"atomic_write: mode must write, got {mode!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=_prefix(path), suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def temp_path(path: str | os.PathLike) -> Path:
+    """A fresh temp name beside `path` (same extension, so tools that look at it still work);
+    the caller writes it and renames it to `path`, or removes it on failure."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=_prefix(path), suffix=".tmp" + path.suffix, dir=path.parent)
+    os.close(fd)
+    os.unlink(tmp)  # writers such as rosbags refuse an existing file
+    return Path(tmp)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    with atomic_write(path, "w") as f:
+        f.write(text)
+    return Path(path)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """A temp folder beside `path`; renamed to `path` on success (an existing `path`, e.g. written
+    by a concurrent run, is kept and the temp removed), removed on failure."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=_prefix(path), suffix=".tmp.d", dir=path.parent))
+    try:
+        yield tmp
+        try:
+            os.replace(tmp, path)
+        except OSError:  # another process won the race: keep theirs
+            if not path.exists():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temp files and folders of writers that are no longer running; returns them."""
+    folder = Path(folder)
+    removed: list[Path] = []
+    if not folder.is_dir():
+        return removed
+    for p in folder.iterdir():
+        m = _STALE.match(p.name)
+        if m is None or _alive(int(m.group(1))):
+            continue
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+        removed.append(p)
+    return removed

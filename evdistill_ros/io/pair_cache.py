@@ -1,0 +1,136 @@
+"""The training-pair cache as a dataset format: layout, key and reader.
+
+A cache holds, for every APS frame of a set of bags, the event embedding of the window that
+ends at the frame's stamp, the frame (grey uint8) and its label. It is written by
+`evdistill_ros.distill.cache.extract_pairs` and read here, by training (distill.dataset) and
+by evaluation (`iter_samples(path, format="cache")`) alike.
+
+Layout of one cache (a directory named by the key):
+
+    meta.json     key inputs (bags, topics, event_input, resize, version), n, channels,
+                  height, width, labelled, per-bag frame ranges, created
+    events.npy    (n, C, H, W) float32  embedding (`EventInput` windows, un-normalised)
+    aps.npy       (n, H, W) uint8       APS frame as `frames.to_gray_u8` makes it
+    labels.npy    (n, H, W) uint8       class ids, IGNORE_INDEX (255) where no label
+    has_label.npy (n,) bool             frame had a label message
+    t_ns.npy      (n,) int64            frame stamp (= window end)
+    n_events.npy  (n,) int64            events in the window
+    bag_index.npy (n,) int32            index into meta["bags"]
+
+    key_inputs(bags, spec, data_cfg) -> dict ; cache_key(...) -> str
+    open_cache(path) -> PairCache            memory-mapped arrays + meta
+    is_cache(path) -> bool
+    iter_cache_samples(path, event_input=None, labelled_only=True) -> Iterator[Sample]
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from ..events.spec import EventInput
+from .sample import Sample
+
+FORMAT_VERSION = 2  # 2: event_input in the key, frames through evdistill_ros.frames
+ARRAYS = ("events", "aps", "labels", "has_label", "t_ns", "n_events", "bag_index")
+
+
+def _bag_identity(path: str) -> dict:
+    p = Path(path).expanduser().resolve()
+    if not p.is_file():
+        raise ValueError(f"training bag not found: {path}")
+    st = p.stat()
+    return {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def key_inputs(bags: Sequence[str], spec: EventInput, data_cfg: Mapping[str, Any]) -> dict:
+    """Everything a cache's content depends on (any change re-extracts)."""
+    return {
+        "version": FORMAT_VERSION,
+        "bags": [_bag_identity(b) for b in bags],
+        "events_topic": data_cfg["events_topic"],
+        "image_topic": data_cfg["image_topic"],
+        "labels_topic": data_cfg["labels_topic"],
+        "event_input": spec.to_dict(),
+        "resize": list(data_cfg["resize"]) if data_cfg.get("resize") else None,
+        "min_events": int(data_cfg.get("min_events") or 0),
+    }
+
+
+def cache_key(bags: Sequence[str], spec: EventInput, data_cfg: Mapping[str, Any]) -> str:
+    blob = json.dumps(key_inputs(bags, spec, data_cfg), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:20]
+
+
+@dataclass
+class PairCache:
+    path: Path
+    meta: dict
+    events: np.ndarray
+    aps: np.ndarray
+    labels: np.ndarray
+    has_label: np.ndarray
+    t_ns: np.ndarray
+    n_events: np.ndarray
+    bag_index: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.meta["n"])
+
+    @property
+    def event_input(self) -> EventInput:
+        return EventInput.from_dict(self.meta["event_input"])
+
+
+def is_cache(path: str | os.PathLike) -> bool:
+    p = Path(path)
+    return (p / "meta.json").is_file() and (p / "labels.npy").is_file()
+
+
+def open_cache(path: str | os.PathLike) -> PairCache:
+    path = Path(path)
+    meta_path = path / "meta.json"
+    if not meta_path.is_file():
+        raise ValueError(f"{path}: not a training-pair cache (no meta.json)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{meta_path}: unreadable cache metadata ({exc})") from None
+    if meta.get("version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: cache format {meta.get('version')}, this code reads {FORMAT_VERSION} "
+                         "(delete it; training extracts it again)")
+    arrays = {}
+    for name in ARRAYS:
+        try:  # np.load without allow_pickle: object arrays are refused
+            arrays[name] = np.load(path / f"{name}.npy", mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path / (name + '.npy')}: unreadable cache array ({exc})") from None
+        if len(arrays[name]) != int(meta["n"]):
+            raise ValueError(f"{path / (name + '.npy')}: {len(arrays[name])} rows, meta.json says {meta['n']}")
+    return PairCache(path=path, meta=meta, **arrays)
+
+
+def cache_samples(cache: PairCache, indices: np.ndarray | None = None, labelled_only: bool = True) -> Iterator[Sample]:
+    """Cached pairs as Samples (by default the labelled ones only)."""
+    for j in (np.arange(len(cache)) if indices is None else indices):
+        j = int(j)
+        if labelled_only and not cache.has_label[j]:
+            continue
+        yield Sample(name=f"{j:06d}", t_ns=int(cache.t_ns[j]), events=np.asarray(cache.events[j]),
+                     aps=np.asarray(cache.aps[j]), label=np.asarray(cache.labels[j]) if cache.has_label[j] else None,
+                     num_events=int(cache.n_events[j]))
+
+
+def iter_cache_samples(path: str | os.PathLike, event_input: EventInput | None = None,
+                       labelled_only: bool = True) -> Iterator[Sample]:
+    """Samples of a cache; with `event_input`, ValueError unless the cache holds its embedding."""
+    cache = open_cache(path)
+    if event_input is not None and not cache.event_input.same_embedding(event_input):
+        raise ValueError(f"the network reads {event_input.describe()} but the cache {path} holds "
+                         f"{cache.event_input.describe()}")
+    return cache_samples(cache, labelled_only=labelled_only)
