@@ -197,3 +197,52 @@ def test_resume_is_bit_exact(tmp_path, bags):
     other = tiny_config(tmp_path, steps=12, ckpt_every=100, lr=5e-3)
     with pytest.raises(ValueError, match="configuration changed.*lr"):
         run_training(other, bags[:1], "teacher", out_dir=tmp_path / "cut", progress=False, log=log, resume=True)
+
+
+class _Payload:
+    """What a crafted state.pt would run when unpickled: here it only leaves a marker file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_resume_never_unpickles_code_from_state_file(tmp_path, bags):
+    from evdistill_ros.distill.trainer import STATE_FORMAT, run_training
+
+    cfg = tiny_config(tmp_path, steps=4)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    marker = tmp_path / "pwned"
+    torch.save({"format": STATE_FORMAT, "name": "teacher", "step": 1, "payload": _Payload(marker)},
+               run_dir / "state.pt")
+    with pytest.raises(ValueError, match=r"state\.pt is not a readable training state"):
+        run_training(cfg, bags[:1], "teacher", out_dir=run_dir, progress=False, log=lambda s: None, resume=True)
+    assert not marker.exists()
+    # a truncated state (a crash before the atomic write existed, a full disk): one line, the file named
+    good = run_training(cfg, bags[:1], "teacher", out_dir=tmp_path / "ok", progress=False, log=lambda s: None)
+    state = good.parent / "state.pt"
+    state.write_bytes(state.read_bytes()[:200])
+    with pytest.raises(ValueError, match=r"ok/state\.pt is not a readable training state") as err:
+        run_training(cfg, bags[:1], "teacher", out_dir=tmp_path / "ok", progress=False, log=lambda s: None, resume=True)
+    assert "\n" not in str(err.value)
+
+
+def test_pretrained_rgb_backbone_starts_grey_teacher_and_event_student(tmp_path, bags):
+    """config model.pretrained with a 3-channel backbone file (what ddd17.yaml / mvsec.yaml
+    recommend) used to fail on the first conv's shape for every 1- and n-channel network."""
+    from evdistill_ros.distill.trainer import run_training
+    from evdistill_ros.models import build_model
+
+    rgb = build_model("deeplabv3plus", "mobilenetv2", in_channels=3, num_classes=6, width_mult=0.25)
+    weights = tmp_path / "imagenet_mbv2.pth"
+    torch.save(rgb.backbone.state_dict(), weights)
+    cfg = tiny_config(tmp_path, steps=2)
+    cfg["model"]["pretrained"] = str(weights)
+    for stage, method in (("teacher", None), ("student", "supervised")):
+        lines: list[str] = []
+        run_training(cfg, bags[:1], stage, method=method, progress=False, log=lines.append,
+                     out_dir=tmp_path / stage)
+        assert any("first conv adapted" in ln and "3 ->" in ln for ln in lines), lines

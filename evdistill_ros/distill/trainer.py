@@ -44,11 +44,18 @@ import numpy as np
 import torch
 import yaml
 from torch import nn
+from torch.utils.tensorboard import SummaryWriter
+
+from tqdm import tqdm
 
 from ..atomic import atomic_write, atomic_write_text
+from ..classes import IGNORE_INDEX, colorize
 from . import losses
+from ..eval import evaluate_model
 from ..events.spec import EventInput
 from ..io.pair_cache import PairCache, cache_samples, open_cache
+from ..models import Preprocessor, build_a2e, build_model, load_checkpoint, save_checkpoint
+from ..models.pretrained import load_pretrained
 from .cache import extract_pairs
 from .config import METHODS, model_config, stage_config
 from .dataset import PairDataset, ResumableSampler, collate
@@ -181,8 +188,6 @@ def _changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 def _deployable(model: nn.Module) -> nn.Module:
     """The network without its training-only reconstruction head (what nodes run)."""
-    from ..models import build_model
-
     m = unwrap(model)
     conf = copy.deepcopy(m.config)
     if not conf["options"].get("with_reconstruction"):
@@ -196,9 +201,8 @@ def _deployable(model: nn.Module) -> nn.Module:
     return dep
 
 
-def _build_net(mcfg: dict, in_channels: int, with_reconstruction: bool = False) -> nn.Module:
-    from ..models import build_model
-
+def _build_net(mcfg: dict, in_channels: int, with_reconstruction: bool = False,
+               log: Callable[[str], None] = print) -> nn.Module:
     opts = {k: v for k, v in mcfg.items() if k not in ("arch", "backbone", "output_stride", "num_classes", "pretrained")
             and v is not None}
     if with_reconstruction:
@@ -206,19 +210,17 @@ def _build_net(mcfg: dict, in_channels: int, with_reconstruction: bool = False) 
     model = build_model(arch=mcfg["arch"], backbone=mcfg["backbone"], in_channels=in_channels,
                         num_classes=int(mcfg["num_classes"]), output_stride=int(mcfg["output_stride"]), **opts)
     if mcfg.get("pretrained"):
-        state = torch.load(mcfg["pretrained"], map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state)
-        missing, unexpected = model.backbone.load_state_dict(state, strict=False)
-        if len(missing) == len(list(model.backbone.state_dict())):
-            raise ValueError(f"model.pretrained {mcfg['pretrained']}: no tensor fits the {mcfg['backbone']} backbone")
+        try:
+            report = load_pretrained(model, mcfg["pretrained"])
+        except (FileNotFoundError, ValueError) as exc:
+            raise ValueError(f"model.pretrained: {exc}") from None
+        log(f"model.pretrained: {report.summary()}")
     return model
 
 
 def validate(model: nn.Module, meta: dict, cache: PairCache, indices: np.ndarray, modality: str,
              batch_size: int = 8) -> dict:
     """Evaluate on cached pairs through evdistill_ros.eval (labelled frames only)."""
-    from ..eval import evaluate_model
-
     samples = cache_samples(cache, indices)
     return evaluate_model(unwrap(model), meta, samples, modality, batch_size=batch_size)
 
@@ -279,8 +281,6 @@ def run_training(config: dict, bags: list[str] | None = None, stage: str = "teac
 
 def _train(cfg, scfg, stage, method, use_labels, teacher_path, out_dir, resume, info, device, log, progress,
            stop_after, on_done) -> Path:
-    from ..classes import IGNORE_INDEX
-
     if scfg.get("threads"):
         torch.set_num_threads(int(scfg["threads"]))
     main = info.is_main
@@ -319,17 +319,14 @@ def _train(cfg, scfg, stage, method, use_labels, teacher_path, out_dir, resume, 
     _seed_everything(int(scfg["seed"]))
     teacher_net, teacher_meta, a2e = None, None, None
     if stage == "teacher":
-        net = _build_net(mcfg, 1)
+        net = _build_net(mcfg, 1, log=say)
     else:
-        net = _build_net(mcfg, int(cache.meta["channels"]), with_reconstruction=method == "evdistill" and w["recon"] > 0)
+        net = _build_net(mcfg, int(cache.meta["channels"]), with_reconstruction=method == "evdistill" and w["recon"] > 0,
+                         log=say)
         if method in ("kd", "evdistill"):
-            from ..models import load_checkpoint
-
             teacher_net, teacher_meta = load_checkpoint(teacher_path, device=device)
             teacher_net.eval().requires_grad_(False)
         if method == "evdistill" and (w["a2e"] > 0 or w["a2e_gen"] > 0):
-            from ..models import build_a2e
-
             a2e = build_a2e(in_channels=teacher_net.in_channels, out_channels=int(cache.meta["channels"]),
                             activation="none")
     net.to(device).train()
@@ -344,8 +341,6 @@ def _train(cfg, scfg, stage, method, use_labels, teacher_path, out_dir, resume, 
     extra = {"method": method, "use_labels": use_labels, "teacher": str(teacher_path) if teacher_path else None,
              "bags": list(data["bags"])} if stage == "student" else {"bags": list(data["bags"])}
     meta = _metadata(cfg, stage, cache, stats, extra)
-    from ..models import Preprocessor
-
     prep = Preprocessor.from_metadata({**meta, "in_channels": unwrap(net).in_channels, "input_size": None})
     prep_t = None
     if teacher_meta is not None:
@@ -389,16 +384,12 @@ def _train(cfg, scfg, stage, method, use_labels, teacher_path, out_dir, resume, 
 
     writer = None
     if main:
-        from torch.utils.tensorboard import SummaryWriter
-
         writer = SummaryWriter(str(run_dir / "tb"), purge_step=step if step else None)
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(_plain_cfg(cfg), sort_keys=False))
 
     def save(at: int) -> None:
         if not main:
             return
-        from ..models import save_checkpoint
-
         m = {**meta, "training": {**meta["training"], "step": at, "steps": total}}
         save_checkpoint(ckpt_path, _deployable(net), m)
         with atomic_write(state_path, "wb") as f:
@@ -421,8 +412,6 @@ def _train(cfg, scfg, stage, method, use_labels, teacher_path, out_dir, resume, 
             writer.add_scalar("val/miou_all", res.get("miou_all", float("nan")), at)
         say(f"step {at}: validation mIoU {100 * res['miou']:.2f}")
         return res
-
-    from tqdm import tqdm
 
     bar = tqdm(total=total, initial=step, desc=name, unit="step", disable=not (progress and main), dynamic_ncols=True)
     it = iter(loader)
@@ -533,8 +522,6 @@ def _loss_terms(stage, method, use_labels, w, T, nodes, net, a2e, teacher, prep,
 
 @torch.no_grad()
 def _log_images(writer, net, prep, batch, ev, step, stage, ignore) -> None:
-    from ..classes import colorize
-
     was = net.training
     net.eval()
     x = prep(batch["aps"], layout="bchw") if stage == "teacher" else ev

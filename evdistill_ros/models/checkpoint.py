@@ -139,7 +139,7 @@ def _plain(value: Any, where: str) -> Any:
     raise ValueError(f"save_checkpoint: {where} is a {type(value).__name__}; metadata must be plain data")
 
 
-def _read(path: Path) -> Any:
+def read_torch_file(path: Path) -> Any:
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if not path.is_file():
@@ -153,14 +153,14 @@ def _read(path: Path) -> Any:
         raise ValueError(f"{path} is not a readable torch checkpoint ({type(exc).__name__}: {reason})") from None
 
 
-def _find_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+def find_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     if isinstance(obj, Mapping):
         if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
             state = dict(obj)
         else:
             for key in _WRAPPER_KEYS:
                 if isinstance(obj.get(key), Mapping):
-                    return _find_state_dict(obj[key], path)
+                    return find_state_dict(obj[key], path)
             raise ValueError(f"{path} holds a dict without a state_dict (keys: {sorted(map(str, obj))[:8]})")
     else:
         raise ValueError(f"{path} holds a {type(obj).__name__}, not a checkpoint dict")
@@ -216,11 +216,11 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The metadata of a checkpoint without building its network (what a node needs to know
     about the input); for the authors' plain state_dicts, the metadata load_checkpoint gives."""
     path = Path(path)
-    obj = _read(path)
+    obj = read_torch_file(path)
     if isinstance(obj, Mapping) and obj.get("format") == FORMAT:
         return _our_metadata(obj, path)
     meta = authors_metadata("aps" if "aps" in path.name.lower() else "events")
-    meta.update(infer_config(_find_state_dict(obj, path)))
+    meta.update(infer_config(find_state_dict(obj, path)))
     return meta
 
 
@@ -241,14 +241,14 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
                     strict: bool = True) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the network stored at ``path``; returns (model in eval mode on ``device``, metadata)."""
     path = Path(path)
-    obj = _read(path)
+    obj = read_torch_file(path)
     if isinstance(obj, Mapping) and obj.get("format") == FORMAT:
         meta = _our_metadata(obj, path)
         state = obj["state_dict"]
         if not isinstance(state, Mapping):
             raise ValueError(f"{path}: checkpoint without a state_dict")
     else:
-        state = _find_state_dict(obj, path)
+        state = find_state_dict(obj, path)
         config = infer_config(state)
         meta = authors_metadata("aps" if "aps" in path.name.lower() else "events")
         meta.update(config)
