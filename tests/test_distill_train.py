@@ -241,8 +241,10 @@ def test_pretrained_rgb_backbone_starts_grey_teacher_and_event_student(tmp_path,
     torch.save(rgb.backbone.state_dict(), weights)
     cfg = tiny_config(tmp_path, steps=2)
     cfg["model"]["pretrained"] = str(weights)
-    for stage, method in (("teacher", None), ("student", "supervised")):
+    cfg["data"]["representation_params"] = {"bins": 5}
+    for stage, method, channels in (("teacher", None, 1), ("student", "supervised", 5)):
         lines: list[str] = []
         run_training(cfg, bags[:1], stage, method=method, progress=False, log=lines.append,
                      out_dir=tmp_path / stage)
-        assert any("first conv adapted" in ln and "3 ->" in ln for ln in lines), lines
+        assert any(f"first conv adapted (backbone.features.0.0.weight: 3 -> {channels} channels)" in ln
+                   for ln in lines), lines
