@@ -248,3 +248,21 @@ def test_pretrained_rgb_backbone_starts_grey_teacher_and_event_student(tmp_path,
                      out_dir=tmp_path / stage)
         assert any(f"first conv adapted (backbone.features.0.0.weight: 3 -> {channels} channels)" in ln
                    for ln in lines), lines
+
+
+def test_kd_with_a_student_as_teacher_fails_before_any_work(tmp_path, bags):
+    from evdistill_ros.distill.trainer import run_training
+    from evdistill_ros.events import DEFAULT_EVENT_INPUT
+    from evdistill_ros.models import build_model, save_checkpoint
+
+    student = build_model("deeplabv3plus", "mobilenetv2", in_channels=5, num_classes=6, width_mult=0.25)
+    wrong = save_checkpoint(tmp_path / "student.pt", student, {"representation": DEFAULT_EVENT_INPUT.to_dict()})
+    cfg = tiny_config(tmp_path, steps=2)
+    with pytest.raises(ValueError, match="not an APS-frame network") as err:
+        run_training(cfg, bags[:1], "student", method="kd", teacher=str(wrong), progress=False, log=lambda s: None)
+    assert "student.pt" in str(err.value)
+    assert not (tmp_path / "cache").exists()  # refused before extraction started
+    with pytest.raises(ValueError, match="not a readable torch checkpoint"):
+        (tmp_path / "junk.pt").write_bytes(b"\x80\x02junk")
+        run_training(cfg, bags[:1], "student", method="evdistill", teacher=str(tmp_path / "junk.pt"),
+                     progress=False, log=lambda s: None)

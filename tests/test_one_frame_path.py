@@ -17,7 +17,8 @@ from evdistill_ros import frames
 from evdistill_ros.distill import config as C
 from evdistill_ros.distill.cache import extract_pairs
 from evdistill_ros.distill.dataset import PairDataset
-from evdistill_ros.distill.trainer import _metadata, norm_stats
+from evdistill_ros.distill.methods import method_for
+from evdistill_ros.distill.trainer import checkpoint_metadata, norm_stats
 from evdistill_ros.events import Events
 from evdistill_ros.io.bag import BagWriter, iter_images
 from evdistill_ros.io.pair_cache import open_cache
@@ -61,7 +62,8 @@ def test_training_and_inference_prepare_identical_tensors(tmp_path, encoding, re
     frames_on_wire = [frames.canonical(m.image, m.encoding) for m in iter_images(bag, "/davis/left/image_raw")]
     samples = list(iter_bag_samples(bag, event_input=cache.event_input))
     for stage, in_channels in (("teacher", 1), ("student", cache.meta["channels"])):
-        meta = {**_metadata(cfg, stage, cache, stats, {}), "in_channels": in_channels}
+        method = method_for(stage, "supervised", False, cfg["student"])
+        meta = {**checkpoint_metadata(method, cfg["data"], cache, stats, {}, cfg), "in_channels": in_channels}
         train_prep = Preprocessor.from_metadata({**meta, "input_size": None})  # as the trainer builds it
         infer_prep = Preprocessor.from_metadata(meta)  # as Predictor / evaluation build it
         for k in range(len(cache)):

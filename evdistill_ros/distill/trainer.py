@@ -33,7 +33,6 @@ import copy
 import json
 import math
 import os
-import random
 import signal
 import threading
 import time
@@ -45,24 +44,23 @@ import torch
 import yaml
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
-
 from tqdm import tqdm
 
-from ..atomic import atomic_write, atomic_write_text
+from ..atomic import atomic_write_text, clean_stale
 from ..classes import IGNORE_INDEX, colorize
-from . import losses
 from ..eval import evaluate_model
-from ..events.spec import EventInput
 from ..io.pair_cache import PairCache, cache_samples, open_cache
-from ..models import Preprocessor, build_a2e, build_model, load_checkpoint, save_checkpoint
-from ..models.pretrained import load_pretrained
+from ..models import Preprocessor, build_model, save_checkpoint
 from .cache import extract_pairs
-from .config import METHODS, model_config, stage_config
+from .config import DEFAULTS, model_config, stage_config
 from .dataset import PairDataset, ResumableSampler, collate
 from .ddp import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed, unwrap, wrap
+from .methods import Method, Networks, method_for
 from .optim import build_optimizer, build_scheduler
+from .state import STATE_FORMAT, changed_keys, fingerprint, load_state, plain, save_state, seed_everything, \
+    set_rng_state
 
-STATE_FORMAT = "evdistill_ros.train_state"
+__all__ = ["run_training", "run_name", "validate", "norm_stats", "TrainingInterrupted", "STATE_FORMAT"]
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -70,9 +68,8 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 def run_name(stage: str, method: str | None = None, use_labels: bool = False) -> str:
-    if stage == "teacher":
-        return "teacher"
-    return f"student_{method}" + ("_labels" if use_labels and method == "evdistill" else "")
+    """The run's folder name (teacher, student_<method>[_labels])."""
+    return method_for(stage, method or "supervised", use_labels, DEFAULTS["student"]).name
 
 
 def _device(spec: str, info: DistInfo) -> torch.device:
@@ -85,47 +82,6 @@ def _device(spec: str, info: DistInfo) -> torch.device:
         if info.enabled:
             dev = torch.device("cuda", info.local_rank)
     return dev
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _rng_state() -> dict:
-    """The RNG states as tensors and plain numbers, so state.pt loads with weights_only=True."""
-    version, mt, gauss = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"python": {"version": int(version), "mt": torch.tensor(mt, dtype=torch.int64), "gauss": gauss},
-            "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-
-
-def _set_rng_state(s: dict) -> None:
-    py, npy = s["python"], s["numpy"]
-    random.setstate((py["version"], tuple(int(v) for v in py["mt"].tolist()), py["gauss"]))
-    np.random.set_state((npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
-                         npy["cached_gaussian"]))
-    torch.set_rng_state(s["torch"])
-    if s.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(s["cuda"])
-
-
-def load_state(path: Path) -> dict:
-    """A training state file, loaded without unpickling anything but tensors and plain data;
-    ValueError with one line naming the file when it is not a readable state."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a truncated or foreign file
-        first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
-        raise ValueError(f"{path} is not a readable training state ({type(exc).__name__}: {first}); "
-                         "delete it to start over, or resume from a good copy") from None
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise ValueError(f"{path} is not an evdistill_ros training state")
-    return state
 
 
 def norm_stats(cache: PairCache, indices: np.ndarray, max_frames: int = 256) -> dict:
@@ -142,48 +98,13 @@ def norm_stats(cache: PairCache, indices: np.ndarray, max_frames: int = 256) -> 
             "aps_mean": float(aps.mean()), "aps_std": float(max(aps.std(), 1e-3))}
 
 
-def _metadata(cfg: dict, stage: str, cache: PairCache, stats: dict, extra: dict) -> dict:
-    d = cfg["data"]
+def checkpoint_metadata(method: Method, data_cfg: dict, cache: PairCache, stats: dict, extra: dict,
+                        cfg: dict) -> dict:
+    """What the checkpoint says about its input: representation, size, preprocessing."""
+    rep, pre = method.metadata(data_cfg, stats)
     size = {"height": int(cache.meta["height"]), "width": int(cache.meta["width"])}
-    # "frame" and "resize" name the conversions the cache applied (frames.to_gray_u8 and
-    # frames.resize), so inference gives the network the same pixels (models.preprocess)
-    if stage == "teacher":
-        rep: object = "aps"
-        pre = {"frame": "gray", "resize": "area", "scale": "auto", "channels": "exact",
-               "mean": [stats["aps_mean"]], "std": [stats["aps_std"]]}
-    else:
-        rep = EventInput.from_config(d).to_dict()
-        pre = {"resize": "area", "scale": 1.0, "channels": "exact",
-               "mean": stats["events_mean"], "std": stats["events_std"]}
     return {"representation": rep, "input_size": size, "preprocessing": pre,
-            "training": {"stage": stage, **extra, "config": _plain_cfg(cfg)}}
-
-
-def _plain_cfg(cfg: dict) -> dict:
-    return json.loads(json.dumps({k: v for k, v in cfg.items() if not k.startswith("_")}, default=str))
-
-
-def _fingerprint(cfg: dict, scfg: dict, stage: str, method, use_labels, teacher) -> dict:
-    """What a resumed run must share with the saved one (not logging/checkpoint cadence or device)."""
-    free = {"log_every", "image_every", "val_every", "ckpt_every", "out_dir", "device", "num_workers", "threads"}
-    data = {k: v for k, v in cfg["data"].items() if k not in ("cache_dir", "val_bags")}
-    fp = {"train": {k: v for k, v in scfg.items() if k not in free}, "model": model_config(cfg, stage),
-          "data": data, "augment": cfg["augment"]}
-    if stage == "student":
-        fp["student"] = {k: v for k, v in cfg["student"].items() if k in ("temperature", "affinity_nodes", "weights")}
-        fp["student"].update(method=method, use_labels=use_labels, teacher=str(teacher) if teacher else None)
-    return _plain_cfg(fp)
-
-
-def _changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
-    out = []
-    for k in sorted(set(old) | set(new)):
-        a, b = old.get(k), new.get(k)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _changed_keys(a, b, f"{prefix}{k}.")
-        elif a != b:
-            out.append(f"{prefix}{k}: {a!r} -> {b!r}")
-    return out
+            "training": {"stage": method.stage, **extra, "config": plain(cfg)}}
 
 
 def _deployable(model: nn.Module) -> nn.Module:
@@ -199,23 +120,6 @@ def _deployable(model: nn.Module) -> nn.Module:
     state = {k: v for k, v in m.state_dict().items() if not k.startswith("reconstruction.")}
     dep.load_state_dict(state)
     return dep
-
-
-def _build_net(mcfg: dict, in_channels: int, with_reconstruction: bool = False,
-               log: Callable[[str], None] = print) -> nn.Module:
-    opts = {k: v for k, v in mcfg.items() if k not in ("arch", "backbone", "output_stride", "num_classes", "pretrained")
-            and v is not None}
-    if with_reconstruction:
-        opts["with_reconstruction"] = True
-    model = build_model(arch=mcfg["arch"], backbone=mcfg["backbone"], in_channels=in_channels,
-                        num_classes=int(mcfg["num_classes"]), output_stride=int(mcfg["output_stride"]), **opts)
-    if mcfg.get("pretrained"):
-        try:
-            report = load_pretrained(model, mcfg["pretrained"])
-        except (FileNotFoundError, ValueError) as exc:
-            raise ValueError(f"model.pretrained: {exc}") from None
-        log(f"model.pretrained: {report.summary()}")
-    return model
 
 
 def validate(model: nn.Module, meta: dict, cache: PairCache, indices: np.ndarray, modality: str,
@@ -252,20 +156,15 @@ def run_training(config: dict, bags: list[str] | None = None, stage: str = "teac
                  teacher: str | None = None, out_dir: str | os.PathLike | None = None, resume: bool = False,
                  use_labels: bool | None = None, log: Callable[[str], None] = print, progress: bool = True,
                  stop_after: int | None = None, on_done: Callable[[int, nn.Module], None] | None = None) -> Path:
-    if stage not in ("teacher", "student"):
-        raise ValueError(f"stage must be 'teacher' or 'student', got {stage!r}")
     cfg = copy.deepcopy(config)
-    scfg = stage_config(cfg, stage)
     st = cfg["student"]
-    method = method or st["method"]
-    if stage == "student" and method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     use_labels = bool(st["use_labels"] if use_labels is None else use_labels)
+    strategy = method_for(stage, method or st["method"], use_labels, st)
+    scfg = stage_config(cfg, stage)
     if stage == "student":
-        st.update(method=method, use_labels=use_labels)
+        st.update(method=strategy.extra["method"], use_labels=use_labels)
     teacher = teacher or st.get("teacher")
-    if stage == "student" and method in ("kd", "evdistill") and not teacher:
-        raise ValueError(f"method {method} needs a teacher checkpoint (--teacher or student.teacher)")
+    strategy.check_teacher(teacher)  # before any extraction or network is built
     if bags:
         cfg["data"]["bags"] = list(bags)
 
@@ -273,22 +172,26 @@ def run_training(config: dict, bags: list[str] | None = None, stage: str = "teac
     info = init_distributed(probe.type)
     device = _device(scfg["device"], info)
     try:
-        return _train(cfg, scfg, stage, method, use_labels, teacher, out_dir, resume, info, device, log, progress,
-                      stop_after, on_done)
+        return _train(cfg, scfg, strategy, teacher if strategy.needs_teacher else None, out_dir, resume, info,
+                      device, log, progress, stop_after, on_done)
     finally:
         cleanup(info)
 
 
-def _train(cfg, scfg, stage, method, use_labels, teacher_path, out_dir, resume, info, device, log, progress,
-           stop_after, on_done) -> Path:
+def _train(cfg: dict, scfg: dict, method: Method, teacher_path: str | None, out_dir, resume: bool, info: DistInfo,
+           device: torch.device, log, progress: bool, stop_after: int | None, on_done) -> Path:
+    """The loop: data, the method's networks, resume, steps, checkpoints. Everything that
+    depends on the method is asked of it."""
     if scfg.get("threads"):
         torch.set_num_threads(int(scfg["threads"]))
     main = info.is_main
     say = log if main else (lambda s: None)
-    name = run_name(stage, method, use_labels)
+    name = method.name
     run_dir = Path(out_dir or Path(scfg["out_dir"]) / name)
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        for leftover in clean_stale(run_dir):
+            say(f"removed {leftover.name}, left by a run that did not finish writing it")
 
     # --- data: rank 0 extracts, the others open the same cache
     data = cfg["data"]
@@ -306,48 +209,34 @@ def _train(cfg, scfg, stage, method, use_labels, teacher_path, out_dir, resume, 
         val_cache = open_cache(extract_pairs(data["val_bags"], data, progress=False, log=lambda s: None))
     all_idx = np.arange(len(cache))
     stats = norm_stats(cache, all_idx)
-    needs_labels = stage == "teacher" or method == "supervised"
-    if needs_labels and not cache.meta["labelled"]:
-        raise ValueError(f"{stage} {method or ''}: the training bags have no labels on {data['labels_topic']}")
-    dataset = PairDataset(cache, all_idx, augment=cfg["augment"], labelled_only=needs_labels)
+    if method.needs_labels and not cache.meta["labelled"]:
+        raise ValueError(f"{name}: the training bags have no labels on {data['labels_topic']}")
+    dataset = PairDataset(cache, all_idx, augment=cfg["augment"], labelled_only=method.needs_labels)
 
     # --- networks
-    w = {k: float(v) for k, v in cfg["student"]["weights"].items()}
-    T = float(cfg["student"]["temperature"])
-    nodes = int(cfg["student"]["affinity_nodes"])
-    mcfg = model_config(cfg, stage)
-    _seed_everything(int(scfg["seed"]))
-    teacher_net, teacher_meta, a2e = None, None, None
-    if stage == "teacher":
-        net = _build_net(mcfg, 1, log=say)
-    else:
-        net = _build_net(mcfg, int(cache.meta["channels"]), with_reconstruction=method == "evdistill" and w["recon"] > 0,
-                         log=say)
-        if method in ("kd", "evdistill"):
-            teacher_net, teacher_meta = load_checkpoint(teacher_path, device=device)
-            teacher_net.eval().requires_grad_(False)
-        if method == "evdistill" and (w["a2e"] > 0 or w["a2e_gen"] > 0):
-            a2e = build_a2e(in_channels=teacher_net.in_channels, out_channels=int(cache.meta["channels"]),
-                            activation="none")
-    net.to(device).train()
-    params = list(net.named_parameters()) + (list(a2e.named_parameters()) if a2e is not None else [])
-    if a2e is not None:
-        a2e.to(device).train()
+    w = method.weights
+    seed_everything(int(scfg["seed"]))
+    nets = method.build(model_config(cfg, method.stage), cache, teacher_path, device, say)
+    net, a2e = nets.net, nets.a2e
+    for m in nets.trained():
+        m.to(device).train()
+    params = [p for m in nets.trained() for p in m.named_parameters()]
     optimizer = build_optimizer(params, scfg)
     scheduler = build_scheduler(optimizer, scfg)
     amp = bool(scfg["amp"]) and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
 
-    extra = {"method": method, "use_labels": use_labels, "teacher": str(teacher_path) if teacher_path else None,
-             "bags": list(data["bags"])} if stage == "student" else {"bags": list(data["bags"])}
-    meta = _metadata(cfg, stage, cache, stats, extra)
+    extra = {"bags": list(data["bags"])}
+    if method.stage == "student":
+        extra = {**method.extra, "teacher": str(teacher_path) if teacher_path else None, **extra}
+    meta = checkpoint_metadata(method, data, cache, stats, extra, cfg)
     prep = Preprocessor.from_metadata({**meta, "in_channels": unwrap(net).in_channels, "input_size": None})
-    prep_t = None
-    if teacher_meta is not None:
-        prep_t = Preprocessor.from_metadata({**teacher_meta, "input_size": None})
 
     # --- resume
-    fingerprint = _fingerprint(cfg, scfg, stage, method, use_labels, teacher_path)
+    method_fp = method.fingerprint()
+    if method.stage == "student":
+        method_fp = {**method_fp, "teacher": str(teacher_path) if teacher_path else None}
+    fp = fingerprint(cfg, scfg, model_config(cfg, method.stage), method_fp)
     step = 0
     state_path, ckpt_path = run_dir / "state.pt", run_dir / "checkpoint.pt"
     if resume:
@@ -355,7 +244,7 @@ def _train(cfg, scfg, stage, method, use_labels, teacher_path, out_dir, resume, 
             s = load_state(state_path)
             if s.get("name") != name:
                 raise ValueError(f"{state_path}: not a training state of run {name!r}")
-            changed = _changed_keys(s.get("fingerprint") or {}, fingerprint)
+            changed = changed_keys(s.get("fingerprint") or {}, fp)
             if changed:
                 raise ValueError(f"{state_path}: the configuration changed since it was saved ({', '.join(changed[:5])}); "
                                  "resume with the same config or use another --out")
@@ -366,7 +255,7 @@ def _train(cfg, scfg, stage, method, use_labels, teacher_path, out_dir, resume, 
             scheduler.load_state_dict(s["scheduler"])
             scaler.load_state_dict(s["scaler"])
             step = int(s["step"])
-            _set_rng_state(s["rng"])
+            set_rng_state(s["rng"])
             say(f"resumed {name} at step {step} from {state_path}")
         else:
             say(f"--resume: no {state_path} yet, starting {name} from step 0")
@@ -379,33 +268,30 @@ def _train(cfg, scfg, stage, method, use_labels, teacher_path, out_dir, resume, 
         dataset, batch_size=bs, sampler=sampler, collate_fn=collate, num_workers=int(scfg["num_workers"]),
         drop_last=True, generator=torch.Generator().manual_seed(int(scfg["seed"])),
         persistent_workers=False, pin_memory=device.type == "cuda")
-    ddp_net = wrap(net, info, device)
-    ddp_a2e = wrap(a2e, info, device) if a2e is not None else None
+    # the loop's view: DDP-wrapped trained networks, the frozen teacher as it is
+    run_nets = Networks(net=wrap(net, info, device), prep=prep, a2e=wrap(a2e, info, device) if a2e is not None else None,
+                        teacher=nets.teacher, teacher_meta=nets.teacher_meta, teacher_prep=nets.teacher_prep)
 
     writer = None
     if main:
         writer = SummaryWriter(str(run_dir / "tb"), purge_step=step if step else None)
-        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(_plain_cfg(cfg), sort_keys=False))
+        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(plain(cfg), sort_keys=False))
 
     def save(at: int) -> None:
         if not main:
             return
         m = {**meta, "training": {**meta["training"], "step": at, "steps": total}}
         save_checkpoint(ckpt_path, _deployable(net), m)
-        with atomic_write(state_path, "wb") as f:
-            torch.save({
-                "format": STATE_FORMAT, "name": name, "step": at, "fingerprint": fingerprint,
-                "model": net.state_dict(), "a2e": a2e.state_dict() if a2e is not None else None,
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(), "rng": _rng_state(),
-            }, f)
+        save_state(state_path, name=name, step=at, fingerprint=fp, model=net.state_dict(),
+                   a2e=a2e.state_dict() if a2e is not None else None, optimizer=optimizer.state_dict(),
+                   scheduler=scheduler.state_dict(), scaler=scaler.state_dict())
 
     def run_validation(at: int) -> dict | None:
         if val_cache is None or not main:
             return None
         net.eval()
         res = validate(_deployable(net), {**meta, "in_channels": unwrap(net).in_channels}, val_cache,
-                       np.arange(len(val_cache)), "aps" if stage == "teacher" else "events")
+                       np.arange(len(val_cache)), method.modality)
         net.train()
         if writer is not None and res.get("miou") is not None:
             writer.add_scalar("val/miou", res["miou"], at)
@@ -422,12 +308,12 @@ def _train(cfg, scfg, stage, method, use_labels, teacher_path, out_dir, resume, 
         while step < total:
             batch = next(it)
             # the teacher never sees events: no embedding is prepared for it
-            ev = None if stage == "teacher" else prep(batch["events"].to(device, non_blocking=True), layout="bchw")
+            ev = None if method.modality == "aps" else prep(batch["events"].to(device, non_blocking=True),
+                                                            layout="bchw")
             aps01 = batch["aps"].to(device, non_blocking=True)
             label = batch["label"].to(device, non_blocking=True)
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
-                terms = _loss_terms(stage, method, use_labels, w, T, nodes, ddp_net, ddp_a2e, teacher_net, prep,
-                                    prep_t, ev, aps01, label)
+                terms = method.loss_terms(run_nets, ev, aps01, label)
                 loss = sum(w[k] * v for k, v in terms.items() if w[k] > 0)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -451,7 +337,7 @@ def _train(cfg, scfg, stage, method, use_labels, teacher_path, out_dir, resume, 
                     writer.add_scalar("lr", optimizer.param_groups[0]["lr"], step)
                 bar.set_postfix(loss=f"{logged['total']:.3f}")
             if writer is not None and scfg.get("image_every") and step % int(scfg["image_every"]) == 0:
-                _log_images(writer, net, prep, batch, ev, step, stage, IGNORE_INDEX)
+                _log_images(writer, net, prep, batch, ev, step, method.modality, IGNORE_INDEX)
             bar.update(1)
             if scfg.get("val_every") and step % int(scfg["val_every"]) == 0 and step < total:
                 run_validation(step)
@@ -483,48 +369,11 @@ def _train(cfg, scfg, stage, method, use_labels, teacher_path, out_dir, resume, 
     return ckpt_path
 
 
-def _loss_terms(stage, method, use_labels, w, T, nodes, net, a2e, teacher, prep, prep_t, ev, aps01, label) -> dict:
-    """Unweighted loss terms of one batch (only those with a non-zero weight are computed)."""
-    if stage == "teacher":
-        out = net(prep(aps01, layout="bchw"))
-        return {"ce": losses.cross_entropy(out, label)}
-    if method == "supervised":
-        return {"ce": losses.cross_entropy(net(ev), label)}
-    with torch.no_grad():
-        t_out = teacher(prep_t(aps01, layout="bchw"), return_features=True)
-    if method == "kd":
-        out = net(ev, return_features=True)
-        return {"pixel": losses.pixel_kd(out["logits_lowres"], t_out["logits_lowres"], T)}
-    terms: dict = {}
-    B = ev.shape[0]
-    inputs = ev
-    if a2e is not None:
-        fake = a2e(prep_t(aps01, layout="bchw"))
-        if w["a2e_gen"] > 0:
-            terms["a2e_gen"] = losses.reconstruction_loss(fake, ev)
-        if w["a2e"] > 0:
-            # crafted pairs: the student sees generated events, the teacher the APS frame they came from;
-            # detached so the generator learns from real events only (no shortcut through the student)
-            inputs = torch.cat([ev, fake.detach()])
-    out = net(inputs, return_features=True)
-    if use_labels and w["ce"] > 0:
-        terms["ce"] = losses.cross_entropy(out["logits"][:B], label)
-    if w["recon"] > 0:
-        terms["recon"] = losses.reconstruction_loss(out["reconstruction"][:B], aps01)
-    if w["pixel"] > 0:
-        terms["pixel"] = losses.pixel_kd(out["logits_lowres"][:B], t_out["logits_lowres"], T)
-    if w["affinity"] > 0:
-        terms["affinity"] = losses.affinity_kd(out["aspp"][:B], t_out["aspp"], nodes)
-    if inputs.shape[0] > B:
-        terms["a2e"] = losses.pixel_kd(out["logits_lowres"][B:], t_out["logits_lowres"], T)
-    return terms
-
-
 @torch.no_grad()
-def _log_images(writer, net, prep, batch, ev, step, stage, ignore) -> None:
+def _log_images(writer, net, prep, batch, ev, step, modality, ignore) -> None:
     was = net.training
     net.eval()
-    x = prep(batch["aps"], layout="bchw") if stage == "teacher" else ev
+    x = prep(batch["aps"], layout="bchw") if modality == "aps" else ev
     pred = net(x[:4].to(next(net.parameters()).device)).argmax(1).cpu().numpy()
     net.train(was)
     rows = []

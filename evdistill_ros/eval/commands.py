@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from pathlib import Path
-
 from ..atomic import atomic_write_text
 
 FORMAT_CHOICES = ("bag", "evdistill-png", "evsegnet", "ess", "cache")

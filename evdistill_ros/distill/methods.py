@@ -1,0 +1,234 @@
+"""Training methods as strategies: what each one needs, builds and computes.
+
+    method_for(stage, method=None, use_labels=False, student_cfg) -> Method
+    Method: name, needs_labels, needs_teacher, modality ("aps" | "events")
+        check_teacher(path)                       before any expensive work (one-line errors)
+        build(model_cfg, cache, device, log) -> Networks
+        metadata(data_cfg, cache, stats) -> dict  what the checkpoint says about its input
+        fingerprint() -> dict                     what a resumed run must share
+        loss_terms(nets, ev, aps01, label) -> dict unweighted terms (weights in `weights`)
+
+    Teacher       DeepLabv3+ on grey APS frames, cross-entropy on labels
+    Supervised    event student, cross-entropy on event labels (the baseline)
+    KD            event student, pixel-wise KD from the teacher's predictions on the paired frames
+    EvDistill     E2A reconstruction + pixel-wise KD + affinity KD + A2E crafted pairs (+ CE
+                  with use_labels); a term with weight 0 is neither built nor computed
+
+The loop in distill.trainer knows none of these names: it asks the method.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ..events.spec import EventInput
+from ..io.pair_cache import PairCache
+from ..models import Preprocessor, build_a2e, build_model, load_checkpoint, load_pretrained, read_metadata
+from . import losses
+from .config import METHODS
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """The `student` section's loss settings, typed."""
+
+    weights: dict[str, float]
+    temperature: float
+    affinity_nodes: int
+
+    @classmethod
+    def from_config(cls, student: dict) -> "LossConfig":
+        return cls({k: float(v) for k, v in student["weights"].items()}, float(student["temperature"]),
+                   int(student["affinity_nodes"]))
+
+
+@dataclass
+class Networks:
+    """What one training run optimises and what it only reads."""
+
+    net: nn.Module
+    prep: Preprocessor | None = None  # network input from a batch (set by the loop)
+    a2e: nn.Module | None = None
+    teacher: nn.Module | None = None
+    teacher_meta: dict | None = None
+    teacher_prep: Preprocessor | None = None
+
+    def trained(self) -> list[nn.Module]:
+        return [m for m in (self.net, self.a2e) if m is not None]
+
+
+def build_net(mcfg: dict, in_channels: int, with_reconstruction: bool = False,
+              log: Callable[[str], None] = print) -> nn.Module:
+    """A network from the `model` section (plus `model.pretrained`, adapted to `in_channels`)."""
+    opts = {k: v for k, v in mcfg.items() if k not in ("arch", "backbone", "output_stride", "num_classes", "pretrained")
+            and v is not None}
+    if with_reconstruction:
+        opts["with_reconstruction"] = True
+    model = build_model(arch=mcfg["arch"], backbone=mcfg["backbone"], in_channels=in_channels,
+                        num_classes=int(mcfg["num_classes"]), output_stride=int(mcfg["output_stride"]), **opts)
+    if mcfg.get("pretrained"):
+        try:
+            report = load_pretrained(model, mcfg["pretrained"])
+        except (FileNotFoundError, ValueError) as exc:
+            raise ValueError(f"model.pretrained: {exc}") from None
+        log(f"model.pretrained: {report.summary()}")
+    return model
+
+
+@dataclass
+class Method:
+    losses: LossConfig
+    name: str = ""
+    stage: str = "student"
+    modality: str = "events"
+    needs_labels: bool = False
+    needs_teacher: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)  # recorded in the checkpoint's training metadata
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return self.losses.weights
+
+    def check_teacher(self, path: str | None) -> None:
+        """A teacher must be an APS-frame network: said in one line before any work is done."""
+        if not self.needs_teacher:
+            return
+        if not path:
+            raise ValueError(f"method {self.name} needs a teacher checkpoint (--teacher or student.teacher)")
+        meta = read_metadata(path)
+        if meta.get("representation") != "aps":
+            raise ValueError(f"--teacher {path} is not an APS-frame network (its input is "
+                             f"{meta.get('representation')!r}): give the teacher's checkpoint.pt")
+
+    def build(self, mcfg: dict, cache: PairCache, teacher_path: str | None, device: torch.device,
+              log: Callable[[str], None]) -> Networks:
+        nets = Networks(build_net(mcfg, int(cache.meta["channels"]), self._reconstruction(), log=log))
+        if self.needs_teacher:
+            nets.teacher, nets.teacher_meta = load_checkpoint(teacher_path, device=device)
+            nets.teacher.eval().requires_grad_(False)
+            nets.teacher_prep = Preprocessor.from_metadata({**nets.teacher_meta, "input_size": None})
+        return nets
+
+    def _reconstruction(self) -> bool:
+        return False
+
+    def metadata(self, data_cfg: dict, stats: dict) -> tuple[Any, dict]:
+        """(representation, preprocessing) for the checkpoint. "resize": "area" names the
+        conversion the cache applied (frames.resize), so inference repeats it."""
+        return EventInput.from_config(data_cfg).to_dict(), {
+            "resize": "area", "scale": 1.0, "channels": "exact",
+            "mean": stats["events_mean"], "std": stats["events_std"]}
+
+    def fingerprint(self) -> dict:
+        return {"temperature": self.losses.temperature, "affinity_nodes": self.losses.affinity_nodes,
+                "weights": self.losses.weights, **self.extra}
+
+    def loss_terms(self, nets: Networks, ev: torch.Tensor | None, aps01: torch.Tensor, label: torch.Tensor) -> dict:
+        raise NotImplementedError
+
+    def _teacher_out(self, nets: Networks, aps01: torch.Tensor) -> dict:
+        with torch.no_grad():
+            return nets.teacher(nets.teacher_prep(aps01, layout="bchw"), return_features=True)
+
+
+class Teacher(Method):
+    def __init__(self, losses_cfg: LossConfig):
+        super().__init__(losses_cfg, name="teacher", stage="teacher", modality="aps", needs_labels=True)
+
+    def build(self, mcfg, cache, teacher_path, device, log) -> Networks:
+        return Networks(build_net(mcfg, 1, log=log))
+
+    def metadata(self, data_cfg: dict, stats: dict) -> tuple[Any, dict]:
+        # "frame" and "resize" name the conversions the cache applied (frames.to_gray_u8 and
+        # frames.resize), so inference gives the network the same pixels (models.preprocess)
+        return "aps", {"frame": "gray", "resize": "area", "scale": "auto", "channels": "exact",
+                       "mean": [stats["aps_mean"]], "std": [stats["aps_std"]]}
+
+    def fingerprint(self) -> dict:
+        return {}
+
+    def loss_terms(self, nets, ev, aps01, label) -> dict:
+        return {"ce": losses.cross_entropy(nets.net(nets.prep(aps01, layout="bchw")), label)}
+
+
+class Supervised(Method):
+    def __init__(self, losses_cfg: LossConfig):
+        super().__init__(losses_cfg, name="student_supervised", needs_labels=True,
+                         extra={"method": "supervised", "use_labels": False})
+
+    def loss_terms(self, nets, ev, aps01, label) -> dict:
+        return {"ce": losses.cross_entropy(nets.net(ev), label)}
+
+
+class KD(Method):
+    def __init__(self, losses_cfg: LossConfig):
+        super().__init__(losses_cfg, name="student_kd", needs_teacher=True,
+                         extra={"method": "kd", "use_labels": False})
+
+    def loss_terms(self, nets, ev, aps01, label) -> dict:
+        t_out = self._teacher_out(nets, aps01)
+        out = nets.net(ev, return_features=True)
+        return {"pixel": losses.pixel_kd(out["logits_lowres"], t_out["logits_lowres"], self.losses.temperature)}
+
+
+class EvDistill(Method):
+    def __init__(self, losses_cfg: LossConfig, use_labels: bool):
+        super().__init__(losses_cfg, name="student_evdistill" + ("_labels" if use_labels else ""), needs_teacher=True,
+                         extra={"method": "evdistill", "use_labels": bool(use_labels)})
+        self.use_labels = bool(use_labels)
+
+    def _reconstruction(self) -> bool:
+        return self.weights["recon"] > 0
+
+    def build(self, mcfg, cache, teacher_path, device, log) -> Networks:
+        nets = super().build(mcfg, cache, teacher_path, device, log)
+        if self.weights["a2e"] > 0 or self.weights["a2e_gen"] > 0:
+            nets.a2e = build_a2e(in_channels=nets.teacher.in_channels, out_channels=int(cache.meta["channels"]),
+                                 activation="none")
+        return nets
+
+    def loss_terms(self, nets, ev, aps01, label) -> dict:
+        w, T = self.weights, self.losses.temperature
+        t_out = self._teacher_out(nets, aps01)
+        terms: dict = {}
+        B = ev.shape[0]
+        inputs = ev
+        if nets.a2e is not None:
+            fake = nets.a2e(nets.teacher_prep(aps01, layout="bchw"))
+            if w["a2e_gen"] > 0:
+                terms["a2e_gen"] = losses.reconstruction_loss(fake, ev)
+            if w["a2e"] > 0:
+                # crafted pairs: the student sees generated events, the teacher the APS frame they came
+                # from; detached so the generator learns from real events only (no shortcut through the student)
+                inputs = torch.cat([ev, fake.detach()])
+        out = nets.net(inputs, return_features=True)
+        if self.use_labels and w["ce"] > 0:
+            terms["ce"] = losses.cross_entropy(out["logits"][:B], label)
+        if w["recon"] > 0:
+            terms["recon"] = losses.reconstruction_loss(out["reconstruction"][:B], aps01)
+        if w["pixel"] > 0:
+            terms["pixel"] = losses.pixel_kd(out["logits_lowres"][:B], t_out["logits_lowres"], T)
+        if w["affinity"] > 0:
+            terms["affinity"] = losses.affinity_kd(out["aspp"][:B], t_out["aspp"], self.losses.affinity_nodes)
+        if inputs.shape[0] > B:
+            terms["a2e"] = losses.pixel_kd(out["logits_lowres"][B:], t_out["logits_lowres"], T)
+        return terms
+
+
+def method_for(stage: str, method: str | None, use_labels: bool, student_cfg: dict) -> Method:
+    """The strategy of one run: stage "teacher", or stage "student" with one of METHODS."""
+    lc = LossConfig.from_config(student_cfg)
+    if stage == "teacher":
+        return Teacher(lc)
+    if stage != "student":
+        raise ValueError(f"stage must be 'teacher' or 'student', got {stage!r}")
+    if method == "supervised":
+        return Supervised(lc)
+    if method == "kd":
+        return KD(lc)
+    if method == "evdistill":
+        return EvDistill(lc, use_labels)
+    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
