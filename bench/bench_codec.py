@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from evdistill_ros.events import Events, decode_event_array  # noqa: E402
-from evdistill_ros.events import dvs_msgs  # noqa: E402
+from evdistill_ros.events import Events  # noqa: E402
+from evdistill_ros.wire import decode_event_array, dvs_msgs  # noqa: E402
 from evdistill_ros.io.bag import BagWriter, iter_events, open_bag  # noqa: E402
 
 TOPIC = "/davis/left/events"
@@ -49,7 +49,8 @@ def make_bag(path: Path, n_events: int, rate_hz: float = 10e6, packet_hz: float 
 
 def numpy_decode(raw: bytes) -> Events:
     """Plain-numpy reference of decode_event_array (header parsing shared)."""
-    from evdistill_ros.events.codec import EVENT_RECORD, parse_header
+    from evdistill_ros.wire.dvs_msgs import EVENT_RECORD
+    from evdistill_ros.wire.ros1 import parse_header
 
     buf = memoryview(raw)
     _, _, _, off = parse_header(buf)

@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evdistill_ros.events import Events  # noqa: E402
-from evdistill_ros.events.event_camera_msgs import Evt3Decoder, decode_mono  # noqa: E402
+from evdistill_ros.wire.event_camera_msgs import Evt3Decoder, decode_mono  # noqa: E402
 
 
 def best(fn, repeat=3):

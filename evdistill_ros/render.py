@@ -8,24 +8,28 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import frames
 from .classes import colorize
+from .events.representations import REPRESENTATIONS
+from .events.spec import EventInput
 
 
-def polarity_maps(embedding: np.ndarray, representation: str) -> tuple[np.ndarray, np.ndarray]:
-    """(on, off) activity maps >= 0 of shape (H, W) from an embedding (C, H, W)."""
+def polarity_maps(embedding: np.ndarray, representation: str | EventInput) -> tuple[np.ndarray, np.ndarray]:
+    """(on, off) activity maps >= 0 of shape (H, W) from an embedding (C, H, W); the layout is
+    the representation's own (`Representation.polarity`); an unknown name shows net polarity."""
     e = np.asarray(embedding, dtype=np.float32)
     if e.ndim != 3:
         raise ValueError(f"embedding must be (C, H, W), got shape {e.shape}")
-    c = e.shape[0]
-    # count, time_surface: [ON, OFF]; evdistill_2ch: [first, second, 0];
-    # evsegnet_6ch: [count_pos, count_neg, mean_t_pos, std_t_pos, mean_t_neg, std_t_neg]
-    if representation in ("count", "time_surface") or (representation in ("evdistill_2ch", "evsegnet_6ch") and c >= 2):
-        return np.abs(e[0]), np.abs(e[1])
-    signed = e.sum(axis=0)  # voxel grids and anything else: net polarity
-    return np.maximum(signed, 0), np.maximum(-signed, 0)
+    name, params = ((representation.representation, dict(representation.params))
+                    if isinstance(representation, EventInput) else (representation, {}))
+    rep = REPRESENTATIONS.get(name)
+    if rep is None or e.shape[0] < 2:
+        signed = e.sum(axis=0)
+        return np.maximum(signed, 0), np.maximum(-signed, 0)
+    return rep.polarity(e, params)
 
 
-def event_image(embedding: np.ndarray, representation: str) -> np.ndarray:
+def event_image(embedding: np.ndarray, representation: str | EventInput) -> np.ndarray:
     """RGB uint8 (H, W, 3): white background, ON blue, OFF red, each scaled by its 99th percentile."""
     on, off = polarity_maps(embedding, representation)
 
@@ -46,7 +50,7 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
     """Grayscale (H, W) uint8/uint16 or RGB (H, W, 3) -> RGB uint8."""
     img = np.asarray(image)
     if img.dtype == np.uint16:
-        img = (img >> 8).astype(np.uint8)
+        img = frames.to_u8(img)
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=2)
     if img.dtype != np.uint8 or img.shape[-1] != 3:

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from conftest import random_events
-from evdistill_ros.events import Events, decode_event_array, encode_event_array
-from evdistill_ros.events.codec import CodecError, serialize_header
-from evdistill_ros.events.event_camera_msgs import (
+from evdistill_ros.events import Events
+from evdistill_ros.wire.dvs_msgs import decode_event_array, encode_event_array
+from evdistill_ros.wire.ros1 import CodecError, serialize_header
+from evdistill_ros.wire.event_camera_msgs import (
     EVENT_PACKET_MD5, EVENT_PACKET_TYPE, EventPacketDecoder, Evt3Decoder, decode_event_packet, decoder_for,
     encode_event_packet, event_packet_definition,
 )

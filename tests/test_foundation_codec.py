@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from conftest import random_events
-from evdistill_ros.events import CodecError, Events, decode_event_array, encode_event_array
-from evdistill_ros.events import dvs_msgs
-from evdistill_ros.events.codec import EVENT_RECORD
+from evdistill_ros.events import Events
+from evdistill_ros.wire import CodecError, decode_event_array, dvs_msgs, encode_event_array
+from evdistill_ros.wire.dvs_msgs import EVENT_RECORD
 
 genpy = pytest.importorskip("genpy", reason="genpy (ROS) needed for parity with the reference serialiser")
 

@@ -13,8 +13,8 @@ pytestmark = pytest.mark.ros
 
 PUBLISHER = """
 import sys, time, rospy, genpy
-from evdistill_ros.events import dvs_msgs
-from evdistill_ros.events.codec import EVENT_RECORD
+from evdistill_ros.wire import dvs_msgs
+from evdistill_ros.wire.dvs_msgs import EVENT_RECORD
 Event, EventArray = dvs_msgs.message_classes()
 sys.path.insert(0, {tests!r})
 from conftest import random_events

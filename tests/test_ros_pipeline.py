@@ -199,7 +199,7 @@ def test_nodes_survive_malformed_and_wrong_type_messages(roscore, sim_bag, stude
     launch = _launch(roscore, student_ckpt, record, in_process=False)
     # announces dvs_msgs/EventArray but sends 7 bytes
     truncated = """
-from evdistill_ros.events import dvs_msgs
+from evdistill_ros.wire import dvs_msgs
 _, EventArray = dvs_msgs.message_classes()
 class Message(EventArray):
     def serialize(self, buff):

@@ -1,4 +1,5 @@
-"""Events: the structure-of-arrays type, wire codecs, representations and sliding windows.
+"""Events: the structure-of-arrays type, the event input spec, representations and sliding windows
+(the wire codecs are in evdistill_ros.wire).
 
 `embed`, `SlidingWindow` and the rest of the representation/window API are imported lazily
 (PEP 562) so that `import evdistill_ros.events` (bag tools, `evdistill info`) does not pay for
@@ -10,7 +11,6 @@ import importlib
 from typing import Any
 
 from .types import Events
-from .codec import CodecError, EventArrayMsg, decode_event_array, encode_event_array
 from .spec import DEFAULT_EVENT_INPUT, ByCount, ByTime, EventInput
 
 _LAZY = {
@@ -19,7 +19,7 @@ _LAZY = {
     "SlidingWindow": ".windows", "Window": ".windows", "WindowStats": ".windows", "embeddings_at": ".windows",
 }
 
-__all__ = ["Events", "EventInput", "ByTime", "ByCount", "DEFAULT_EVENT_INPUT", "CodecError", "EventArrayMsg", "decode_event_array", "encode_event_array", *_LAZY]
+__all__ = ["Events", "EventInput", "ByTime", "ByCount", "DEFAULT_EVENT_INPUT", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -78,8 +78,12 @@ class Representation:
 
     fn(events, height, width, **params) -> (embedding, ignored); `channels(**params)` -> C;
     `defaults` names every accepted parameter; `incremental` is the accumulator kind a
-    sliding window may keep up to date instead of recomputing ("counts", "moments" or None);
-    `bounds_params(t_start, t_end)` maps window bounds to parameters the window passes.
+    sliding window may keep up to date instead of recomputing ("counts", "moments" or None)
+    and `finish(acc, params)` turns that accumulator (`.n`, `.s1`, `.s2`, `.origin`, `.h`,
+    `.w`) into the embedding; `bounds_params(t_start, t_end)` maps window bounds to
+    parameters the window passes; `polarity(embedding, params) -> (on, off)` gives the
+    activity maps >= 0 pictures draw (render.event_image), so nothing outside this registry
+    branches on a representation's name.
     """
 
     name: str
@@ -89,6 +93,9 @@ class Representation:
     summary: str
     incremental: str | None = None
     bounds_params: Callable[[int, int], dict[str, Any]] = field(default=lambda t0, t1: {})
+    finish: Callable[[Any, dict[str, Any]], np.ndarray] | None = None
+    polarity: Callable[[np.ndarray, dict[str, Any]], tuple[np.ndarray, np.ndarray]] = field(
+        default=lambda e, params: _net_polarity(e))
 
 
 # ---------------------------------------------------------------------------------------
@@ -136,6 +143,29 @@ def latest_to_time_surface(last: np.ndarray, *, t_ref: int, tau_ms: float) -> np
     out = np.empty(last.size, np.float32)
     kernels.time_surface_finalize(last.ravel(), int(t_ref), float(tau_ms) * 1e6, out)
     return out.reshape(last.shape)
+
+
+def _net_polarity(e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Signed channels (voxel grids): the net polarity, split into its positive and negative parts."""
+    signed = e.sum(axis=0)
+    return np.maximum(signed, 0), np.maximum(-signed, 0)
+
+
+def _first_two(e: np.ndarray, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """[ON, OFF, ...] layouts (count, time_surface, evsegnet_6ch)."""
+    return np.abs(e[0]), np.abs(e[1])
+
+
+def _evdistill_polarity(e: np.ndarray, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    on, off = np.abs(e[0]), np.abs(e[1])
+    return (off, on) if params.get("first") == "negative" else (on, off)
+
+
+def _voxel_polarity(e: np.ndarray, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    if params.get("separate_polarity"):
+        half = e.shape[0] // 2
+        return np.abs(e[:half]).sum(0), np.abs(e[half:]).sum(0)
+    return _net_polarity(e)
 
 
 def normalize_voxel(grid: np.ndarray) -> None:
@@ -287,23 +317,29 @@ def _time_surface(events: Events, height: int, width: int, tau_ms: float = 50.0,
 REPRESENTATIONS: dict[str, Representation] = {
     r.name: r
     for r in (
-        Representation("count", _count, lambda: 2, {}, "raw counts [positive, negative]", incremental="counts"),
+        Representation("count", _count, lambda: 2, {}, "raw counts [positive, negative]", incremental="counts",
+                       finish=lambda acc, p: counts_to_count(acc.n), polarity=_first_two),
         Representation("evdistill_2ch", _evdistill_2ch, lambda first="positive", quantize=False: 3,
                        {"first": "positive", "quantize": False},
                        "EvDistill PNG input: per-polarity counts / own max as [first, second, 0]",
-                       incremental="counts"),
+                       incremental="counts", finish=lambda acc, p: counts_to_evdistill(acc.n, **p),
+                       polarity=_evdistill_polarity),
         Representation("evsegnet_6ch", _evsegnet_6ch, lambda t_start=None, t_end=None: 6,
                        {"t_start": None, "t_end": None},
                        "Ev-SegNet: [n+, n-, mean t+, std t+, mean t-, std t-], t normalised to the window",
-                       incremental="moments", bounds_params=lambda t0, t1: {"t_start": t0, "t_end": t1}),
+                       incremental="moments", bounds_params=lambda t0, t1: {"t_start": t0, "t_end": t1},
+                       finish=lambda acc, p: moments_to_evsegnet(
+                           acc.n, acc.s1, acc.s2, offset=int(p["t_start"]) - acc.origin,
+                           duration=int(p["t_end"]) - int(p["t_start"]), height=acc.h, width=acc.w),
+                       polarity=_first_two),
         Representation("voxel_grid", _voxel_grid,
                        lambda bins=5, separate_polarity=False, normalize=False: int(bins) * (2 if separate_polarity else 1),
                        {"bins": 5, "separate_polarity": False, "normalize": False},
-                       "E2VID voxel grid, bilinear in time between first and last event"),
+                       "E2VID voxel grid, bilinear in time between first and last event", polarity=_voxel_polarity),
         Representation("time_surface", _time_surface, lambda tau_ms=50.0, t_ref=None: 2,
                        {"tau_ms": 50.0, "t_ref": None},
                        "exp(-(t_ref - t_last)/tau) per polarity [positive, negative]",
-                       bounds_params=lambda t0, t1: {"t_ref": t1}),
+                       bounds_params=lambda t0, t1: {"t_ref": t1}, polarity=_first_two),
     )
 }
 
@@ -361,6 +397,4 @@ def warmup() -> None:
     keep = np.empty(2, np.bool_)
     kernels.screen_events(ev.x, ev.y, ev.t, 2, 2, False, 0, -1, keep)
     kernels.screen_events(ev.x, ev.y, ev.t, 2, 2, True, 0, 10, keep)
-    from .codec import decode_event_array, encode_event_array  # the wire decoder's kernel too
-
-    decode_event_array(encode_event_array(ev, 10, 10))
+    # the wire decoders' kernels: evdistill_ros.wire.warmup

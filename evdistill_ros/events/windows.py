@@ -54,8 +54,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from . import kernels
-from .representations import (Representation, count_events, counts_to_count, counts_to_evdistill,
-                              get_representation, moment_events, moments_to_evsegnet)
+from .representations import Representation, count_events, get_representation, moment_events
 from .types import Events, P_DTYPE, T_DTYPE, X_DTYPE, Y_DTYPE
 
 DEFAULT_MAX_EVENTS = 5_000_000
@@ -264,15 +263,7 @@ class _WindowBuffer:
             out, _ = self.rep.fn(self._slice(self.lo, self.hi), self.h, self.w, **params)
             return out
         self._sync()
-        if self.rep.name == "count":
-            return counts_to_count(self.n)
-        if self.rep.name == "evdistill_2ch":
-            return counts_to_evdistill(self.n, **params)
-        if self.rep.name == "evsegnet_6ch":
-            t0, t1 = int(params["t_start"]), int(params["t_end"])
-            return moments_to_evsegnet(self.n, self.s1, self.s2, offset=t0 - self.origin, duration=t1 - t0,
-                                       height=self.h, width=self.w)
-        raise AssertionError(f"no incremental finaliser for {self.rep.name}")
+        return self.rep.finish(self, params)
 
 
 def _fixed_bounds_conflict(rep: Representation, params: dict[str, Any]) -> bool:

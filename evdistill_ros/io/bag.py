@@ -9,7 +9,6 @@ per-event Python. Bags written here carry the standard type names and md5 sums
 from __future__ import annotations
 
 import os
-import struct
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +17,11 @@ from typing import Iterator
 import numpy as np
 
 from ..atomic import temp_path
-from ..events import dvs_msgs
-from ..events.codec import CodecError, decode_event_array, encode_event_array, parse_header
+from ..wire import dvs_msgs
+from ..wire.dvs_msgs import decode_event_array, encode_event_array, summarize_event_array
+from ..wire.ros1 import CodecError
 from ..events.types import Events
-from .image_msgs import ImageMsg, decode_image, encode_camera_info, encode_image
+from ..wire.sensor_msgs import ImageMsg, decode_image, encode_camera_info, encode_image
 
 # Image and CameraInfo definitions with their md5 sums (from the ROS1 Noetic typestore).
 _SENSOR_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo")
@@ -140,20 +140,6 @@ def iter_images(
                 raise BagError(f"{path}: bad Image on {topic} at bag time {bag_ns} ns: {exc}") from exc
 
 
-def _event_array_summary(raw: bytes) -> tuple[int, int, int, int, int]:
-    """(n, height, width, first t, last t) of an EventArray without decoding all events."""
-    buf = memoryview(raw)
-    _, _, _, off = parse_header(buf)
-    height, width, n = struct.unpack_from("<III", buf, off)
-    if n == 0:
-        return 0, height, width, 0, 0
-    records = np.frombuffer(buf, dtype="<u4", count=2, offset=off + 12 + 4)
-    last = np.frombuffer(buf, dtype="<u4", count=2, offset=off + 12 + 13 * (n - 1) + 4)
-    first_t = int(records[0]) * 1_000_000_000 + int(records[1])
-    last_t = int(last[0]) * 1_000_000_000 + int(last[1])
-    return n, height, width, first_t, last_t
-
-
 def bag_info(path: str | os.PathLike) -> dict:
     """Per-topic summary; event topics add event count, time span, rate and sensor size."""
     info: dict = {"path": str(path), "topics": {}}
@@ -165,7 +151,7 @@ def bag_info(path: str | os.PathLike) -> dict:
         event_conns = [c for c in reader.connections if ros1_type_name(c.msgtype) == dvs_msgs.EVENT_ARRAY_TYPE]
         stats: dict[str, dict] = {}
         for conn, _, raw in reader.messages(connections=event_conns):
-            n, h, w, t0, t1 = _event_array_summary(raw)
+            n, h, w, t0, t1 = summarize_event_array(raw)
             s = stats.setdefault(conn.topic, {"events": 0, "first_ns": None, "last_ns": None, "height": h, "width": w})
             s["events"] += n
             if n:

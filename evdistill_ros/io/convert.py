@@ -88,7 +88,7 @@ def convert_event_packets(
     """
     from tqdm import tqdm
 
-    from ..events.event_camera_msgs import EVENT_PACKET_TYPE, decoder_for
+    from ..wire.event_camera_msgs import EVENT_PACKET_TYPE, decoder_for
     from .bag import BagWriter, open_bag, ros1_type_name
 
     counts = {"messages": 0, "events": 0, "dropped": 0, "copied": 0}

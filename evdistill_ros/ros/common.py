@@ -12,8 +12,9 @@ import rospy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
 
+from .. import wire
 from ..events import DEFAULT_EVENT_INPUT, EventInput, warmup
-from ..events.codec import EventArrayMsg
+from ..wire import EventArrayMsg
 from ..events.windows import SlidingWindow, Window, WindowStats
 from ..models.checkpoint import read_metadata
 from .event_subscriber import EventSubscriber
@@ -100,6 +101,7 @@ class StreamAccumulator:
         self._retired = WindowStats()  # counters of windows replaced by a restart
         self._lock = threading.Lock()
         warmup()  # numba kernels loaded before the first message, not while it waits
+        wire.warmup()
         # ~queue_size: event messages rospy may hold while the callback is busy (oldest dropped,
         # and missing from `messages`); small values trade bursts for bounded latency
         self.subscriber = EventSubscriber("events", self._on_events, queue_size=param("queue_size", 200))

@@ -13,15 +13,13 @@ from typing import Callable
 
 import rospy
 
-from ..events.codec import CodecError, EventArrayMsg
+from ..wire import CodecError, EventArrayMsg, event_camera_msgs
 
 Decoder = Callable[[bytes], EventArrayMsg]
 
 
 def decoder_for(msg_type: str, md5: str) -> Decoder | None:
     """The numpy decoder for a connection's type and md5, or None for a type we do not speak."""
-    from ..events import event_camera_msgs
-
     try:
         return event_camera_msgs.decoder_for(msg_type, md5)
     except ValueError:

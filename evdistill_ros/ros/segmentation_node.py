@@ -35,13 +35,12 @@ from rospy.numpy_msg import numpy_msg
 from sensor_msgs.msg import Image
 
 from .. import frames
-from ..events.codec import CodecError
 from ..events.spec import EventInput
 from ..events.windows import Window
-from ..io.image_msgs import decode_image
 from ..models.predictor import Predictor
 from ..msg import EventEmbedding
 from ..render import event_image, overlay
+from ..wire import CodecError, decode_image
 from .common import SizeLimits, StatsPublisher, StreamAccumulator, event_input_from_ros, image_msg, param, ros_time
 from .latest import Counters, FileWatch, LatestOnly, RollingStats
 
@@ -212,7 +211,7 @@ class SegmentationNode:
         def background(job: Job, predictor: Predictor) -> np.ndarray:
             if self.overlay_on == "aps" and self.latest_aps is not None:
                 return self.latest_aps
-            return event_image(job.data, job.spec.representation)
+            return event_image(job.data, job.spec)
 
         self._serve(self.events_box, self.student, self.pub_labels, self.pub_overlay, self.inference_ms, "published",
                     accepts, background, track_latency=True)

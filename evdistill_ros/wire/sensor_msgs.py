@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..events.codec import CodecError, parse_header, serialize_header
+from .ros1 import CodecError, parse_header, serialize_header
 
 # encoding -> (dtype, channels)
 ENCODINGS: dict[str, tuple[np.dtype, int]] = {
