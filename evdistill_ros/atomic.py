@@ -5,8 +5,8 @@
     atomic_write_text(path, text)
     with atomic_dir(path) as tmp:          # a temp folder beside `path`, renamed into place
         ...
-    tmp = temp_path(path)                  # for writers that want a path: write there, then
-    os.replace(tmp, path)                  #   rename (keeps the extension, e.g. for ffmpeg)
+    pending = PendingFile(path)            # for writers that want a path (rosbags, ffmpeg):
+    ... write pending.tmp ...; pending.commit()   # or pending.abort(); keeps the extension
     clean_stale(folder)                    # remove temp files / folders a killed run left
 
 Temp names start with "." and end with ".tmp" (files) or ".tmp.d" (folders) and carry the
@@ -60,6 +60,22 @@ def temp_path(path: str | os.PathLike) -> Path:
     os.close(fd)
     os.unlink(tmp)  # writers such as rosbags refuse an existing file
     return Path(tmp)
+
+
+class PendingFile:
+    """A temp name beside `path` for writers that open files by name; `commit()` moves it into
+    place, `abort()` removes it."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.tmp = temp_path(self.path)
+
+    def commit(self) -> Path:
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        self.tmp.unlink(missing_ok=True)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -26,8 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
+from .distill.compare import run_compare
+from .distill.config import load_config
+from .eval.visualize import visualize_samples, write_video
+from .io.bag import iter_images, topics
+from .io.presets import PRESETS
+from .ros.probe import RosMaster, node_stats
+
 REPO = Path(__file__).resolve().parents[1]
-EV_TOPIC, IMAGE_TOPIC = "/davis/left/events", "/davis/left/image_raw"
+EV_TOPIC, IMAGE_TOPIC = PRESETS["sim"].events, PRESETS["sim"].image
 
 
 def log(msg: str) -> None:
@@ -36,9 +43,6 @@ def log(msg: str) -> None:
 
 def run_ros_pipeline(student: Path, teacher: Path, bag: Path, record: Path) -> dict:
     """roscore + segment.launch + rosbag play of `bag`; returns the nodes' final stats."""
-    from .io.bag import topics
-    from .ros.probe import RosMaster, node_stats
-
     with RosMaster() as env:
         procs: list[subprocess.Popen] = []
         try:
@@ -83,9 +87,6 @@ def overlay_outputs(record: Path, out: Path) -> list[Path]:
     """overlay.mp4 (student overlay | APS with the teacher's overlay) and a 4-frame PNG strip."""
     import cv2
 
-    from .eval.visualize import write_video
-    from .io.bag import iter_images, topics
-
     have = topics(record)
     if "/segmentation_node/overlay" not in have:
         raise RuntimeError(f"{record} holds no /segmentation_node/overlay messages: the live run produced nothing")
@@ -119,9 +120,6 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     t0 = time.time()
 
-    from .distill.compare import run_compare
-    from .distill.config import load_config
-
     cfg = load_config(args.config)
     if not args.all_methods:  # the 15-minute budget: teacher, baseline and EvDistill; `--all-methods` adds kd
         cfg["compare"]["methods"] = ["supervised", "evdistill"]
@@ -140,8 +138,6 @@ def main(argv: list[str] | None = None) -> int:
     live = run_ros_pipeline(student, teacher, test_bag, record)
     log("5/5 overlay video and strip from the recorded topics, five-panel figure")
     files = overlay_outputs(record, out)
-    from .eval.visualize import visualize_samples
-
     files += visualize_samples(test_bag, aps_ckpt=teacher, event_ckpt=student, out=out, num=3, progress=False)
 
     report = {name: {"miou": r.get("normal", {}).get("miou"), "miou_night": r.get("night", {}).get("miou"),

@@ -4,29 +4,15 @@
     load_config(path, overrides=None) -> dict
     run_compare(config, out_dir=None) -> dict   (teacher + students on synthetic data, one mIoU table)
 
-Modules: config (YAML + defaults), cache (bags -> memory-mapped pairs), dataset (Dataset +
-resumable sampler), augment (joint augmentation), losses, optim, trainer, ddp, compare, commands.
-Heavy imports (torch) happen in the submodules, not here.
+Modules: config (YAML + defaults), methods (teacher / supervised / kd / evdistill strategies),
+trainer (the loop), state (resume), cache (bags -> pair cache), dataset (Dataset + resumable
+sampler), augment, losses, optim, ddp, compare, commands. Names resolve on first use
+(evdistill_ros._lazy): the CLI passes through here without loading torch.
 """
 from __future__ import annotations
 
+from .._lazy import lazy_exports
 
-def run_training(*args, **kwargs):
-    from .trainer import run_training as _rt
-
-    return _rt(*args, **kwargs)
-
-
-def load_config(*args, **kwargs):
-    from .config import load_config as _lc
-
-    return _lc(*args, **kwargs)
-
-
-def run_compare(*args, **kwargs):
-    from .compare import run_compare as _rc
-
-    return _rc(*args, **kwargs)
-
-
-__all__ = ["run_training", "load_config", "run_compare"]
+__getattr__, __all__ = lazy_exports(__name__, {
+    "run_training": ".trainer", "load_config": ".config", "run_compare": ".compare",
+})

@@ -50,15 +50,15 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .config import load_config, parse_override
+    from .config import load_config, parse_override  # on use: the CLI parses without torch/numba
 
     cfg = load_config(args.config, [parse_override(o) for o in args.overrides])
     if args.stage == "compare":
-        from .compare import run_compare
+        from .compare import run_compare  # on use: the CLI parses without torch/numba
 
         run_compare(cfg, out_dir=args.out, progress=not args.no_progress)
         return 0
-    from .trainer import run_training
+    from .trainer import run_training  # on use: the CLI parses without torch/numba
 
     if args.val_bags:
         cfg["data"]["val_bags"] = list(args.val_bags)

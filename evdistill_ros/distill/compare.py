@@ -25,12 +25,16 @@ from typing import Callable
 
 import numpy as np
 
+from ..io.pair_cache import open_cache
+from ..models import load_checkpoint
+from ..sim import simulate_sequence
+from .cache import extract_pairs
+from .trainer import run_training, validate
+
 _SEED_OFFSETS = {"train": 0, "night_train": 500, "test": 1000, "night": 2000}
 
 
 def _simulate(out: Path, kind: str, count: int, c: dict, log: Callable[[str], None]) -> list[str]:
-    from ..sim import simulate_sequence
-
     paths = []
     for i in range(count):
         seed = int(c["seed"]) + _SEED_OFFSETS[kind] + i
@@ -44,11 +48,6 @@ def _simulate(out: Path, kind: str, count: int, c: dict, log: Callable[[str], No
 
 
 def _evaluate(ckpt: Path, cfg: dict, bags: list[str], progress: bool, log) -> dict:
-    from ..models import load_checkpoint
-    from ..io.pair_cache import open_cache
-    from .cache import extract_pairs
-    from .trainer import validate
-
     model, meta = load_checkpoint(ckpt)
     cache = open_cache(extract_pairs(bags, cfg["data"], progress=progress, log=log))
     modality = "aps" if meta.get("representation") == "aps" else "events"
@@ -61,8 +60,6 @@ def _fmt(v) -> str:
 
 def run_compare(config: dict, out_dir: str | os.PathLike | None = None, progress: bool = True,
                 log: Callable[[str], None] = print) -> dict:
-    from .trainer import run_training
-
     cfg = copy.deepcopy(config)
     c = cfg["compare"]
     out = Path(out_dir or c["out_dir"])

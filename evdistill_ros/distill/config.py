@@ -29,6 +29,9 @@ from typing import Any
 
 import yaml
 
+from ..events.spec import DEFAULT_EVENT_INPUT
+from ..io.presets import PRESETS
+
 METHODS = ("supervised", "kd", "evdistill")
 STAGES = ("teacher", "student")
 
@@ -36,12 +39,12 @@ DEFAULTS: dict[str, Any] = {
     "data": {
         "bags": [],
         "val_bags": [],
-        "events_topic": "/davis/left/events",
-        "image_topic": "/davis/left/image_raw",
-        "labels_topic": "/davis/left/labels",
+        "events_topic": PRESETS["sim"].events,
+        "image_topic": PRESETS["sim"].image,
+        "labels_topic": PRESETS["sim"].labels,
         "representation": "voxel_grid",
         "representation_params": {"bins": 5},
-        "window_ns": 50_000_000,
+        "window_ns": DEFAULT_EVENT_INPUT.window.window_ns,
         "window_events": None,
         "resize": None,
         "cache_dir": "~/.cache/evdistill_ros/pairs",

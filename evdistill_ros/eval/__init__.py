@@ -6,27 +6,17 @@
     ModelEvaluator, predict, markdown_table, load_network                      (eval.evaluate)
     five_panel_figure, metrics_figures, write_video                            (eval.visualize)
 
-Commands: `evdistill evaluate`, `evdistill visualize` (eval.commands). Names are imported lazily
-so that `import evdistill_ros.eval` (and the CLI) does not load torch or matplotlib.
+Commands: `evdistill evaluate`, `evdistill visualize` (eval.commands). Names resolve on first
+use (evdistill_ros._lazy) so the CLI does not load torch or matplotlib to parse its arguments.
 """
 from __future__ import annotations
 
-from typing import Any
+from .._lazy import lazy_exports
 
-_LAZY = {
-    "ConfusionMatrix": "metrics",
-    "evaluate": "evaluate", "evaluate_model": "evaluate", "ModelEvaluator": "evaluate", "predict": "evaluate",
-    "markdown_table": "evaluate", "load_network": "evaluate", "sample_input": "evaluate",
-    "five_panel_figure": "visualize", "metrics_figures": "visualize", "write_video": "visualize",
-    "visualize_samples": "visualize",
-}
-
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, {
+    "ConfusionMatrix": ".metrics",
+    "evaluate": ".evaluate", "evaluate_model": ".evaluate", "ModelEvaluator": ".evaluate", "predict": ".evaluate",
+    "markdown_table": ".evaluate", "load_network": ".evaluate", "sample_input": ".evaluate",
+    "five_panel_figure": ".visualize", "metrics_figures": ".visualize", "write_video": ".visualize",
+    "visualize_samples": ".visualize",
+})

@@ -85,7 +85,7 @@ def _threads(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate, markdown_table
+    from .evaluate import evaluate, markdown_table  # on use: the CLI parses without torch/numba
 
     _threads(args)
     if not args.aps_ckpt and not args.event_ckpt:
@@ -110,7 +110,7 @@ def _visualize(args: argparse.Namespace) -> int:
     _threads(args)
     written = []
     if args.data:
-        from .visualize import visualize_samples
+        from .visualize import visualize_samples  # on use: the CLI parses without torch/numba
 
         written += visualize_samples(args.data, aps_ckpt=args.aps_ckpt, event_ckpt=args.event_ckpt,
                                      format=args.format, out=args.out, num=args.num, every=args.every,
@@ -118,7 +118,7 @@ def _visualize(args: argparse.Namespace) -> int:
                                      sample_options=_sample_options(args),
                                      progress=not args.no_progress and sys.stderr.isatty())
     if args.metrics:
-        from .visualize import metrics_figures
+        from .visualize import metrics_figures  # on use: the CLI parses without torch/numba
 
         written += metrics_figures(args.metrics, args.out)
     for p in written:

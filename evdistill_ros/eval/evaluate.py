@@ -36,12 +36,14 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from ..classes import CLASS_NAMES, IGNORE_INDEX
 from ..events.spec import EventInput
 from ..io.samples import FORMATS as SAMPLE_FORMATS
 from ..io.samples import detect_format as detect
 from ..io.samples import iter_samples
+from ..models import Preprocessor, authors_metadata, load_checkpoint, restore_output
 from .metrics import ConfusionMatrix
 
 MODALITIES = ("aps", "events")
@@ -66,8 +68,6 @@ def _network_name(meta: Mapping[str, Any]) -> str:
 
 
 def _prepare(batch_inputs: Sequence[np.ndarray], meta: Mapping[str, Any], device: torch.device) -> list[torch.Tensor]:
-    from ..models import Preprocessor
-
     pre = Preprocessor.from_metadata(meta)
     out = []
     for x in batch_inputs:
@@ -123,8 +123,6 @@ def predict(model: torch.nn.Module, meta: Mapping[str, Any], inputs: Sequence[np
             device: str | torch.device | None = None) -> list[np.ndarray]:
     """Class maps (uint8 (H, W)) of ``model`` on raw inputs, each at ``out_sizes[i]`` (None: the
     network's input size). Inputs are preprocessed from ``meta`` (models.prepare_input)."""
-    from ..models import restore_output
-
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     tensors = _prepare(inputs, meta, dev)
     logits = _forward(model, tensors, meta)
@@ -173,8 +171,6 @@ class ModelEvaluator:
         self.device = torch.device(self.device) if self.device is not None else next(self.model.parameters()).device
 
     def add(self, samples: Sequence[Any]) -> list[np.ndarray]:
-        from ..models import restore_output
-
         if not samples:
             return []
         inputs, labels = [], []
@@ -291,8 +287,6 @@ def load_network(path: str | Path, modality: str, device: str | torch.device = "
     The authors' released state_dicts carry no metadata; their kind is guessed from the file name
     by load_checkpoint, so here the flag that names them (--aps-ckpt / --event-ckpt) decides.
     """
-    from ..models import authors_metadata, load_checkpoint
-
     model, meta = load_checkpoint(path, device=device)
     meta = dict(meta)
     k = int(meta.get("num_classes", len(CLASS_NAMES)))
@@ -360,8 +354,6 @@ def evaluate(data: str | Path, *, aps_ckpt: str | Path | None = None, event_ckpt
              sample_options: Mapping[str, Any] | None = None,
              log: Callable[[str], None] = print) -> dict[str, Any]:
     """Evaluate one or both checkpoints on the same labelled samples of ``data``; see the module docstring."""
-    from tqdm import tqdm
-
     if aps_ckpt is None and event_ckpt is None:
         raise ValueError("give --aps-ckpt, --event-ckpt or both")
     if batch_size < 1:

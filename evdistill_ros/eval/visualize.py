@@ -22,16 +22,18 @@ background, ON blue, OFF red), the same pictures the ROS overlay shows.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ..atomic import temp_path
+from ..atomic import PendingFile
 from ..classes import CLASS_NAMES, IGNORE_COLOR, PALETTE, colorize
 from ..events.spec import DEFAULT_EVENT_INPUT
+from ..render import event_image, to_rgb
+from .evaluate import FIXED_REPRESENTATION, detect_format, load_network, open_samples, predict
+from .metrics import ConfusionMatrix
 
 PANEL_TITLES = ("events", "event prediction", "APS frame", "APS prediction", "ground truth")
 _NA_GREY = 200
@@ -52,8 +54,6 @@ class PanelRow:
 def _panels(row: PanelRow, representation: str, hw: tuple[int, int]) -> list[np.ndarray | None]:
     """The five RGB uint8 panels at size ``hw`` (None where absent)."""
     import cv2
-
-    from ..render import event_image, to_rgb
 
     def fit(img: np.ndarray | None, nearest: bool) -> np.ndarray | None:
         if img is None:
@@ -200,18 +200,18 @@ class VideoWriter:
         self.fps = float(fps)
         self.frames = 0
         self._writer = None
-        self._tmp: Path | None = None  # frames go here; renamed to `path` by close()
+        self._pending: PendingFile | None = None  # frames go to its temp file; close() commits it
 
     def append(self, frame: np.ndarray) -> None:
         import imageio.v2 as imageio
 
         if self._writer is None:
-            self._tmp = temp_path(self.path)
+            self._pending = PendingFile(self.path)
             if self.path.suffix.lower() == ".mp4":
-                self._writer = imageio.get_writer(self._tmp, fps=self.fps, codec="libx264", quality=7,
+                self._writer = imageio.get_writer(self._pending.tmp, fps=self.fps, codec="libx264", quality=7,
                                                   macro_block_size=1, ffmpeg_log_level="error")
             else:
-                self._writer = imageio.get_writer(self._tmp, mode="I", duration=1000.0 / self.fps, loop=0)
+                self._writer = imageio.get_writer(self._pending.tmp, mode="I", duration=1000.0 / self.fps, loop=0)
         self._writer.append_data(np.ascontiguousarray(frame))
         self.frames += 1
 
@@ -222,9 +222,9 @@ class VideoWriter:
             self._writer = None
         if self.frames == 0:
             raise ValueError(f"video {self.path}: no frames to write")
-        if self._tmp is not None:
-            os.replace(self._tmp, self.path)
-            self._tmp = None
+        if self._pending is not None:
+            self._pending.commit()
+            self._pending = None
         return self.path
 
     def abort(self) -> None:
@@ -232,9 +232,9 @@ class VideoWriter:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        if self._tmp is not None:
-            self._tmp.unlink(missing_ok=True)
-            self._tmp = None
+        if self._pending is not None:
+            self._pending.abort()
+            self._pending = None
 
     def __enter__(self) -> "VideoWriter":
         return self
@@ -283,8 +283,6 @@ def metrics_figures(results: Mapping[str, Any] | str | Path, out_dir: str | Path
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    from .metrics import ConfusionMatrix
-
     for net in nets:
         block = results[net]
         if "confusion" not in block:
@@ -357,8 +355,6 @@ def visualize_samples(data: str | Path, *, aps_ckpt: str | Path | None = None, e
     """Five-panel figure of ``num`` labelled samples (``out``/panels.png) and, with ``video``, a
     video of the first ``limit`` samples (all when None). Returns the files written."""
     from tqdm import tqdm
-
-    from .evaluate import FIXED_REPRESENTATION, detect_format, load_network, open_samples, predict
 
     if num < 0 or every < 1:
         raise ValueError(f"--num must be >= 0 and --every >= 1, got {num} and {every}")

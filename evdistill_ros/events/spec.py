@@ -177,14 +177,14 @@ class EventInput:
     # ---- what the representation registry knows ------------------------------------------
     def check(self) -> "EventInput":
         """Raise ValueError unless the registry knows the representation and every parameter."""
-        from .representations import get_representation
+        from .representations import get_representation  # on use: numba only once windows are built
 
         get_representation(self.representation, dict(self.params))
         return self
 
     @property
     def channels(self) -> int:
-        from .representations import representation_channels
+        from .representations import representation_channels  # on use: numba only once windows are built
 
         return representation_channels(self.representation, **self.params)
 
@@ -201,7 +201,7 @@ class EventInput:
 
     def make_window(self, height: int, width: int, **options: Any) -> "SlidingWindow":
         """A SlidingWindow over a stream (options: max_events, reset_threshold_ns, ...)."""
-        from .windows import SlidingWindow
+        from .windows import SlidingWindow  # on use: numba only once windows are built
 
         return SlidingWindow(self.representation, height=height, width=width, **self._window_kwargs(True),
                              **options, **self.params)
@@ -209,7 +209,7 @@ class EventInput:
     def windows_at(self, chunks: Iterable[Events], end_times_ns: np.ndarray, *, height: int, width: int,
                    stats: "WindowStats | None" = None) -> Iterator[tuple[int, np.ndarray, int]]:
         """One window ending at each of `end_times_ns`: yields (t_end, embedding, num_events)."""
-        from .windows import embeddings_at
+        from .windows import embeddings_at  # on use: numba only once windows are built
 
         return embeddings_at(chunks, end_times_ns, self.representation, height=height, width=width,
                              stats=stats, **self._window_kwargs(False), **self.params)

@@ -16,7 +16,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..atomic import temp_path
+from ..atomic import PendingFile
 from ..wire import dvs_msgs
 from ..wire.dvs_msgs import decode_event_array, encode_event_array, summarize_event_array
 from ..wire.ros1 import CodecError
@@ -180,8 +180,8 @@ class BagWriter:
         from rosbags.rosbag1 import Writer
 
         self.path = Path(path)
-        self._tmp = temp_path(self.path)
-        self._writer = Writer(self._tmp)
+        self._pending = PendingFile(self.path)
+        self._writer = Writer(self._pending.tmp)
         if compression:
             self._writer.set_compression(getattr(Writer.CompressionFormat, compression.upper()))
         self._conns: dict[str, object] = {}
@@ -195,9 +195,9 @@ class BagWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         self._writer.close()
         if exc_type is None:
-            os.replace(self._tmp, self.path)
+            self._pending.commit()
         else:
-            self._tmp.unlink(missing_ok=True)
+            self._pending.abort()
 
     def _connection(self, topic: str, msgtype: str, msgdef: str | None = None, md5: str | None = None):
         conn = self._conns.get(topic)

@@ -6,7 +6,7 @@ import json
 
 
 def _info(args: argparse.Namespace) -> int:
-    from .bag import bag_info
+    from .bag import bag_info  # on use: the CLI parses without torch/numba
 
     info = bag_info(args.bag)
     if args.json:
@@ -34,27 +34,27 @@ def _report(counts: dict, out: str) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from .presets import preset
+    from .presets import preset  # on use: the CLI parses without torch/numba
 
     kind = args.kind
     if kind == "mvsec":
-        from .mvsec import convert_mvsec
+        from .mvsec import convert_mvsec  # on use: the CLI parses without torch/numba
 
         counts = convert_mvsec(args.input, args.out, camera=args.camera, topics=preset(args.preset or "mvsec"),
                                period_ns=_period_ns(args), max_events=args.max_events, progress=not args.quiet)
     elif kind == "ddd17":
-        from .ddd17 import convert_ddd17
+        from .ddd17 import convert_ddd17  # on use: the CLI parses without torch/numba
 
         counts = convert_ddd17(args.input, args.out, topics=preset(args.preset or "ddd17"), mono8=args.mono8,
                                time_origin=args.time_origin, period_ns=_period_ns(args), max_events=args.max_events,
                                progress=not args.quiet)
     elif kind == "event-packets":
-        from .convert import convert_event_packets
+        from .convert import convert_event_packets  # on use: the CLI parses without torch/numba
 
         counts = convert_event_packets(args.input, args.out, topic=args.topic, out_topic=args.out_topic,
                                        progress=not args.quiet)
     else:
-        from .convert import export_bag
+        from .convert import export_bag  # on use: the CLI parses without torch/numba
 
         counts = export_bag(args.input, args.out, kind.removeprefix("bag-to-"), split=args.split,
                             window_ns=int(args.window_ms * 1e6), crop_rows=args.crop_rows or None,

@@ -16,15 +16,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
+from tqdm import tqdm
+
+from .. import frames
+from ..events.spec import DEFAULT_EVENT_INPUT
+from ..wire.event_camera_msgs import EVENT_PACKET_TYPE, decoder_for
+from .bag import BagWriter, open_bag, ros1_type_name
+from .bag import topics as bag_topics
+from .evdistill_png import write_evdistill_sample
+from .evsegnet import write_evsegnet_sample
+from .presets import detect_preset
+from .samples import iter_bag_samples
 
 LAYOUTS = ("evdistill-png", "evsegnet")
-
-
-def _aps8(aps: np.ndarray) -> np.ndarray:
-    if aps.dtype == np.uint16:
-        return (aps >> 8).astype(np.uint8)
-    return aps
 
 
 def export_bag(
@@ -33,21 +37,13 @@ def export_bag(
     layout: str,
     *,
     split: str = "test",
-    window_ns: int = 50_000_000,
+    window_ns: int = DEFAULT_EVENT_INPUT.window.window_ns,
     crop_rows: int | None = 200,
     events_topic: str | None = None,
     image_topic: str | None = None,
     labels_topic: str | None = None,
     progress: bool = True,
 ) -> dict:
-    from tqdm import tqdm
-
-    from .bag import topics as bag_topics
-    from .evdistill_png import write_evdistill_sample
-    from .evsegnet import write_evsegnet_sample
-    from .presets import detect_preset
-    from .samples import iter_bag_samples
-
     if layout not in LAYOUTS:
         raise ValueError(f"unknown export layout {layout!r}; known: {', '.join(LAYOUTS)}")
     if labels_topic is None:
@@ -64,7 +60,7 @@ def export_bag(
         if s.label is None:
             counts["skipped_unlabelled"] += 1
             continue
-        aps = _aps8(s.aps)
+        aps = frames.to_u8(s.aps)
         if layout == "evdistill-png":
             write_evdistill_sample(out, split, s.name, s.events, aps, s.label)
         else:
@@ -86,10 +82,7 @@ def convert_event_packets(
     Every other topic is copied unchanged. One EventArray per EventPacket, same stamp and
     bag time; events outside the sensor are dropped and counted.
     """
-    from tqdm import tqdm
 
-    from ..wire.event_camera_msgs import EVENT_PACKET_TYPE, decoder_for
-    from .bag import BagWriter, open_bag, ros1_type_name
 
     counts = {"messages": 0, "events": 0, "dropped": 0, "copied": 0}
     with open_bag(src) as reader:

@@ -40,7 +40,9 @@ from typing import Iterator
 
 import numpy as np
 
+from .. import frames
 from ..events.types import Events
+from .bag import BagWriter
 from .packing import EventPacker
 from .presets import PRESETS, TopicPreset
 
@@ -165,8 +167,6 @@ def convert_ddd17(
     """Convert a DDD17 recording to a bag: events (EventArray), frames (mono16 or mono8)."""
     from tqdm import tqdm
 
-    from .bag import BagWriter
-
     if time_origin not in ("wall", "sensor"):
         raise ValueError(f"time_origin must be 'wall' or 'sensor', got {time_origin!r}")
     f, ds = _open(src)
@@ -182,7 +182,7 @@ def convert_ddd17(
             # frames arrive in their own packets; write those not later than the next event message
             while pending and (stamp is None or pending[0][0] <= stamp):
                 t, img = pending.pop(0)
-                writer.write_image(topics.image, t, (img >> 8).astype(np.uint8) if mono8 else img,
+                writer.write_image(topics.image, t, frames.to_u8(img) if mono8 else img,
                                    "mono8" if mono8 else "mono16")
                 counts["frames"] += 1
 

@@ -28,6 +28,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from ..events.representations import embed
 from ..events.spec import ByCount, EventInput
 from ..events.types import Events
 from .png import read_png, write_png
@@ -81,8 +82,6 @@ def iter_ess(
 ) -> Iterator[Sample]:
     """`event_input`, when given, sets the representation, its parameters and the window
     (ByTime: window_ms from its length, one of ESS's 10, 50, 250; ByCount: window_events)."""
-    from ..events.representations import embed
-
     if event_input is not None:
         representation, params = event_input.representation, dict(event_input.params)
         if isinstance(event_input.window, ByCount):

@@ -46,7 +46,7 @@ def compose(event_rgb: np.ndarray, aps: np.ndarray) -> np.ndarray:
     """Side-by-side image: event half left, APS half (grey replicated to RGB) right."""
     aps = np.asarray(aps)
     if aps.dtype != np.uint8:
-        raise ValueError(f"compose: APS must be uint8, got {aps.dtype} (convert mono16 with >> 8)")
+        raise ValueError(f"compose: APS must be uint8, got {aps.dtype} (convert mono16 with evdistill_ros.frames.to_u8)")
     if aps.ndim == 2:
         aps = np.repeat(aps[:, :, None], 3, axis=2)
     if event_rgb.shape != aps.shape:

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..events.types import Events
+from .bag import BagWriter
 from .packing import EventPacker
 from .presets import PRESETS, TopicPreset
 
@@ -91,8 +92,6 @@ def convert_mvsec(
 ) -> dict:
     """Convert an MVSEC data file to a bag with events (EventArray) and frames (mono8)."""
     from tqdm import tqdm
-
-    from .bag import BagWriter
 
     f, grp = open_mvsec(src, camera)
     with f:

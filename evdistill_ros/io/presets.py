@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 
+from .bag import topics
+
 
 @dataclass(frozen=True)
 class TopicPreset:
@@ -54,8 +56,6 @@ def preset(name: str) -> TopicPreset:
 
 def detect_preset(bag: str | os.PathLike) -> TopicPreset:
     """Pick the preset matching a bag's topics ("sim" before "mvsec" when labels are present)."""
-    from .bag import topics
-
     have = topics(bag)
     for name in ("sim", "mvsec", "davis", "ddd17"):
         p = PRESETS[name]

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbones import build_backbone
+from .heads import ReconstructionHead
 
 
 class _PoolBatchNorm2d(nn.BatchNorm2d):
@@ -126,8 +127,6 @@ class DeepLabV3Plus(nn.Module):
         self.decoder = Decoder(self.backbone.low_level_channels, aspp_channels, num_classes, decoder_channels)
         self.reconstruction: nn.Module | None = None
         if with_reconstruction:
-            from .heads import ReconstructionHead
-
             self.reconstruction = ReconstructionHead(decoder_channels, self.backbone.low_level_channels,
                                                      out_channels=reconstruction_channels)
         _init_head_weights(self.aspp)

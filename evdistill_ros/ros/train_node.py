@@ -27,8 +27,8 @@ def _bags(value) -> list[str]:
 def main() -> int:
     # rospy must not swallow SIGINT: the trainer catches it to save a checkpoint first.
     rospy.init_node("train_node", disable_signals=True)
-    from ..distill.config import load_config, parse_override
-    from ..distill.trainer import run_training
+    from ..distill.config import load_config, parse_override  # on use: after the signal set-up above
+    from ..distill.trainer import run_training  # on use: after the signal set-up above
 
     try:
         overrides = [parse_override(o) for o in _bags(param("set", ""))]

@@ -6,7 +6,7 @@ import json
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from .writer import simulate_dataset
+    from .writer import simulate_dataset  # on use: the CLI parses without torch/numba
 
     overrides = {}
     if args.speed is not None:

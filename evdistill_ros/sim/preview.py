@@ -13,15 +13,16 @@ import numpy as np
 
 from ..classes import colorize
 from ..render import event_image, to_rgb
-from .writer import EVENTS_TOPIC, IMAGE_TOPIC, LABELS_TOPIC
+from ..io.bag import iter_images, read_events
+from ..io.presets import PRESETS
+
+EVENTS_TOPIC, IMAGE_TOPIC, LABELS_TOPIC = PRESETS["sim"].events, PRESETS["sim"].image, PRESETS["sim"].labels
 
 
 def preview_strip(bag: str | os.PathLike, out_png: str | os.PathLike | None, frames: int = 4,
                   window_ms: float = 25.0) -> np.ndarray:
     """Write (if ``out_png``) and return an RGB strip of ``frames`` evenly spaced frames."""
     import cv2
-
-    from ..io.bag import iter_images, read_events
 
     images = list(iter_images(bag, IMAGE_TOPIC))
     labels = {m.stamp_ns: m.image for m in iter_images(bag, LABELS_TOPIC)}

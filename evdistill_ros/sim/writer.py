@@ -37,11 +37,20 @@ import numpy as np
 
 from ..atomic import atomic_write_text
 from ..classes import CLASS_NAMES, NUM_CLASSES
+from ..events.types import Events
+from ..io.bag import BagWriter
+from ..io.presets import PRESETS
+from . import render as rd
+from .aps import ApsSensor
+from .esim import EventSimulator, hot_pixels, noise_events
+from .preview import preview_strip
+from .scene import Street, Trajectory
 
-EVENTS_TOPIC = "/davis/left/events"
-IMAGE_TOPIC = "/davis/left/image_raw"
-LABELS_TOPIC = "/davis/left/labels"
-CAMERA_INFO_TOPIC = "/davis/left/camera_info"
+SIM_TOPICS = PRESETS["sim"]
+
+# the topics are io.presets' "sim" preset, the one place they are defined
+EVENTS_TOPIC, IMAGE_TOPIC = SIM_TOPICS.events, SIM_TOPICS.image
+LABELS_TOPIC, CAMERA_INFO_TOPIC = SIM_TOPICS.labels, SIM_TOPICS.camera_info
 FRAME_ID = "davis_left"
 DEFAULT_START_NS = 1_600_000_000 * 1_000_000_000
 
@@ -97,8 +106,6 @@ class SimConfig:
 
 
 def _env(cfg: SimConfig, seed: int) -> np.ndarray:
-    from . import render as rd
-
     env = np.zeros(rd.ENV_LEN)
     sun = np.array([-0.45, 0.75, 0.5])
     sun /= np.linalg.norm(sun)
@@ -116,12 +123,6 @@ def simulate_sequence(path: str | os.PathLike, *, seconds: float = 1.0, seed: in
                       height: int = 260, night: bool = False, config: SimConfig | None = None,
                       progress: bool = False, **overrides) -> dict:
     """Simulate ``seconds`` of driving into the bag ``path``; returns statistics (module doc)."""
-    from ..io.bag import BagWriter
-    from . import render as rd
-    from .aps import ApsSensor
-    from .esim import EventSimulator, hot_pixels, noise_events
-    from .scene import Street, Trajectory
-    from ..events.types import Events
 
     base = config or SimConfig()
     known = {f.name for f in fields(SimConfig)}
@@ -340,8 +341,6 @@ def simulate_dataset(out_dir: str | os.PathLike, *, sequences: int, seconds: flo
         "wall_s": round(time.perf_counter() - t0, 2),
     }
     if preview and results:
-        from .preview import preview_strip
-
         png = out / "preview.png"
         preview_strip(results[0]["path"], png)
         manifest["preview"] = png.name

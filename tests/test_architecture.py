@@ -1,0 +1,64 @@
+"""The layering of the package is enforced, not only written down (.importlinter, README layout)."""
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "evdistill_ros"
+
+
+def test_import_contracts_hold():
+    exe = shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-imports"))
+    if not Path(exe).exists():
+        pytest.fail("import-linter is not installed (requirements.txt installs it)")
+    out = subprocess.run([exe, "--config", str(ROOT / ".importlinter")], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert "BROKEN" not in out.stdout and out.stdout.count("KEPT") >= 3
+
+
+def test_function_level_imports_of_the_package_say_why():
+    """An import of the package's own modules inside a function carries a comment with its reason."""
+    silent = []
+    for path in PACKAGE.rglob("*.py"):
+        lines = path.read_text().splitlines()
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.ImportFrom) and (sub.level > 0 or (sub.module or "").startswith("evdistill_ros")):
+                    text = lines[sub.lineno - 1]
+                    above = lines[sub.lineno - 2] if sub.lineno > 1 else ""
+                    if "#" not in text and not above.strip().startswith("#"):
+                        silent.append(f"{path.relative_to(ROOT)}:{sub.lineno}: {text.strip()}")
+    assert not silent, "function-level imports without a reason:\n" + "\n".join(silent)
+
+
+def test_one_definition_each():
+    """The default event input, the atomic write, the sim topics and the frame conversion live once
+    (looked for in code, not in docstrings)."""
+    trees = {str(p.relative_to(ROOT)): ast.parse(p.read_text()) for p in PACKAGE.rglob("*.py")}
+
+    def holders(match) -> list[str]:
+        return sorted(name for name, tree in trees.items() if any(match(n) for n in ast.walk(tree)))
+
+    def const(n, pred) -> bool:
+        return isinstance(n, ast.Constant) and pred(n.value)
+
+    def call(n, dotted: str) -> bool:
+        return isinstance(n, ast.Call) and ast.unparse(n.func) == dotted
+
+    assert holders(lambda n: call(n, "os.replace")) == ["evdistill_ros/atomic.py"]
+    assert holders(lambda n: const(n, lambda v: v == 50_000_000 and not isinstance(v, bool))) == \
+        ["evdistill_ros/events/spec.py"]
+    assert holders(lambda n: const(n, lambda v: isinstance(v, str) and v.startswith("/davis/left/"))) == \
+        ["evdistill_ros/io/presets.py"]
+    assert holders(lambda n: const(n, lambda v: v == 0.299)) == ["evdistill_ros/frames.py"]
+    assert holders(lambda n: isinstance(n, ast.BinOp) and isinstance(n.op, ast.RShift)
+                   and const(n.right, lambda v: v == 8)) == ["evdistill_ros/frames.py"]
