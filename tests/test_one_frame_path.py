@@ -88,3 +88,18 @@ def test_mono16_and_colour_conversion_is_the_documented_one():
     np.testing.assert_array_equal(frames.canonical(rgba, "rgba8"), rgb)
     with pytest.raises(ValueError, match="dtype"):
         frames.to_gray_u8(np.zeros((2, 2), np.float32))
+
+
+def test_bag_samples_open_the_bag_once(tmp_path, monkeypatch):
+    """One Bag per bag (as rosbags' AnyReader), not one reader per query (topics, preset, size,
+    stamps, events, frames, labels each reopened it)."""
+    from evdistill_ros.io import bag as bag_module
+
+    path = tmp_path / "mono8.bag"
+    _write(path, "mono8", seed=3)
+    opened = []
+    real = bag_module._open_reader
+    monkeypatch.setattr(bag_module, "_open_reader", lambda p: opened.append(p) or real(p))
+    samples = list(iter_bag_samples(path))
+    assert len(samples) == 4 and all(s.label is not None for s in samples)
+    assert len(opened) == 1

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..atomic import PendingFile
 from ..wire import dvs_msgs
-from ..wire.dvs_msgs import decode_event_array, encode_event_array, summarize_event_array
+from ..wire.dvs_msgs import EventArrayMsg, decode_event_array, encode_event_array, summarize_event_array
 from ..wire.ros1 import CodecError
 from ..events.types import Events
 from ..wire.sensor_msgs import ImageMsg, decode_image, encode_camera_info, encode_image
@@ -69,15 +69,71 @@ def open_bag(path: str | os.PathLike):
         reader.close()
 
 
+class Bag:
+    """One bag, opened once: its topics and the messages of any of them, from one reader.
+
+        with Bag(path) as bag:
+            bag.topics                          {topic: TopicInfo}
+            bag.event_messages(topic)           (bag ns, EventArrayMsg) per dvs_msgs/EventArray
+            bag.events(topic)                   Events per non-empty message
+            bag.images(topic)                   ImageMsg per sensor_msgs/Image
+
+    Several iterators may be open at once (samples walk events, frames and labels side by
+    side): the reader seeks to each message before reading it. Errors are BagError naming the
+    bag, the topic and the bag time.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.reader = _open_reader(path)
+        self.topics: dict[str, TopicInfo] = {}
+        for conn in self.reader.connections:
+            prev = self.topics.get(conn.topic)
+            count = conn.msgcount + (prev.count if prev else 0)
+            self.topics[conn.topic] = TopicInfo(conn.topic, ros1_type_name(conn.msgtype), conn.digest, count)
+
+    def __enter__(self) -> "Bag":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.reader.close()
+
+    def event_messages(self, topic: str | None = None, start_ns: int | None = None,
+                       stop_ns: int | None = None) -> Iterator[tuple[int, EventArrayMsg]]:
+        """(bag time ns, EventArrayMsg) for each `dvs_msgs/EventArray` message on `topic`, in bag order."""
+        conns = _connections(self.reader, topic, EVENT_ARRAY_ROS2_NAME, "event")
+        for conn in conns:
+            if conn.digest != dvs_msgs.EVENT_ARRAY_MD5:
+                raise BagError(f"{self.path}: {conn.topic} has md5 {conn.digest}, not dvs_msgs/EventArray's")
+        for _, bag_ns, raw in self.reader.messages(connections=conns, start=start_ns, stop=stop_ns):
+            try:
+                yield bag_ns, decode_event_array(raw)
+            except CodecError as exc:
+                raise BagError(f"{self.path}: corrupt EventArray at bag time {bag_ns} ns: {exc}") from exc
+
+    def events(self, topic: str | None = None, start_ns: int | None = None,
+               stop_ns: int | None = None) -> Iterator[Events]:
+        for _, msg in self.event_messages(topic, start_ns, stop_ns):
+            if len(msg.events):
+                yield msg.events
+
+    def images(self, topic: str, start_ns: int | None = None, stop_ns: int | None = None) -> Iterator[ImageMsg]:
+        """`sensor_msgs/Image` messages of a topic as `ImageMsg` (header stamp, encoding, array)."""
+        conns = _connections(self.reader, topic, "sensor_msgs/Image", "image")
+        for _, bag_ns, raw in self.reader.messages(connections=conns, start=start_ns, stop=stop_ns):
+            try:
+                yield decode_image(raw)
+            except CodecError as exc:
+                raise BagError(f"{self.path}: bad Image on {topic} at bag time {bag_ns} ns: {exc}") from exc
+
+
 def topics(path: str | os.PathLike) -> dict[str, TopicInfo]:
     """Topics of a bag with their ROS1 type names, md5 sums and message counts."""
-    with open_bag(path) as reader:
-        out: dict[str, TopicInfo] = {}
-        for conn in reader.connections:
-            prev = out.get(conn.topic)
-            count = conn.msgcount + (prev.count if prev else 0)
-            out[conn.topic] = TopicInfo(conn.topic, ros1_type_name(conn.msgtype), conn.digest, count)
-        return out
+    with Bag(path) as bag:
+        return bag.topics
 
 
 def _connections(reader, topic: str | None, msgtype: str, what: str):
@@ -99,27 +155,18 @@ def _connections(reader, topic: str | None, msgtype: str, what: str):
 
 def iter_event_messages(
     path: str | os.PathLike, topic: str | None = None, start_ns: int | None = None, stop_ns: int | None = None
-) -> Iterator[tuple[int, "object"]]:
-    """(bag time ns, EventArrayMsg) for each `dvs_msgs/EventArray` message on `topic`, in bag order."""
-    with open_bag(path) as reader:
-        conns = _connections(reader, topic, EVENT_ARRAY_ROS2_NAME, "event")
-        for conn in conns:
-            if conn.digest != dvs_msgs.EVENT_ARRAY_MD5:
-                raise BagError(f"{path}: {conn.topic} has md5 {conn.digest}, not dvs_msgs/EventArray's")
-        for _, bag_ns, raw in reader.messages(connections=conns, start=start_ns, stop=stop_ns):
-            try:
-                yield bag_ns, decode_event_array(raw)
-            except CodecError as exc:
-                raise BagError(f"{path}: corrupt EventArray at bag time {bag_ns} ns: {exc}") from exc
+) -> Iterator[tuple[int, EventArrayMsg]]:
+    """`Bag.event_messages` of a bag opened for this one iteration."""
+    with Bag(path) as bag:
+        yield from bag.event_messages(topic, start_ns, stop_ns)
 
 
 def iter_events(
     path: str | os.PathLike, topic: str | None = None, start_ns: int | None = None, stop_ns: int | None = None
 ) -> Iterator[Events]:
     """Stream the events of one topic as `Events` chunks (one per message), in bag order."""
-    for _, msg in iter_event_messages(path, topic, start_ns, stop_ns):
-        if len(msg.events):
-            yield msg.events
+    with Bag(path) as bag:
+        yield from bag.events(topic, start_ns, stop_ns)
 
 
 def read_events(path: str | os.PathLike, topic: str | None = None) -> Events:
@@ -130,14 +177,9 @@ def read_events(path: str | os.PathLike, topic: str | None = None) -> Events:
 def iter_images(
     path: str | os.PathLike, topic: str, start_ns: int | None = None, stop_ns: int | None = None
 ) -> Iterator[ImageMsg]:
-    """Stream `sensor_msgs/Image` messages of a topic as `ImageMsg` (header stamp, encoding, array)."""
-    with open_bag(path) as reader:
-        conns = _connections(reader, topic, "sensor_msgs/Image", "image")
-        for _, bag_ns, raw in reader.messages(connections=conns, start=start_ns, stop=stop_ns):
-            try:
-                yield decode_image(raw)
-            except CodecError as exc:
-                raise BagError(f"{path}: bad Image on {topic} at bag time {bag_ns} ns: {exc}") from exc
+    """`Bag.images` of a bag opened for this one iteration."""
+    with Bag(path) as bag:
+        yield from bag.images(topic, start_ns, stop_ns)
 
 
 def bag_info(path: str | os.PathLike) -> dict:

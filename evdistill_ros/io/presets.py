@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 
-from .bag import topics
+from .bag import Bag, topics
 
 
 @dataclass(frozen=True)
@@ -54,14 +54,15 @@ def preset(name: str) -> TopicPreset:
         raise ValueError(f"unknown topic preset {name!r}; known: {', '.join(PRESETS)}") from None
 
 
-def detect_preset(bag: str | os.PathLike) -> TopicPreset:
-    """Pick the preset matching a bag's topics ("sim" before "mvsec" when labels are present)."""
-    have = topics(bag)
+def detect_preset(bag: str | os.PathLike | Bag) -> TopicPreset:
+    """Pick the preset matching a bag's topics ("sim" before "mvsec" when labels are present);
+    `bag` is a path or an opened `Bag`."""
+    have = bag.topics if isinstance(bag, Bag) else topics(bag)
     for name in ("sim", "mvsec", "davis", "ddd17"):
         p = PRESETS[name]
         if p.events in have and (p.labels is None or p.labels in have):
             return p
     raise ValueError(
-        f"{bag}: no known event topic ({', '.join(sorted({p.events for p in PRESETS.values()}))}); "
+        f"{getattr(bag, 'path', bag)}: no known event topic ({', '.join(sorted({p.events for p in PRESETS.values()}))}); "
         f"topics: {sorted(have)}; name the topics explicitly"
     )

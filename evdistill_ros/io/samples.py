@@ -34,7 +34,7 @@ import numpy as np
 
 from .. import frames
 from ..events.spec import DEFAULT_EVENT_INPUT, ByCount, ByTime, EventInput
-from .bag import iter_event_messages, iter_images, topics
+from .bag import Bag
 from .ess import iter_ess
 from .evdistill_png import iter_evdistill_png
 from .evsegnet import iter_evsegnet
@@ -118,7 +118,13 @@ def iter_bag_samples(
 ) -> Iterator[Sample]:
     """Samples of a bag, one per APS frame (see the module doc)."""
     spec = event_input_from_options(event_input, representation, window_ns, window_events, **params)
-    have = topics(bag)
+    with Bag(bag) as b:
+        yield from _bag_samples(b, spec, events_topic, image_topic, labels_topic, crop_rows, require_labels)
+
+
+def _bag_samples(bag: Bag, spec: EventInput, events_topic: str | None, image_topic: str | None,
+                 labels_topic: str | None, crop_rows: int | None, require_labels: bool) -> Iterator[Sample]:
+    have = bag.topics
     events_topic = events_topic or (spec.topic if spec.topic in have else None)
     if events_topic is None or image_topic is None:
         pre = detect_preset(bag)
@@ -128,32 +134,31 @@ def iter_bag_samples(
             labels_topic = pre.labels
     for what, topic in (("event", events_topic), ("image", image_topic)):
         if topic not in have:
-            raise ValueError(f"{bag}: no {what} topic {topic}; topics: {sorted(have)}")
+            raise ValueError(f"{bag.path}: no {what} topic {topic}; topics: {sorted(have)}")
     if labels_topic is not None and labels_topic not in have:
         if require_labels:
-            raise ValueError(f"{bag}: no labels topic {labels_topic}")
+            raise ValueError(f"{bag.path}: no labels topic {labels_topic}")
         labels_topic = None
 
     # sensor size from the first event message; frame stamps from a first pass over the images
     height = width = 0
-    for _, msg in iter_event_messages(bag, events_topic):
+    for _, msg in bag.event_messages(events_topic):
         height, width = msg.height, msg.width
         break
-    stamps = np.array([m.stamp_ns for m in iter_images(bag, image_topic)], dtype=np.int64)
+    stamps = np.array([m.stamp_ns for m in bag.images(image_topic)], dtype=np.int64)
     if not height or not width:
-        for m in iter_images(bag, image_topic):
+        for m in bag.images(image_topic):
             height, width = m.image.shape[:2]
             break
     if len(stamps) and np.any(np.diff(stamps) <= 0):
-        raise ValueError(f"{bag}: frame stamps on {image_topic} are not strictly increasing")
+        raise ValueError(f"{bag.path}: frame stamps on {image_topic} are not strictly increasing")
 
-    chunks = (m.events for _, m in iter_event_messages(bag, events_topic))
-    windows = spec.windows_at(chunks, stamps, height=height, width=width)
-    labels = iter_images(bag, labels_topic) if labels_topic else None
+    windows = spec.windows_at(bag.events(events_topic), stamps, height=height, width=width)
+    labels = bag.images(labels_topic) if labels_topic else None
     pending_label = None
-    stem = Path(bag).stem
+    stem = bag.path.stem
     rows = slice(0, crop_rows) if crop_rows else slice(None)
-    for frame, (t_end, emb, n_ev) in zip(iter_images(bag, image_topic), windows):
+    for frame, (t_end, emb, n_ev) in zip(bag.images(image_topic), windows):
         label = None
         if labels is not None:
             while pending_label is None or pending_label.stamp_ns < frame.stamp_ns:
@@ -161,9 +166,9 @@ def iter_bag_samples(
                 if pending_label is None:
                     break
             if pending_label is not None and pending_label.stamp_ns == frame.stamp_ns:
-                label = validate_label(pending_label.image, f"{bag} {labels_topic} at {frame.stamp_ns} ns")
+                label = validate_label(pending_label.image, f"{bag.path} {labels_topic} at {frame.stamp_ns} ns")
         if label is None and require_labels:
-            raise ValueError(f"{bag}: frame at {frame.stamp_ns} ns has no label with the same stamp on {labels_topic}")
+            raise ValueError(f"{bag.path}: frame at {frame.stamp_ns} ns has no label with the same stamp on {labels_topic}")
         aps = frames.canonical(frame.image, frame.encoding)
         yield Sample(
             name=f"{stem}_{frame.stamp_ns}",
