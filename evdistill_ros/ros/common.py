@@ -44,7 +44,7 @@ def checkpoint_event_input(path: str) -> tuple[EventInput | None, str]:
     """(the event input stored in a checkpoint's metadata, "") or (None, why not): reads the
     metadata only, never builds the network."""
     if not path:
-        return None, "no ~checkpoint given"
+        return None, ""  # no checkpoint: ~representation / the default, not an error
     try:
         meta = read_metadata(path)
     except (OSError, ValueError) as exc:

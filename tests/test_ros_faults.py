@@ -1,0 +1,208 @@
+"""Fault injection into the live nodes under a real roscore.
+
+Each test starts the nodes with `rosrun`, feeds them what a hostile or unlucky publisher or
+user would (messages built here in the exact wire format, checkpoints that are missing,
+truncated, replaced or of the wrong kind) and checks afterwards that the nodes are alive,
+their counters exact and monotonic, memory bounded, and labels published only from a
+network that matches its input.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.ros
+
+EV = "/faults/events"
+T0 = 1_700_000_000_000_000_000
+
+
+def _node(env: dict, node: str, *params: str) -> subprocess.Popen:
+    return subprocess.Popen(["rosrun", "evdistill_ros", node, f"events:={EV}", *params], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen) -> str:
+    alive = proc.poll() is None
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate()
+    assert alive, f"the node died during the test:\n{err[-3000:]}"
+    return err
+
+
+def _stats(env: dict, node: str, timeout: float = 30) -> dict:
+    from evdistill_ros.ros.probe import node_stats
+
+    s = node_stats(env, f"/{node}/stats", timeout)
+    assert s is not None, f"no stats from {node}"
+    return s
+
+
+def _wait(env: dict, node: str, pred, timeout: float = 60) -> dict:
+    deadline = time.time() + timeout
+    s: dict = {}
+    while time.time() < deadline:
+        s = _stats(env, node)
+        if pred(s):
+            return s
+        time.sleep(0.5)
+    raise AssertionError(f"{node} never reached the expected state; last stats: {s}")
+
+
+# A child node publishing raw EventArray bytes built by the package's encoder (the exact wire
+# format); each line of `plan` is (height, width, n_events, t_start_ns, t_stop_ns).
+_PUBLISHER = """
+import json, sys, time
+import numpy as np, rospy
+from evdistill_ros.events import Events
+from evdistill_ros.wire import dvs_msgs
+from evdistill_ros.wire.dvs_msgs import encode_event_array
+_, EventArray = dvs_msgs.message_classes()
+class Raw(EventArray):
+    payload = b""
+    def serialize(self, buff):
+        buff.write(self.payload)
+rospy.init_node("fault_publisher", anonymous=True)
+pub = rospy.Publisher(sys.argv[1], Raw, queue_size=50)
+deadline = time.time() + 30
+while pub.get_num_connections() == 0 and time.time() < deadline:
+    time.sleep(0.1)
+time.sleep(0.5)
+rng = np.random.default_rng(0)
+for h, w, n, t0, t1 in json.loads(sys.argv[2]):
+    ev = Events(rng.integers(0, min(w, 65535), n), rng.integers(0, min(h, 65535), n),
+                np.sort(rng.integers(t0, t1, n)), rng.integers(0, 2, n))
+    m = Raw()
+    m.payload = encode_event_array(ev, h, w)
+    pub.publish(m)
+    time.sleep(0.3)
+"""
+
+
+def _publish(env: dict, plan: list[tuple[int, int, int, int, int]]) -> None:
+    subprocess.run([sys.executable, "-c", _PUBLISHER, EV, json.dumps(plan)], env=env, check=True, timeout=120)
+
+
+def _rss_mb(pid: int) -> float:
+    """Resident memory of the node's python process (rosrun execs it under its own pid)."""
+    text = Path(f"/proc/{pid}/status").read_text()
+    return int(next(ln.split()[1] for ln in text.splitlines() if ln.startswith("VmRSS:"))) / 1024
+
+
+def test_accumulator_bounds_sizes_keeps_counters_monotonic_and_lag_honest(roscore):
+    acc = _node(roscore, "accumulator_node", "_max_height:=1024", "_max_width:=1024")
+    try:
+        _wait(roscore, "accumulator_node", lambda s: "messages" in s)
+        ms = 1_000_000
+        # 1) 400 ms of events on a 173x130 sensor: windows of 50 ms
+        _publish(roscore, [(130, 173, 4000, T0, T0 + 400 * ms)])
+        s1 = _wait(roscore, "accumulator_node", lambda s: s["messages"] == 1)
+        assert s1["windows_emitted"] >= 7 and s1["events_in"] == 4000
+        rss_before = _rss_mb(acc.pid)
+        # 2) a message declaring a 20000x20000 sensor (4.8 GB of float32 maps): dropped, counted
+        # 3) a size change to 200x150: the windows restart, the totals keep counting
+        # 4) time jumps back by 10 s (a looping bag): the stream resets, lag is the new stream's
+        _publish(roscore, [(20000, 20000, 10, T0 + 400 * ms, T0 + 401 * ms),
+                           (150, 200, 3000, T0 + 400 * ms, T0 + 700 * ms),
+                           (150, 200, 2000, T0 - 10_000 * ms, T0 - 9_900 * ms)])
+        s2 = _wait(roscore, "accumulator_node", lambda s: s["messages"] == 4)  # oversize ones included
+        rss_after = _rss_mb(acc.pid)
+    finally:
+        err = _stop(acc)
+    assert s2["oversize_messages"] == 1 and s2["size_changes"] == 1
+    assert s2["events_in"] == 4000 + 3000 + 2000  # monotonic: nothing lost at the restart
+    assert s2["windows_emitted"] >= s1["windows_emitted"] + 5
+    assert s2["resets"] == 1
+    assert s2["lag_ms"] is not None and s2["lag_ms"] < 100, s2  # not the old stream's 10 s
+    assert rss_after - rss_before < 200, (rss_before, rss_after)
+    assert "Traceback" not in err, err
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    import torch
+
+    from evdistill_ros.events import ByTime, EventInput
+    from evdistill_ros.models import build_model, save_checkpoint
+
+    d = tmp_path_factory.mktemp("ckpts")
+    torch.manual_seed(0)
+
+    def net(c: int):
+        return build_model("deeplabv3plus", "mobilenetv2", in_channels=c, num_classes=6, width_mult=0.25,
+                           aspp_channels=16, decoder_channels=16).eval()
+
+    voxel = EventInput("voxel_grid", {"bins": 3}, ByTime(50_000_000))
+    return {
+        "voxel": save_checkpoint(d / "voxel.pth", net(3), {"representation": voxel.to_dict()}),
+        "count": save_checkpoint(d / "count.pth", net(2), {"representation": {"name": "count", "params": {},
+                                                                            "window_ns": 50_000_000}}),
+        "aps": save_checkpoint(d / "teacher.pth", net(1), {"representation": "aps"}),
+    }
+
+
+def test_an_aps_network_never_labels_event_windows(roscore, checkpoints):
+    seg = _node(roscore, "segmentation_node", f"_checkpoint:={checkpoints['aps']}", "_in_process:=true",
+                "_device:=cpu")
+    try:
+        _wait(roscore, "segmentation_node", lambda s: "published" in s and s.get("accumulator"), timeout=90)
+        _publish(roscore, [(130, 173, 3000, T0 + k * 100_000_000, T0 + (k + 1) * 100_000_000) for k in range(5)])
+        s = _wait(roscore, "segmentation_node", lambda s: s["accumulator"]["messages"] == 5 and s["rejected_input"] > 0)
+    finally:
+        err = _stop(seg)
+    assert s["published"] == 0, s
+    assert s["rejected_input"] + s["stale_dropped"] == s["windows_in"] > 0, s
+    assert "APS-frame network" in err
+
+
+def test_pipeline_heals_missing_truncated_and_replaced_checkpoints(roscore, checkpoints, tmp_path):
+    path = tmp_path / "student.pth"  # missing at start
+    params = (f"_checkpoint:={path}", "_checkpoint_check_s:=0.5")
+    acc = _node(roscore, "accumulator_node", *params)
+    seg = _node(roscore, "segmentation_node", *params, "_device:=cpu", "embedding:=/accumulator_node/embedding")
+    ms = 1_000_000
+
+    def feed(k0: int, k1: int) -> None:
+        _publish(roscore, [(130, 173, 2000, T0 + k * 100 * ms, T0 + (k + 1) * 100 * ms) for k in range(k0, k1)])
+
+    try:
+        _wait(roscore, "segmentation_node", lambda s: "published" in s, timeout=90)
+        feed(0, 3)  # default windows, no network: nothing is labelled
+        s = _wait(roscore, "accumulator_node", lambda s: s["messages"] == 3)
+        assert s["checkpoint_error"] and s["event_input"]["name"] == "evdistill_2ch"
+        path.write_bytes(checkpoints["voxel"].read_bytes()[:300])  # truncated: an error, not a crash
+        time.sleep(2)
+        assert _stats(roscore, "accumulator_node")["checkpoint_error"]
+        path.write_bytes(checkpoints["voxel"].read_bytes())
+        _wait(roscore, "accumulator_node", lambda s: s["event_input"]["name"] == "voxel_grid" and
+              not s["checkpoint_error"])
+        feed(3, 8)
+        s = _wait(roscore, "segmentation_node", lambda s: s["published"] >= 3, timeout=90)
+        published_voxel = s["published"]
+        # replaced by a network of another event input: both follow it, no window mismatches
+        tmp = path.with_suffix(".new")
+        tmp.write_bytes(checkpoints["count"].read_bytes())
+        os.replace(tmp, path)
+        _wait(roscore, "accumulator_node", lambda s: s["event_input"]["name"] == "count")
+        time.sleep(1.5)  # the segmentation node's next look at the file
+        feed(8, 14)
+        s2 = _wait(roscore, "segmentation_node", lambda s: s["published"] >= published_voxel + 3, timeout=90)
+        acc_s = _stats(roscore, "accumulator_node")
+    finally:
+        err_seg = _stop(seg)
+        err_acc = _stop(acc)
+    assert acc_s["input_changes"] == 2, acc_s
+    # at most the windows in flight while the two nodes switched were refused, never labelled
+    assert s2["rejected_input"] <= 4, s2
+    assert "Traceback" not in err_seg + err_acc
