@@ -1,10 +1,22 @@
-"""ROS1 bag reading and writing without ROS, over the `rosbags` library.
+"""Bags without ROS, over the `rosbags` library: ROS1 bags and rosbag2 (sqlite3 .db3 or .mcap)
+read alike, ROS1 bags written.
 
-Messages are read as raw bytes and decoded by this package's numpy codecs, so a 27 GB
-MVSEC bag streams message by message in bounded memory and events never go through
-per-event Python. Bags written here carry the standard type names and md5 sums
-(`dvs_msgs/EventArray`, `sensor_msgs/Image`, `sensor_msgs/CameraInfo`), so `rosbag info`,
-`rosbag play` and other tools read them.
+    Bag(path)            one bag opened once: .topics, .event_messages(topic), .events(topic),
+                         .images(topic), .raw_messages(topics); ROS1 file, rosbag2 folder, or
+                         a rosbag2 .db3 / .mcap file (with its metadata.yaml beside it)
+    bag_kind(path)       "ros1" | "rosbag2" (BagError when it is neither)
+    bag_info(path)       per topic: type, count; event topics: events, span, rate, sensor size
+    iter_event_messages / iter_events / read_events / iter_images / topics   one-shot helpers
+    BagWriter(path)      a ROS1 bag (events, images, camera info, raw messages), atomic
+
+Messages are handed to this package's numpy decoders as ROS1 wire bytes: rosbag2's CDR is
+turned into ROS1 bytes by rosbags' typestore (`cdr_to_ros1`, a copy of the payload for the
+byte-array messages events and images are), so one decoder serves both. Event topics of every
+type the package decodes (wire.event_camera_msgs.EVENT_TYPES: dvs_msgs/EventArray,
+event_camera_msgs/EventPacket in every supported encoding, event_array_msgs/EventArray) read
+the same; other types are listed, never parsed. A 27 GB bag streams message by message in
+bounded memory. Bags written here carry the standard type names and md5 sums, so `rosbag
+info`, `rosbag play` and other tools read them.
 """
 from __future__ import annotations
 
@@ -12,24 +24,27 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
 from ..atomic import PendingFile
-from ..wire import dvs_msgs
-from ..wire.dvs_msgs import EventArrayMsg, decode_event_array, encode_event_array, summarize_event_array
-from ..wire.ros1 import CodecError
 from ..events.types import Events
+from ..wire import dvs_msgs
+from ..wire.dvs_msgs import EventArrayMsg, encode_event_array
+from ..wire.event_camera_msgs import (EVENT_ARRAY_MSGS_TYPE, EVENT_PACKET_MD5, EVENT_PACKET_MSG, EVENT_PACKET_TYPE,
+                                      EVENT_TYPES, decoder_for, event_packet_definition)
+from ..wire.ros1 import CodecError
 from ..wire.sensor_msgs import ImageMsg, decode_image, encode_camera_info, encode_image
 
 # Image and CameraInfo definitions with their md5 sums (from the ROS1 Noetic typestore).
 _SENSOR_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo")
 EVENT_ARRAY_ROS2_NAME = "dvs_msgs/msg/EventArray"
+ROSBAG2_SUFFIXES = (".db3", ".mcap")
 
 
 class BagError(RuntimeError):
-    """A bag cannot be read as asked (missing file, topic or type)."""
+    """A bag cannot be read as asked (missing file, topic or type, corrupt data)."""
 
 
 def ros1_type_name(msgtype: str) -> str:
@@ -37,31 +52,84 @@ def ros1_type_name(msgtype: str) -> str:
     return msgtype.replace("/msg/", "/")
 
 
+def ros2_type_name(msgtype: str) -> str:
+    """'sensor_msgs/Image' -> 'sensor_msgs/msg/Image'."""
+    return msgtype if "/msg/" in msgtype else msgtype.replace("/", "/msg/", 1)
+
+
 @dataclass(frozen=True)
 class TopicInfo:
     topic: str
     msgtype: str  # ROS1 style, e.g. dvs_msgs/EventArray
-    md5: str
+    md5: str  # ROS1 md5 sum; "" in rosbag2 bags (they carry none)
     count: int
 
 
-def _open_reader(path: str | os.PathLike):
-    from rosbags.rosbag1 import Reader, ReaderError
+def bag_kind(path: str | os.PathLike) -> tuple[str, Path]:
+    """("ros1", file) or ("rosbag2", folder) for a path; BagError naming what was expected."""
+    p = Path(path)
+    if p.is_dir():
+        if (p / "metadata.yaml").is_file():
+            return "rosbag2", p
+        raise BagError(f"{p}: a folder without metadata.yaml is not a rosbag2 bag")
+    if p.is_file():
+        if p.suffix in ROSBAG2_SUFFIXES:
+            if (p.parent / "metadata.yaml").is_file():
+                return "rosbag2", p.parent
+            raise BagError(f"{p}: a rosbag2 {p.suffix} file needs the metadata.yaml of its bag folder beside it")
+        return "ros1", p
+    raise BagError(f"no such bag: {p}")
 
-    path = Path(path)
-    if not path.is_file():
-        raise BagError(f"no such bag file: {path}")
-    reader = Reader(path)
+
+def is_bag(path: str | os.PathLike) -> bool:
+    p = Path(path)
+    return (p.is_file() and p.suffix in (".bag",) + ROSBAG2_SUFFIXES) or (p.is_dir() and (p / "metadata.yaml").is_file())
+
+
+# rosbag2 bags often carry no message definitions (older sqlite3 ones): the event types are
+# registered here so their CDR can be read all the same.
+_DVS_EVENT_ROS2 = "uint16 x\nuint16 y\nbuiltin_interfaces/Time ts\nbool polarity\n"
+_DVS_ARRAY_ROS2 = "std_msgs/Header header\nuint32 height\nuint32 width\ndvs_msgs/Event[] events\n"
+
+
+def ros2_typestore(connections) -> "object":
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    store = get_typestore(Stores.ROS2_HUMBLE)
+    packet = EVENT_PACKET_MSG.replace("Header header", "std_msgs/Header header")
+    types = {}
+    types.update(get_types_from_msg(packet, ros2_type_name(EVENT_PACKET_TYPE)))
+    types.update(get_types_from_msg(packet, ros2_type_name(EVENT_ARRAY_MSGS_TYPE)))
+    types.update(get_types_from_msg(_DVS_EVENT_ROS2, "dvs_msgs/msg/Event"))
+    types.update(get_types_from_msg(_DVS_ARRAY_ROS2, "dvs_msgs/msg/EventArray"))
+    for conn in connections:  # definitions the bag carries (mcap, newer sqlite3) win
+        fmt, text = conn.msgdef if isinstance(conn.msgdef, tuple) else (None, conn.msgdef)
+        if text and conn.msgtype not in store.types and getattr(fmt, "name", "MSG") == "MSG":
+            try:
+                types.update(get_types_from_msg(text, conn.msgtype))
+            except Exception:  # noqa: BLE001 - an unparsable definition: the type stays unknown, listed only
+                pass
+    store.register({k: v for k, v in types.items() if k not in store.types})
+    return store
+
+
+def _open_reader(path: str | os.PathLike):
+    kind, target = bag_kind(path)
+    if kind == "ros1":
+        from rosbags.rosbag1 import Reader, ReaderError
+    else:
+        from rosbags.rosbag2 import Reader, ReaderError
+    reader = Reader(target)
     try:
         reader.open()
-    except ReaderError as exc:
-        raise BagError(f"{path}: not a readable ROS1 bag ({exc})") from exc
+    except (ReaderError, OSError, ValueError, KeyError) as exc:
+        raise BagError(f"{path}: not a readable {'ROS1 bag' if kind == 'ros1' else 'rosbag2 bag'} ({exc})") from exc
     return reader
 
 
 @contextmanager
 def open_bag(path: str | os.PathLike):
-    """Context manager around an opened rosbags Reader."""
+    """Context manager around an opened rosbags Reader (ROS1 or rosbag2)."""
     reader = _open_reader(path)
     try:
         yield reader
@@ -70,13 +138,14 @@ def open_bag(path: str | os.PathLike):
 
 
 class Bag:
-    """One bag, opened once: its topics and the messages of any of them, from one reader.
+    """One bag (ROS1 or rosbag2), opened once: its topics and the messages of any of them.
 
         with Bag(path) as bag:
             bag.topics                          {topic: TopicInfo}
-            bag.event_messages(topic)           (bag ns, EventArrayMsg) per dvs_msgs/EventArray
+            bag.event_messages(topic)           (bag ns, EventArrayMsg) for any event type
             bag.events(topic)                   Events per non-empty message
             bag.images(topic)                   ImageMsg per sensor_msgs/Image
+            bag.raw_messages(topics)            (topic, ROS1 type, bag ns, ROS1 bytes)
 
     Several iterators may be open at once (samples walk events, frames and labels side by
     side): the reader seeks to each message before reading it. Errors are BagError naming the
@@ -85,12 +154,15 @@ class Bag:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        self.kind, _ = bag_kind(path)
         self.reader = _open_reader(path)
+        self.typestore = ros2_typestore(self.reader.connections) if self.kind == "rosbag2" else None
         self.topics: dict[str, TopicInfo] = {}
         for conn in self.reader.connections:
             prev = self.topics.get(conn.topic)
             count = conn.msgcount + (prev.count if prev else 0)
-            self.topics[conn.topic] = TopicInfo(conn.topic, ros1_type_name(conn.msgtype), conn.digest, count)
+            md5 = conn.digest if self.kind == "ros1" else ""
+            self.topics[conn.topic] = TopicInfo(conn.topic, ros1_type_name(conn.msgtype), md5, count)
 
     def __enter__(self) -> "Bag":
         return self
@@ -101,18 +173,93 @@ class Bag:
     def close(self) -> None:
         self.reader.close()
 
+    @property
+    def start_ns(self) -> int:
+        return int(self.reader.start_time) if self.reader.message_count else 0
+
+    @property
+    def end_ns(self) -> int:
+        return int(self.reader.end_time) if self.reader.message_count else 0
+
+    def event_topics(self) -> list[str]:
+        return [t for t, info in self.topics.items() if info.msgtype in EVENT_TYPES]
+
+    def _connections(self, topic: str | None, wanted: Iterable[str], what: str) -> list:
+        wanted = set(wanted)
+        conns = self.reader.connections
+        if topic is not None:
+            on_topic = [c for c in conns if c.topic == topic]
+            if not on_topic:
+                raise BagError(f"{self.path}: no topic {topic!r}; topics: {sorted({c.topic for c in conns})}")
+            bad = [c for c in on_topic if ros1_type_name(c.msgtype) not in wanted]
+            if bad:
+                raise BagError(f"{self.path}: topic {topic} has type {ros1_type_name(bad[0].msgtype)}, "
+                               f"expected {' or '.join(sorted(wanted))}")
+            return on_topic
+        matching = [c for c in conns if ros1_type_name(c.msgtype) in wanted]
+        found = sorted({c.topic for c in matching})
+        if len(found) != 1:
+            raise BagError(f"{self.path}: {len(found)} {what} topics {found}; name one with a topic argument")
+        return matching
+
+    def _ros1_bytes(self, conns: list, start_ns: int | None, stop_ns: int | None) -> Iterator[tuple[object, int, bytes]]:
+        for conn, bag_ns, raw in self.reader.messages(connections=conns, start=start_ns, stop=stop_ns):
+            if self.typestore is not None:
+                try:
+                    raw = self.typestore.cdr_to_ros1(raw, conn.msgtype)
+                except Exception as exc:  # noqa: BLE001 - rosbags raises many kinds on bad CDR
+                    raise BagError(f"{self.path}: bad {conn.msgtype} on {conn.topic} at bag time {bag_ns} ns "
+                                   f"({type(exc).__name__}: {exc})") from None
+            yield conn, bag_ns, raw
+
+    def ros1_definition(self, topic: str) -> tuple[str, str]:
+        """(ROS1 message definition, md5) of a topic's type, for writing it to a ROS1 bag: the
+        bag's own for ROS1 bags; for rosbag2, the event types' ROS1 definitions, ROS Noetic's
+        for its standard types, else one generated from the bag's definition."""
+        conn = next(c for c in self.reader.connections if c.topic == topic)
+        if self.kind == "ros1":
+            return getattr(conn.msgdef, "data", conn.msgdef), conn.digest
+        name = ros1_type_name(conn.msgtype)
+        if name in (EVENT_PACKET_TYPE, EVENT_ARRAY_MSGS_TYPE):
+            return event_packet_definition(), EVENT_PACKET_MD5
+        if name == dvs_msgs.EVENT_ARRAY_TYPE:
+            return dvs_msgs.event_array_definition(), dvs_msgs.EVENT_ARRAY_MD5
+        from rosbags.typesys import Stores, get_typestore  # on use: only a rosbag2 -> ROS1 copy needs it
+
+        noetic = get_typestore(Stores.ROS1_NOETIC)
+        if conn.msgtype in noetic.types:
+            return noetic.generate_msgdef(conn.msgtype)
+        return self.typestore.generate_msgdef(conn.msgtype, ros_version=1)
+
+    def raw_messages(self, topics: Iterable[str] | None = None, start_ns: int | None = None,
+                     stop_ns: int | None = None) -> Iterator[tuple[str, str, int, bytes]]:
+        """(topic, ROS1 type name, bag time ns, ROS1 wire bytes) of the given topics (all: None)."""
+        wanted = None if topics is None else set(topics)
+        conns = [c for c in self.reader.connections if wanted is None or c.topic in wanted]
+        if self.typestore is not None:
+            unknown = sorted({c.msgtype for c in conns if c.msgtype not in self.typestore.types})
+            if unknown:
+                raise BagError(f"{self.path}: no message definition for {', '.join(unknown)} in this rosbag2 bag")
+        for conn, bag_ns, raw in self._ros1_bytes(conns, start_ns, stop_ns) if conns else ():
+            yield conn.topic, ros1_type_name(conn.msgtype), bag_ns, raw
+
     def event_messages(self, topic: str | None = None, start_ns: int | None = None,
                        stop_ns: int | None = None) -> Iterator[tuple[int, EventArrayMsg]]:
-        """(bag time ns, EventArrayMsg) for each `dvs_msgs/EventArray` message on `topic`, in bag order."""
-        conns = _connections(self.reader, topic, EVENT_ARRAY_ROS2_NAME, "event")
+        """(bag time ns, EventArrayMsg) for each message of an event topic (any type in
+        EVENT_TYPES), in bag order; one decoder per topic keeps the encodings' stream state."""
+        conns = self._connections(topic, EVENT_TYPES, "event")
+        decoders: dict[str, Callable[[bytes], EventArrayMsg]] = {}
         for conn in conns:
-            if conn.digest != dvs_msgs.EVENT_ARRAY_MD5:
-                raise BagError(f"{self.path}: {conn.topic} has md5 {conn.digest}, not dvs_msgs/EventArray's")
-        for _, bag_ns, raw in self.reader.messages(connections=conns, start=start_ns, stop=stop_ns):
             try:
-                yield bag_ns, decode_event_array(raw)
+                decoders.setdefault(conn.topic, decoder_for(conn.msgtype, conn.digest if self.kind == "ros1" else "*"))
+            except ValueError as exc:
+                raise BagError(f"{self.path}: {conn.topic}: {exc}") from None
+        for conn, bag_ns, raw in self._ros1_bytes(conns, start_ns, stop_ns):
+            try:
+                yield bag_ns, decoders[conn.topic](raw)
             except CodecError as exc:
-                raise BagError(f"{self.path}: corrupt EventArray at bag time {bag_ns} ns: {exc}") from exc
+                raise BagError(f"{self.path}: corrupt {ros1_type_name(conn.msgtype)} on {conn.topic} at bag time "
+                               f"{bag_ns} ns: {exc}") from exc
 
     def events(self, topic: str | None = None, start_ns: int | None = None,
                stop_ns: int | None = None) -> Iterator[Events]:
@@ -122,8 +269,8 @@ class Bag:
 
     def images(self, topic: str, start_ns: int | None = None, stop_ns: int | None = None) -> Iterator[ImageMsg]:
         """`sensor_msgs/Image` messages of a topic as `ImageMsg` (header stamp, encoding, array)."""
-        conns = _connections(self.reader, topic, "sensor_msgs/Image", "image")
-        for _, bag_ns, raw in self.reader.messages(connections=conns, start=start_ns, stop=stop_ns):
+        conns = self._connections(topic, ("sensor_msgs/Image",), "image")
+        for _, bag_ns, raw in self._ros1_bytes(conns, start_ns, stop_ns):
             try:
                 yield decode_image(raw)
             except CodecError as exc:
@@ -134,23 +281,6 @@ def topics(path: str | os.PathLike) -> dict[str, TopicInfo]:
     """Topics of a bag with their ROS1 type names, md5 sums and message counts."""
     with Bag(path) as bag:
         return bag.topics
-
-
-def _connections(reader, topic: str | None, msgtype: str, what: str):
-    wanted = ros1_type_name(msgtype)
-    matching = [c for c in reader.connections if ros1_type_name(c.msgtype) == wanted]
-    if topic is not None:
-        on_topic = [c for c in reader.connections if c.topic == topic]
-        if not on_topic:
-            raise BagError(f"{reader.path}: no topic {topic!r}; topics: {sorted({c.topic for c in reader.connections})}")
-        bad = [c for c in on_topic if ros1_type_name(c.msgtype) != wanted]
-        if bad:
-            raise BagError(f"{reader.path}: topic {topic} has type {ros1_type_name(bad[0].msgtype)}, expected {wanted}")
-        return on_topic
-    if len({c.topic for c in matching}) != 1:
-        found = sorted({c.topic for c in matching})
-        raise BagError(f"{reader.path}: {len(found)} {what} topics {found}; name one with a topic argument")
-    return matching
 
 
 def iter_event_messages(
@@ -183,30 +313,34 @@ def iter_images(
 
 
 def bag_info(path: str | os.PathLike) -> dict:
-    """Per-topic summary; event topics add event count, time span, rate and sensor size."""
+    """Per-topic type and message count; every event topic (any type in EVENT_TYPES) adds its
+    events (decoded, so the count is exact for every encoding), first/last event time, rate,
+    sensor size and the non-CD words skipped. Other types are listed, never parsed."""
     info: dict = {"path": str(path), "topics": {}}
-    with open_bag(path) as reader:
-        info["duration_s"] = reader.duration / 1e9 if reader.message_count else 0.0
-        info["start_ns"], info["end_ns"] = reader.start_time, reader.end_time
-        for t in topics(path).values():
+    with Bag(path) as bag:
+        info["format"] = bag.kind
+        info["start_ns"], info["end_ns"] = bag.start_ns, bag.end_ns
+        info["duration_s"] = (bag.end_ns - bag.start_ns) / 1e9
+        for t in bag.topics.values():
             info["topics"][t.topic] = {"type": t.msgtype, "md5": t.md5, "messages": t.count}
-        event_conns = [c for c in reader.connections if ros1_type_name(c.msgtype) == dvs_msgs.EVENT_ARRAY_TYPE]
-        stats: dict[str, dict] = {}
-        for conn, _, raw in reader.messages(connections=event_conns):
-            n, h, w, t0, t1 = summarize_event_array(raw)
-            s = stats.setdefault(conn.topic, {"events": 0, "first_ns": None, "last_ns": None, "height": h, "width": w})
-            s["events"] += n
-            if n:
-                s["first_ns"] = t0 if s["first_ns"] is None else min(s["first_ns"], t0)
-                s["last_ns"] = t1 if s["last_ns"] is None else max(s["last_ns"], t1)
-        for topic, s in stats.items():
+        for topic in bag.event_topics():
+            s = {"events": 0, "first_ns": None, "last_ns": None, "height": 0, "width": 0, "skipped": 0, "dropped": 0}
+            for _, msg in bag.event_messages(topic):
+                s["height"], s["width"] = s["height"] or msg.height, s["width"] or msg.width
+                s["skipped"] += msg.skipped
+                s["dropped"] += msg.dropped
+                n = len(msg.events)
+                s["events"] += n
+                if n:
+                    t0, t1 = int(msg.events.t.min()), int(msg.events.t.max())
+                    s["first_ns"] = t0 if s["first_ns"] is None else min(s["first_ns"], t0)
+                    s["last_ns"] = t1 if s["last_ns"] is None else max(s["last_ns"], t1)
             span = (s["last_ns"] - s["first_ns"]) / 1e9 if s["events"] else 0.0
             info["topics"][topic].update(
-                events=s["events"],
-                first_event_ns=s["first_ns"],
-                last_event_ns=s["last_ns"],
+                events=s["events"], first_event_ns=s["first_ns"], last_event_ns=s["last_ns"],
                 event_rate_hz=(s["events"] / span) if span > 0 else 0.0,
                 sensor_size={"height": s["height"], "width": s["width"]},
+                non_cd_skipped=s["skipped"], out_of_bounds_dropped=s["dropped"],
             )
     return info
 

@@ -12,12 +12,14 @@ def _info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    print(f"{info['path']}: {info['duration_s']:.3f} s")
+    print(f"{info['path']}: {info['format']}, {info['duration_s']:.3f} s")
     for topic, t in info["topics"].items():
         line = f"  {topic:32s} {t['type']:28s} {t['messages']:8d} msgs"
         if "events" in t:
             size = t["sensor_size"]
             line += f"  {t['events']} events, {t['event_rate_hz'] / 1e6:.3f} Mev/s, {size['width']}x{size['height']}"
+            if t.get("non_cd_skipped"):
+                line += f", {t['non_cd_skipped']} non-CD words skipped"
         print(line)
     return 0
 
@@ -53,6 +55,10 @@ def _convert(args: argparse.Namespace) -> int:
 
         counts = convert_event_packets(args.input, args.out, topic=args.topic, out_topic=args.out_topic,
                                        progress=not args.quiet)
+    elif kind == "ros1":
+        from .convert import convert_to_ros1  # on use: the CLI parses without torch/numba
+
+        counts = convert_to_ros1(args.input, args.out, topics=args.topics, progress=not args.quiet)
     else:
         from .convert import export_bag  # on use: the CLI parses without torch/numba
 
@@ -91,10 +97,16 @@ def _register_convert(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--time-origin", default="wall", choices=("wall", "sensor"),
                    help="wall: shift to the host receive time (default); sensor: the camera clock")
 
-    q = kinds.add_parser("event-packets", help="bag with event_camera_msgs/EventPacket (mono, evt3) -> dvs_msgs bag")
+    q = kinds.add_parser("event-packets", help="bag (ROS1 or rosbag2) with event_camera_msgs/EventPacket or "
+                         "event_array_msgs/EventArray (libcaer_cmp, libcaer, evt3, mono) -> ROS1 bag with dvs_msgs/EventArray")
     common(q, True)
     q.add_argument("--topic", default=None, help="EventPacket topic (default: the only one)")
     q.add_argument("--out-topic", default=None, help="EventArray topic (default: the same name)")
+
+    q = kinds.add_parser("ros1", help="rosbag2 (folder, .db3 or .mcap) -> ROS1 bag with every message of the "
+                         "chosen topics, for rosbag play on ROS1")
+    common(q, True)
+    q.add_argument("--topics", nargs="+", default=None, help="topics to copy (default: all)")
 
     for layout in ("evdistill-png", "evsegnet"):
         q = kinds.add_parser(f"bag-to-{layout}", help=f"bag with labels -> {layout} layout (one sample per labelled frame)")
@@ -109,7 +121,7 @@ def _register_convert(sub: argparse._SubParsersAction) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     _register_convert(sub)
-    p = sub.add_parser("info", help="summarise a ROS1 bag (topics, counts, event statistics)")
-    p.add_argument("bag", help="path to a ROS1 .bag file")
+    p = sub.add_parser("info", help="summarise a bag: ROS1 or rosbag2 (topics, counts, event statistics)")
+    p.add_argument("bag", help="a ROS1 .bag file, or a rosbag2 folder / .db3 / .mcap file")
     p.add_argument("--json", action="store_true", help="print JSON (per topic: type, count; events: total, span, rate, size)")
     p.set_defaults(func=_info)

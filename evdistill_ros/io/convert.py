@@ -20,8 +20,9 @@ from tqdm import tqdm
 
 from .. import frames
 from ..events.spec import DEFAULT_EVENT_INPUT
-from ..wire.event_camera_msgs import EVENT_PACKET_TYPE, decoder_for
-from .bag import BagWriter, open_bag, ros1_type_name
+from ..wire.dvs_msgs import EVENT_ARRAY_TYPE as DVS_TYPE
+from ..wire.event_camera_msgs import EVENT_TYPES, decoder_for
+from .bag import Bag, BagWriter, ros2_type_name
 from .bag import topics as bag_topics
 from .evdistill_png import write_evdistill_sample
 from .evsegnet import write_evsegnet_sample
@@ -77,39 +78,61 @@ def convert_event_packets(
     out_topic: str | None = None,
     progress: bool = True,
 ) -> dict:
-    """Rewrite a bag's `event_camera_msgs/EventPacket` topic (mono / evt3) as `dvs_msgs/EventArray`.
+    """Rewrite a bag's EventPacket / event_array_msgs topic (any supported encoding) as
+    `dvs_msgs/EventArray` in a ROS1 bag; `src` may be ROS1 or rosbag2.
 
-    Every other topic is copied unchanged. One EventArray per EventPacket, same stamp and
-    bag time; events outside the sensor are dropped and counted.
+    Every other topic is copied unchanged (rosbag2 messages as their ROS1 equivalent). One
+    EventArray per packet, same stamp and bag time; events outside the sensor are dropped and
+    counted, and so are non-CD words (triggers, ...).
     """
-
-
-    counts = {"messages": 0, "events": 0, "dropped": 0, "copied": 0}
-    with open_bag(src) as reader:
-        packet_conns = [c for c in reader.connections if ros1_type_name(c.msgtype) == EVENT_PACKET_TYPE]
+    counts = {"messages": 0, "events": 0, "dropped": 0, "non_cd_skipped": 0, "copied": 0}
+    with Bag(src) as bag:
+        packet_topics = sorted(t for t, info in bag.topics.items()
+                               if info.msgtype in EVENT_TYPES and info.msgtype != DVS_TYPE)
         if topic is not None:
-            packet_conns = [c for c in packet_conns if c.topic == topic]
-        found = sorted({c.topic for c in packet_conns})
-        if len(found) != 1:
-            raise ValueError(f"{src}: {len(found)} {EVENT_PACKET_TYPE} topics {found} (name one with --topic)")
-        in_topic = found[0]
+            packet_topics = [t for t in packet_topics if t == topic]
+        if len(packet_topics) != 1:
+            raise ValueError(f"{src}: {len(packet_topics)} event packet topics {packet_topics} (name one with --topic)")
+        in_topic = packet_topics[0]
         out_topic = out_topic or in_topic
-        decoders = {c.id: decoder_for(c.msgtype, c.digest) for c in packet_conns}
+        if out_topic != in_topic and out_topic in bag.topics:
+            raise ValueError(f"{src}: output topic {out_topic} is already used by {bag.topics[out_topic].msgtype}")
+        decoder = decoder_for(bag.topics[in_topic].msgtype, bag.topics[in_topic].md5 or "*")
+        total = sum(t.count for t in bag.topics.values())
         with BagWriter(dst) as writer:
-            for conn, bag_ns, raw in tqdm(reader.messages(), total=reader.message_count, unit="msg",
-                                          disable=not progress, desc="event packets"):
-                if conn.id in decoders:
-                    msg = decoders[conn.id](raw)
+            for tp, msgtype, bag_ns, raw in tqdm(bag.raw_messages(), total=total, unit="msg", disable=not progress,
+                                                 desc="event packets"):
+                if tp == in_topic:
+                    msg = decoder(raw)
                     writer.write_events(out_topic, msg.events, msg.height, msg.width, stamp_ns=msg.stamp_ns,
                                         frame_id=msg.frame_id)
                     counts["messages"] += 1
                     counts["events"] += len(msg.events)
                     counts["dropped"] += msg.dropped
+                    counts["non_cd_skipped"] += msg.skipped
                 else:
-                    if conn.topic == out_topic:
-                        raise ValueError(f"{src}: output topic {out_topic} is already used by {conn.msgtype}")
-                    # copied with the connection's own definition
-                    writer.write_raw(conn.topic, conn.msgtype, bag_ns, raw,
-                                     msgdef=getattr(conn.msgdef, "data", conn.msgdef), md5=conn.digest)
+                    msgdef, md5 = bag.ros1_definition(tp)
+                    writer.write_raw(tp, ros2_type_name(msgtype), bag_ns, raw, msgdef=msgdef, md5=md5)
                     counts["copied"] += 1
+    return counts
+
+
+def convert_to_ros1(src: str | os.PathLike, dst: str | os.PathLike, *, topics: list[str] | None = None,
+                    progress: bool = True) -> dict:
+    """Copy every message of `topics` (default: all) of a rosbag2 (or ROS1) bag into a ROS1 bag,
+    as the ROS1 equivalent of each message, same bag times, so `rosbag play` on ROS1 plays it."""
+    counts: dict = {"messages": 0}
+    with Bag(src) as bag:
+        chosen = list(bag.topics) if not topics else topics
+        missing = [t for t in chosen if t not in bag.topics]
+        if missing:
+            raise ValueError(f"{src}: no topic(s) {missing}; topics: {sorted(bag.topics)}")
+        total = sum(bag.topics[t].count for t in chosen)
+        with BagWriter(dst) as writer:
+            for tp, msgtype, bag_ns, raw in tqdm(bag.raw_messages(chosen), total=total, unit="msg",
+                                                 disable=not progress, desc="to ROS1"):
+                msgdef, md5 = bag.ros1_definition(tp)
+                writer.write_raw(tp, ros2_type_name(msgtype), bag_ns, raw, msgdef=msgdef, md5=md5)
+                counts["messages"] += 1
+                counts[tp] = counts.get(tp, 0) + 1
     return counts

@@ -41,11 +41,14 @@ ARRAYS = ("events", "aps", "labels", "has_label", "t_ns", "n_events", "bag_index
 
 
 def _bag_identity(path: str) -> dict:
+    """Path, size and mtime of a bag: a ROS1 file, or every file of a rosbag2 folder."""
     p = Path(path).expanduser().resolve()
-    if not p.is_file():
+    if not p.exists():
         raise ValueError(f"training bag not found: {path}")
-    st = p.stat()
-    return {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    files = sorted(f for f in p.iterdir() if f.is_file()) if p.is_dir() else [p]
+    stats = [f.stat() for f in files]
+    return {"path": str(p), "size": sum(st.st_size for st in stats), "mtime_ns": max(st.st_mtime_ns for st in stats)
+            if stats else 0}
 
 
 def key_inputs(bags: Sequence[str], spec: EventInput, data_cfg: Mapping[str, Any]) -> dict:

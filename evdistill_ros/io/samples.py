@@ -34,7 +34,7 @@ import numpy as np
 
 from .. import frames
 from ..events.spec import DEFAULT_EVENT_INPUT, ByCount, ByTime, EventInput
-from .bag import Bag
+from .bag import Bag, is_bag
 from .ess import iter_ess
 from .evdistill_png import iter_evdistill_png
 from .evsegnet import iter_evsegnet
@@ -55,10 +55,11 @@ def detect_format(path: str | os.PathLike) -> str:
         raise ValueError(f"no such file or directory: {p}")
     if p.is_dir() and is_cache(p):
         return "cache"
+    if is_bag(p):
+        return "bag"
     if p.is_file():
-        if p.suffix == ".bag":
-            return "bag"
-        raise ValueError(f"{p}: a file that is not a .bag; datasets are directories (evdistill-png, evsegnet, ess)")
+        raise ValueError(f"{p}: a file that is not a bag (.bag, rosbag2 .db3 / .mcap); datasets are directories "
+                         "(evdistill-png, evsegnet, ess, a rosbag2 folder)")
     if (p / "images").is_dir() and (p / "labels").is_dir() and not (p / "events").is_dir():
         return "evdistill-png"
     if any((p / s / "events").is_dir() for s in ("train", "test", "other")) or (p / "events").is_dir():

@@ -49,8 +49,8 @@ class EventSubscriber:
             self._decoders[key] = decoder_for(*key)
             if self._decoders[key] is None:
                 rospy.logerr(
-                    "%s: publisher %s sends %s (md5 %s); expected dvs_msgs/EventArray or event_camera_msgs/EventPacket"
-                    " - ignoring its messages", self.sub.resolved_name, header.get("callerid", "?"), *key)
+                    "%s: publisher %s sends %s (md5 %s); expected one of %s - ignoring its messages",
+                    self.sub.resolved_name, header.get("callerid", "?"), *key, ", ".join(event_camera_msgs.EVENT_TYPES))
         decoder = self._decoders[key]
         if decoder is None:
             self.wrong_type += 1

@@ -12,7 +12,6 @@ Decoding is one `np.frombuffer` over the records and one numba pass
 
     decode_event_array(data, drop_out_of_bounds=True) -> EventArrayMsg
     encode_event_array(events, height, width, stamp_ns=None, frame_id="", seq=0) -> bytes
-    summarize_event_array(data) -> (n, height, width, first t, last t)   without decoding events
 """
 
 from __future__ import annotations
@@ -120,7 +119,8 @@ assert EVENT_RECORD.itemsize == 13
 
 @dataclass(frozen=True)
 class EventArrayMsg:
-    """A decoded `dvs_msgs/EventArray`: header fields, sensor size and events."""
+    """A decoded event message (dvs_msgs/EventArray, event_camera_msgs/EventPacket, ...): header
+    fields, sensor size and events in ROS time (ns)."""
 
     events: Events
     height: int
@@ -129,6 +129,8 @@ class EventArrayMsg:
     frame_id: str = ""
     seq: int = 0
     dropped: int = 0  # events outside height x width, removed from `events`
+    skipped: int = 0  # non-CD words of the encoding (triggers, IMU markers, ...): never events
+    sensor_offset_ns: int = 0  # events.t - sensor_offset_ns = the sensor time the encoding carries
 
 
 def records_to_events(records: np.ndarray, height: int = 0, width: int = 0) -> tuple[Events, int]:
@@ -193,19 +195,3 @@ def encode_event_array(
         (serialize_header(stamp_ns, frame_id, seq), struct.pack("<III", height, width, n), records.tobytes())
     )
 
-
-def summarize_event_array(data: bytes | bytearray | memoryview) -> tuple[int, int, int, int, int]:
-    """(n, height, width, first t, last t) of an EventArray without decoding all events."""
-    buf = memoryview(data).cast("B")
-    _, _, _, off = parse_header(buf)
-    if len(buf) < off + 12:
-        raise CodecError(f"truncated EventArray: {len(buf)} bytes, no room for height/width/length")
-    height, width, n = struct.unpack_from("<III", buf, off)
-    off += 12
-    if len(buf) != off + n * EVENT_RECORD.itemsize:
-        raise CodecError(f"EventArray declares {n} events but {len(buf) - off} bytes follow the header")
-    if n == 0:
-        return 0, height, width, 0, 0
-    first = np.frombuffer(buf, dtype="<u4", count=2, offset=off + 4)
-    last = np.frombuffer(buf, dtype="<u4", count=2, offset=off + EVENT_RECORD.itemsize * (n - 1) + 4)
-    return n, height, width, int(first[0]) * _NS + int(first[1]), int(last[0]) * _NS + int(last[1])

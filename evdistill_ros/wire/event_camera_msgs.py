@@ -1,9 +1,11 @@
 """`event_camera_msgs/EventPacket` (libcaer_driver, metavision_driver): definition and decoders.
 
-Wire layout (ROS1, little endian): Header, u32 height, u32 width, u64 seq, u64 time_base,
+Also `event_array_msgs/EventArray`, the same message under its pre-2023 name (same fields, same
+md5). Wire layout (ROS1, little endian): Header, u32 height, u32 width, u64 seq, u64 time_base,
 string encoding (u32 length + bytes), u8 is_bigendian, uint8[] events (u32 length + bytes).
 
-Encodings decoded here (both as in ros-event-camera/event_camera_codecs):
+Encodings decoded here (as in ros-event-camera/event_camera_codecs):
+  "libcaer_cmp", "libcaer"  libcaer_driver (iniVation DAVIS, DVXplorer): see wire.libcaer
   "mono"  libcaer_driver's packed 8-byte events, one uint64 each:
           bit 63 polarity, bits 48-62 y, bits 32-47 x, bits 0-31 time (ns) since time_base.
   "evt3"  Prophesee EVT 3.0, 16-bit words with a 4-bit code in the top bits: ADDR_Y (0),
@@ -16,15 +18,17 @@ Encodings decoded here (both as in ros-event-camera/event_camera_codecs):
 
 Decoded sensor time ``ts`` (ns; mono: time_base + low 32 bits, evt3: µs clock * 1000) maps to
 ROS time as ``header.stamp + (ts - time_base)``: both drivers stamp a message at the ROS time
-of its time_base. Events outside width x height are dropped and counted.
+of its time_base. libcaer and libcaer_cmp times are synchronised to the epoch by the driver and
+used as they are. Events outside width x height are dropped and counted; non-CD words
+(triggers, IMU markers, others) are skipped and counted in `EventArrayMsg.skipped`.
 
 API:
     EVENT_PACKET_TYPE, EVENT_PACKET_MD5, event_packet_definition()
     decode_event_packet(data, decoder=None) -> EventArrayMsg     one message's wire bytes
     EventPacketDecoder()  stateful callable: decoder(data) -> EventArrayMsg (keeps evt3 state)
     encode_event_packet(events, height, width, *, stamp_ns=None, time_base=None, frame_id="",
-                        seq=0, encoding="mono") -> bytes          mono only (tests, tools)
-    decoder_for(msg_type, md5) -> callable(bytes) -> EventArrayMsg   dvs_msgs/EventArray or EventPacket
+                        seq=0, encoding="mono") -> bytes   mono, libcaer, libcaer_cmp (tests, tools)
+    decoder_for(msg_type, md5) -> callable(bytes) -> EventArrayMsg   any of EVENT_TYPES
 """
 from __future__ import annotations
 
@@ -37,12 +41,16 @@ import numpy as np
 from ..events.types import Events
 from . import dvs_msgs
 from .dvs_msgs import EventArrayMsg, decode_event_array
+from .libcaer import LibcaerCmpDecoder, decode_libcaer, encode_libcaer, encode_libcaer_cmp
 from .ros1 import CodecError, parse_header, serialize_header
 
-__all__ = ["EVENT_PACKET_TYPE", "EVENT_PACKET_MD5", "EVENT_PACKET_MSG", "event_packet_definition", "Evt3Decoder",
+__all__ = ["EVENT_PACKET_TYPE", "EVENT_ARRAY_MSGS_TYPE", "EVENT_TYPES", "EVENT_PACKET_MD5", "EVENT_PACKET_MSG", "event_packet_definition", "Evt3Decoder",
            "EventPacketDecoder", "decode_mono", "decode_event_packet", "encode_event_packet", "decoder_for"]
 
 EVENT_PACKET_TYPE = "event_camera_msgs/EventPacket"
+# the same message under its older name (metavision_driver and libcaer_driver until 2023):
+# identical fields, so the same md5
+EVENT_ARRAY_MSGS_TYPE = "event_array_msgs/EventArray"
 EVENT_PACKET_MD5 = "8a6101b351a64529ac77bd8b71074e52"
 
 EVENT_PACKET_MSG = """\
@@ -72,11 +80,13 @@ _S_HIGH, _S_LOW, _S_Y, _S_BASEX, _S_POL, _S_VALID, _S_HAVEHIGH = range(7)
 
 @numba.njit(cache=True, nogil=True)
 def _evt3_kernel(words, state, width, height, fill, out_x, out_y, out_t, out_p):
-    """One pass over EVT3 words. Returns (events written or counted, dropped, bad word index or -1)."""
+    """One pass over EVT3 words. Returns (events written or counted, dropped, non-CD events
+    skipped, bad word index or -1)."""
     high, low, ey, base_x, pol = state[0], state[1], state[2], state[3], state[4]
     valid, have_high = state[5], state[6]
     n = 0
     dropped = 0
+    skipped = 0
     check = width > 0 and height > 0
     for i in range(words.shape[0]):
         w = np.int64(words[i])
@@ -126,14 +136,16 @@ def _evt3_kernel(words, state, width, height, fill, out_x, out_y, out_t, out_p):
                             out_p[n] = pol
                         n += 1
             base_x += nbits
-        elif code == 7 or code == 9 or code == 10 or code == 14 or code == 15:
-            pass  # CONTINUED_4, padding, EXT_TRIGGER, OTHERS, CONTINUED_12
+        elif code == 10 or code == 14:
+            skipped += 1  # EXT_TRIGGER, OTHERS: not CD events
+        elif code == 7 or code == 9 or code == 15:
+            pass  # CONTINUED_4, padding, CONTINUED_12: payload of the word before
         else:
-            return n, dropped, i
+            return n, dropped, skipped, i
     if fill:
         state[0], state[1], state[2], state[3], state[4] = high, low, ey, base_x, pol
         state[5], state[6] = valid, have_high
-    return n, dropped, -1
+    return n, dropped, skipped, -1
 
 
 class Evt3Decoder:
@@ -142,18 +154,19 @@ class Evt3Decoder:
     def __init__(self) -> None:
         self.state = np.zeros(7, dtype=np.int64)
 
-    def __call__(self, words: np.ndarray, width: int, height: int) -> tuple[Events, int]:
+    def __call__(self, words: np.ndarray, width: int, height: int) -> tuple[Events, int, int]:
+        """(Events, dropped, skipped non-CD events)."""
         words = np.ascontiguousarray(words, dtype=np.uint16)
         empty = np.empty(0, np.int64)
-        count, _, bad = _evt3_kernel(words, self.state.copy(), width, height, False, empty, empty, empty, empty)
+        count, _, _, bad = _evt3_kernel(words, self.state.copy(), width, height, False, empty, empty, empty, empty)
         if bad >= 0:
             raise CodecError(f"evt3: unsupported event code {int(words[bad]) >> 12} in word {bad}")
         x = np.empty(count, np.uint16)
         y = np.empty(count, np.uint16)
         t = np.empty(count, np.int64)
         p = np.empty(count, np.int8)
-        n, dropped, _ = _evt3_kernel(words, self.state, width, height, True, x, y, t, p)
-        return Events(x, y, t, p), int(dropped)
+        n, dropped, skipped, _ = _evt3_kernel(words, self.state, width, height, True, x, y, t, p)
+        return Events(x, y, t, p), int(dropped), int(skipped)
 
 
 def decode_mono(raw: np.ndarray, time_base: int, width: int, height: int, bigendian: bool = False) -> tuple[Events, int]:
@@ -194,27 +207,42 @@ def _parse_packet(data) -> tuple:
 
 
 class EventPacketDecoder:
-    """Stateful decoder for one EventPacket stream (one topic): ``decoder(bytes) -> EventArrayMsg``."""
+    """Stateful decoder for one EventPacket stream (one topic): ``decoder(bytes) -> EventArrayMsg``.
 
-    ENCODINGS = ("mono", "evt3")
+    Event times come out in ROS time: libcaer and libcaer_cmp carry sensor time synchronised
+    to the epoch already (used as is); mono and evt3 carry a sensor clock, mapped as
+    ``header.stamp + (t - time_base)``. `sensor_offset_ns` of the result undoes the mapping.
+    """
+
+    ENCODINGS = ("libcaer_cmp", "libcaer", "evt3", "mono")
+    _SINCE_EPOCH = ("libcaer", "libcaer_cmp")
 
     def __init__(self) -> None:
         self._evt3 = Evt3Decoder()
+        self._cmp = LibcaerCmpDecoder()
 
     def __call__(self, data) -> EventArrayMsg:
         stamp_ns, frame_id, height, width, seq, time_base, encoding, bigendian, raw = _parse_packet(data)
-        if encoding == "mono":
+        skipped = 0
+        if encoding in self._SINCE_EPOCH and bigendian:
+            raise CodecError(f"EventPacket: big-endian {encoding} packets are not supported")
+        if encoding == "libcaer_cmp":
+            ev, dropped, skipped = self._cmp(raw, time_base, width, height)
+        elif encoding == "libcaer":
+            ev, dropped = decode_libcaer(raw, time_base, width, height)
+        elif encoding == "mono":
             ev, dropped = decode_mono(raw, time_base, width, height, bigendian)
         elif encoding == "evt3":
             if len(raw) % 2:
                 raise CodecError(f"evt3: {len(raw)} bytes of events is not a multiple of 2")
             words = np.frombuffer(raw, dtype=">u2" if bigendian else "<u2")
-            ev, dropped = self._evt3(words, width, height)
+            ev, dropped, skipped = self._evt3(words, width, height)
         else:
             raise CodecError(f"EventPacket encoding {encoding!r} is not supported; supported: {', '.join(self.ENCODINGS)}")
-        if len(ev):
-            ev = Events(ev.x, ev.y, ev.t + (stamp_ns - int(time_base)), ev.p)
-        return EventArrayMsg(ev, int(height), int(width), stamp_ns, frame_id, int(seq), dropped)
+        offset = 0 if encoding in self._SINCE_EPOCH else stamp_ns - int(time_base)
+        if len(ev) and offset:
+            ev = Events(ev.x, ev.y, ev.t + offset, ev.p)
+        return EventArrayMsg(ev, int(height), int(width), stamp_ns, frame_id, int(seq), dropped, skipped, offset)
 
 
 def decode_event_packet(data, decoder: EventPacketDecoder | None = None) -> EventArrayMsg:
@@ -226,32 +254,43 @@ def encode_event_packet(
     events: Events, height: int, width: int, *, stamp_ns: int | None = None, time_base: int | None = None,
     frame_id: str = "", seq: int = 0, encoding: str = "mono",
 ) -> bytes:
-    """Serialize events as one EventPacket ('mono' encoding, as libcaer_driver publishes).
+    """Serialize events as one EventPacket (tests, fixtures, converters), round-trip exact.
 
-    time_base defaults to the first event's time and stamp_ns to time_base (the driver's
-    convention), so decoding gives back the events' times exactly.
+    encoding "mono" (the deprecated libcaer_driver format), "libcaer" or "libcaer_cmp" (see
+    wire.libcaer for their limits). time_base defaults to the first event's time and stamp_ns
+    to time_base (the drivers' convention), so decoding gives back the events' times exactly.
+    The bytes are the same for event_array_msgs/EventArray (only the type name differs).
     """
-    if encoding != "mono":
-        raise ValueError(f"encode_event_packet: only 'mono' encoding is written, not {encoding!r}")
     n = len(events)
     if time_base is None:
         time_base = int(events.t[0]) if n else 0
     if stamp_ns is None:
         stamp_ns = time_base
-    dt = events.t - stamp_ns  # decoding gives stamp + (time_base + dt - time_base)
-    if n and (dt.min() < 0 or dt.max() > 0xFFFFFFFF):
-        raise ValueError("encode_event_packet: event times must lie within 4.29 s after stamp_ns")
-    if n and (events.x.max() > 0xFFFF or events.y.max() > 0x7FFF):
-        raise ValueError("encode_event_packet: coordinates out of range (x < 65536, y < 32768)")
-    w = (dt.astype(np.uint64) | (events.x.astype(np.uint64) << np.uint64(32))
-         | (events.y.astype(np.uint64) << np.uint64(48)) | ((events.p > 0).astype(np.uint64) << np.uint64(63)))
-    body = w.astype("<u8").tobytes()
+    if encoding == "mono":
+        dt = events.t - stamp_ns  # decoding gives stamp + (time_base + dt - time_base)
+        if n and (dt.min() < 0 or dt.max() > 0xFFFFFFFF):
+            raise ValueError("encode_event_packet: event times must lie within 4.29 s after stamp_ns")
+        if n and (events.x.max() > 0xFFFF or events.y.max() > 0x7FFF):
+            raise ValueError("encode_event_packet: coordinates out of range (x < 65536, y < 32768)")
+        w = (dt.astype(np.uint64) | (events.x.astype(np.uint64) << np.uint64(32))
+             | (events.y.astype(np.uint64) << np.uint64(48)) | ((events.p > 0).astype(np.uint64) << np.uint64(63)))
+        body = w.astype("<u8").tobytes()
+    elif encoding == "libcaer":
+        body = encode_libcaer(events, time_base)
+    elif encoding == "libcaer_cmp":
+        body = encode_libcaer_cmp(events, time_base)
+    else:
+        raise ValueError(f"encode_event_packet: cannot write encoding {encoding!r} (mono, libcaer, libcaer_cmp)")
     enc = encoding.encode("ascii")
     return b"".join((
         serialize_header(stamp_ns, frame_id, seq),
         struct.pack("<IIQQI", height, width, seq, time_base, len(enc)), enc,
         struct.pack("<BI", 0, len(body)), body,
     ))
+
+
+EVENT_TYPES = (dvs_msgs.EVENT_ARRAY_TYPE, EVENT_PACKET_TYPE, EVENT_ARRAY_MSGS_TYPE)
+"""Every event message type this package decodes (ROS1 names)."""
 
 
 def decoder_for(msg_type: str, md5: str) -> Callable[[bytes], EventArrayMsg]:
@@ -261,7 +300,8 @@ def decoder_for(msg_type: str, md5: str) -> Callable[[bytes], EventArrayMsg]:
     types or an md5 that does not match the known definition.
     """
     name = msg_type.replace("/msg/", "/")
-    known = {dvs_msgs.EVENT_ARRAY_TYPE: dvs_msgs.EVENT_ARRAY_MD5, EVENT_PACKET_TYPE: EVENT_PACKET_MD5}
+    known = {dvs_msgs.EVENT_ARRAY_TYPE: dvs_msgs.EVENT_ARRAY_MD5, EVENT_PACKET_TYPE: EVENT_PACKET_MD5,
+             EVENT_ARRAY_MSGS_TYPE: EVENT_PACKET_MD5}
     if name not in known:
         raise ValueError(f"no event decoder for message type {msg_type!r}; supported: {', '.join(known)}")
     if md5 not in ("*", known[name]):
