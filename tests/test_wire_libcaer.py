@@ -2,8 +2,6 @@
 reference decoders written here from event_camera_codecs' headers, and round trips."""
 from __future__ import annotations
 
-import struct
-
 import numpy as np
 import pytest
 
@@ -11,58 +9,15 @@ from evdistill_ros.events import Events
 from evdistill_ros.wire import CodecError, decoder_for
 from evdistill_ros.wire.event_camera_msgs import (EVENT_ARRAY_MSGS_TYPE, EVENT_PACKET_MD5, EVENT_PACKET_TYPE,
                                                    EventPacketDecoder, encode_event_packet)
+from evdistill_ros.wire import reference
 from evdistill_ros.wire.libcaer import LibcaerCmpDecoder, decode_libcaer, encode_libcaer, encode_libcaer_cmp
 
-U64 = (1 << 64) - 1
 TB = 1_700_000_000_123_456_000
 
 
-# ---- plain-Python references (one event at a time, as the C++ does) -------------------------
-
-def ref_libcaer(raw: bytes, time_base: int) -> list[tuple[int, int, int, int]]:
-    out, ts_high, last = [], time_base, 0
-    for i in range(0, len(raw), 8):
-        data, ts = struct.unpack_from("<Ii", raw, i)
-        low = ts & U64  # sign-extended to 64 bits, then unsigned
-        if low < last:
-            ts_high = (ts_high + (1 << 31) * 1000) & U64
-        t = (ts_high + low * 1000) & U64
-        t = t - (1 << 64) if t >= 1 << 63 else t
-        out.append((t, (data >> 17) & 0x7FFF, (data >> 2) & 0x7FFF, (data >> 1) & 1))
-        last = low
-    return out
-
-
-class RefCmp:
-    def __init__(self):
-        self.x = self.base_y = self.pol = 0
-
-    def __call__(self, raw: bytes, time_base: int, width: int, height: int):
-        out, skipped, high, low = [], 0, 0, 0
-        for (w,) in struct.iter_unpack("<H", raw):
-            code, rest = w >> 12, w & 0xFFF
-            if code == 3:
-                y, p = rest & 0x7FF, (rest >> 11) & 1
-                if self.x < width and y < height:
-                    out.append(((high | low) * 1000 + time_base, self.x, y, p))
-            elif code == 2:
-                self.x = rest & 0x7FF
-            elif code == 1:
-                low = rest
-            elif code == 0:
-                high = rest << 12
-            elif code == 4:
-                self.base_y, self.pol = rest & 0x7FF, (rest >> 11) & 1
-            elif code == 5:
-                for i in range(8):
-                    if rest & (1 << i):
-                        y = (self.base_y + i) & 0xFFFF
-                        if self.x < width and y < height:
-                            out.append(((high | low) * 1000 + time_base, self.x, y, self.pol))
-                self.base_y = (self.base_y + 8) & 0xFFFF
-            else:
-                skipped += 1
-        return out, skipped
+# the plain-Python references (evdistill_ros.wire.reference) were written from the C++ headers
+ref_libcaer = reference.libcaer
+RefCmp = reference.LibcaerCmp
 
 
 def as_tuples(ev: Events) -> list[tuple[int, int, int, int]]:

@@ -92,24 +92,35 @@ _DVS_EVENT_ROS2 = "uint16 x\nuint16 y\nbuiltin_interfaces/Time ts\nbool polarity
 _DVS_ARRAY_ROS2 = "std_msgs/Header header\nuint32 height\nuint32 width\ndvs_msgs/Event[] events\n"
 
 
+_TYPESTORE = None
+
+
 def ros2_typestore(connections) -> "object":
+    """rosbags' ROS2 typestore with the event types, plus the types a bag's connections define.
+    One per process (building it costs ~0.1 s, and rosbags caches its generated CDR converters
+    on it); a type already known is never redefined."""
+    global _TYPESTORE
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-    store = get_typestore(Stores.ROS2_HUMBLE)
-    packet = EVENT_PACKET_MSG.replace("Header header", "std_msgs/Header header")
-    types = {}
-    types.update(get_types_from_msg(packet, ros2_type_name(EVENT_PACKET_TYPE)))
-    types.update(get_types_from_msg(packet, ros2_type_name(EVENT_ARRAY_MSGS_TYPE)))
-    types.update(get_types_from_msg(_DVS_EVENT_ROS2, "dvs_msgs/msg/Event"))
-    types.update(get_types_from_msg(_DVS_ARRAY_ROS2, "dvs_msgs/msg/EventArray"))
-    for conn in connections:  # definitions the bag carries (mcap, newer sqlite3) win
+    if _TYPESTORE is None:
+        store = get_typestore(Stores.ROS2_HUMBLE)
+        packet = EVENT_PACKET_MSG.replace("Header header", "std_msgs/Header header")
+        types = {}
+        types.update(get_types_from_msg(packet, ros2_type_name(EVENT_PACKET_TYPE)))
+        types.update(get_types_from_msg(packet, ros2_type_name(EVENT_ARRAY_MSGS_TYPE)))
+        types.update(get_types_from_msg(_DVS_EVENT_ROS2, "dvs_msgs/msg/Event"))
+        types.update(get_types_from_msg(_DVS_ARRAY_ROS2, "dvs_msgs/msg/EventArray"))
+        store.register(types)
+        _TYPESTORE = store
+    store = _TYPESTORE
+    for conn in connections:  # definitions the bag carries (mcap, newer sqlite3)
         fmt, text = conn.msgdef if isinstance(conn.msgdef, tuple) else (None, conn.msgdef)
         if text and conn.msgtype not in store.types and getattr(fmt, "name", "MSG") == "MSG":
             try:
-                types.update(get_types_from_msg(text, conn.msgtype))
+                store.register({k: v for k, v in get_types_from_msg(text, conn.msgtype).items()
+                                if k not in store.types})
             except Exception:  # noqa: BLE001 - an unparsable definition: the type stays unknown, listed only
                 pass
-    store.register({k: v for k, v in types.items() if k not in store.types})
     return store
 
 
