@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 from typing import Sequence
 
 from . import __version__
@@ -36,14 +38,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, taken like Ctrl-C (the same clean-up paths run), remembered for the exit code."""
+
+    signum = signal.SIGTERM
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         result = args.func(args)
-    except KeyboardInterrupt:
-        print(f"evdistill {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # 128 + the signal: 130 for SIGINT, 143 for SIGTERM
+        signum = int(getattr(exc, "signum", None) or signal.SIGINT)
+        print(f"evdistill {args.command}: {'terminated' if signum == signal.SIGTERM else 'interrupted'}",
+              file=sys.stderr)
+        return 128 + signum
     except Exception as exc:  # noqa: BLE001 - one line for users, traceback with --debug
         if args.debug or os.environ.get("EVDISTILL_DEBUG"):
             raise

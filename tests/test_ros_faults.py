@@ -206,3 +206,51 @@ def test_pipeline_heals_missing_truncated_and_replaced_checkpoints(roscore, chec
     # at most the windows in flight while the two nodes switched were refused, never labelled
     assert s2["rejected_input"] <= 4, s2
     assert "Traceback" not in err_seg + err_acc
+
+
+_PACKET_PUBLISHER = """
+import sys, time
+import numpy as np, genpy.dynamic, rospy
+from evdistill_ros.events import Events
+from evdistill_ros.wire.event_camera_msgs import encode_event_packet, event_packet_definition
+msg_type, encoding = sys.argv[2], sys.argv[3]
+Cls = genpy.dynamic.generate_dynamic(msg_type, event_packet_definition())[msg_type]
+class Raw(Cls):
+    payload = b""
+    def serialize(self, buff):
+        buff.write(self.payload)
+rospy.init_node("packet_publisher", anonymous=True)
+pub = rospy.Publisher(sys.argv[1], Raw, queue_size=50)
+deadline = time.time() + 30
+while pub.get_num_connections() == 0 and time.time() < deadline:
+    time.sleep(0.1)
+time.sleep(0.5)
+rng = np.random.default_rng(1)
+t0 = 1_700_000_000_000_000_000
+for k in range(6):
+    us = np.sort(rng.integers(0, 100_000, 3000))
+    ev = Events(rng.integers(0, 173, 3000), rng.integers(0, 130, 3000), t0 + k * 100_000_000 + us * 1000,
+                rng.integers(0, 2, 3000))
+    m = Raw()
+    m.payload = encode_event_packet(ev, 130, 173, encoding=encoding, time_base=int(ev.t[0]))
+    pub.publish(m)
+    time.sleep(0.3)
+"""
+
+
+@pytest.mark.parametrize("msg_type,encoding", [("event_camera_msgs/EventPacket", "libcaer_cmp"),
+                                               ("event_array_msgs/EventArray", "libcaer")])
+def test_live_event_packets_of_libcaer_driver(roscore, msg_type, encoding):
+    """libcaer_driver's topics (EventPacket libcaer_cmp by default; the pre-2023 event_array_msgs
+    name) are subscribed by connection header and decoded like dvs_msgs."""
+    acc = _node(roscore, "accumulator_node")
+    try:
+        _wait(roscore, "accumulator_node", lambda s: "messages" in s)
+        subprocess.run([sys.executable, "-c", _PACKET_PUBLISHER, EV, msg_type, encoding], env=roscore, check=True,
+                       timeout=120)
+        s = _wait(roscore, "accumulator_node", lambda s: s["messages"] == 6)
+    finally:
+        err = _stop(acc)
+    assert s["events_in"] == 6 * 3000 and s["wrong_type_messages"] == 0 and s["bad_messages"] == 0
+    assert s["windows_emitted"] >= 10
+    assert "Traceback" not in err

@@ -64,7 +64,11 @@ __all__ = ["run_training", "run_name", "validate", "norm_stats", "TrainingInterr
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Raised after a SIGINT/SIGTERM once checkpoint and state are saved."""
+    """Raised after a SIGINT/SIGTERM once checkpoint and state are saved; `signum` says which."""
+
+    def __init__(self, message: str, signum: int | None = None) -> None:
+        super().__init__(message)
+        self.signum = signum
 
 
 def run_name(stage: str, method: str | None = None, use_labels: bool = False) -> str:
@@ -348,7 +352,7 @@ def _train(cfg: dict, scfg: dict, method: Method, teacher_path: str | None, out_
                 bar.close()
                 say(f"{name}: stopped by signal {stopper.signum} at step {step}; state saved to {state_path} "
                     "(continue with --resume)")
-                raise TrainingInterrupted(f"stopped at step {step}")
+                raise TrainingInterrupted(f"stopped at step {step}", stopper.signum)
             if stop_after is not None and step >= stop_after:
                 break
     bar.close()

@@ -29,13 +29,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
-from ..atomic import atomic_write_text
+from ..atomic import atomic_write_text, clean_stale
 from ..classes import CLASS_NAMES, NUM_CLASSES
 from ..events.types import Events
 from ..io.bag import BagWriter
@@ -187,8 +189,6 @@ def simulate_sequence(path: str | os.PathLike, *, seconds: float = 1.0, seed: in
     label_img = None
     bar = None
     if progress:
-        from tqdm import tqdm
-
         bar = tqdm(total=round(seconds, 3), unit="sim s", desc=Path(path).name, leave=False,
                    bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} sim s [{elapsed}<{remaining}]")
 
@@ -302,6 +302,7 @@ def simulate_dataset(out_dir: str | os.PathLike, *, sequences: int, seconds: flo
     base.validate()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    clean_stale(out)  # temp bags of a run that was killed
     jobs = []
     for i in range(sequences):
         cfg = replace(base, start_ns=base.start_ns + i * 3600 * 1_000_000_000)  # one drive per hour
@@ -312,13 +313,21 @@ def simulate_dataset(out_dir: str | os.PathLike, *, sequences: int, seconds: flo
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(min(workers, sequences), mp_context=mp.get_context("fork")) as ex:
+        # workers ignore SIGINT: Ctrl-C reaches the parent alone, which stops them and raises
+        # KeyboardInterrupt (the clean "interrupted" path) instead of a pool of tracebacks
+        ex = ProcessPoolExecutor(min(workers, sequences), mp_context=mp.get_context("fork"),
+                                 initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
+        try:
             it = ex.map(_sequence_job, jobs)
             if progress:
-                from tqdm import tqdm
-
                 it = tqdm(it, total=sequences, unit="bag", desc="simulate")
             results = list(it)
+        except BaseException:
+            for proc in list(getattr(ex, "_processes", {}).values()):  # no public way to stop running jobs
+                proc.terminate()
+            ex.shutdown(wait=True, cancel_futures=True)
+            raise
+        ex.shutdown()
     else:
         results = [_sequence_job(j) for j in jobs]
     pixels = np.zeros(NUM_CLASSES, np.int64)

@@ -174,7 +174,8 @@ def decode_mono(raw: np.ndarray, time_base: int, width: int, height: int, bigend
     if len(raw) % 8:
         raise CodecError(f"mono: {len(raw)} bytes of events is not a multiple of 8")
     w = np.frombuffer(raw, dtype=">u8" if bigendian else "<u8").astype(np.uint64, copy=False)
-    t = (w & np.uint64(0xFFFFFFFF)).astype(np.int64) + np.int64(time_base)
+    with np.errstate(over="ignore"):  # modulo 2**64, as the C++ decoder's uint64 sum
+        t = ((w & np.uint64(0xFFFFFFFF)) + np.uint64(time_base)).view(np.int64)
     x = ((w >> np.uint64(32)) & np.uint64(0xFFFF)).astype(np.uint16)
     y = ((w >> np.uint64(48)) & np.uint64(0x7FFF)).astype(np.uint16)
     p = (w >> np.uint64(63)).astype(np.int8)
@@ -240,6 +241,8 @@ class EventPacketDecoder:
         else:
             raise CodecError(f"EventPacket encoding {encoding!r} is not supported; supported: {', '.join(self.ENCODINGS)}")
         offset = 0 if encoding in self._SINCE_EPOCH else stamp_ns - int(time_base)
+        if not -(1 << 62) < offset < 1 << 62:
+            raise CodecError(f"EventPacket: time_base {time_base} is decades away from the stamp {stamp_ns}")
         if len(ev) and offset:
             ev = Events(ev.x, ev.y, ev.t + offset, ev.p)
         return EventArrayMsg(ev, int(height), int(width), stamp_ns, frame_id, int(seq), dropped, skipped, offset)
