@@ -40,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=_positive, default=None,
                    help="frames per forward pass (default 8; 1 with --latency)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--backend", default="torch",
+                   help="what runs the networks: torch (default), torch-compile, onnxruntime, openvino, auto "
+                        "(models.backends); an .onnx checkpoint runs with onnxruntime")
     p.add_argument("--threads", type=_positive, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--latency", action="store_true", help="also report per-frame latency (ms, p50/p95)")
     p.add_argument("--limit", type=_positive, help="score only the first N usable samples")
@@ -92,7 +95,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ValueError("give --aps-ckpt, --event-ckpt or both")
     batch = args.batch_size or (1 if args.latency else 8)
     results = evaluate(args.data, aps_ckpt=args.aps_ckpt, event_ckpt=args.event_ckpt, format=args.format,
-                       batch_size=batch, device=args.device, latency=args.latency, limit=args.limit,
+                       batch_size=batch, device=args.device, backend=args.backend, latency=args.latency, limit=args.limit,
                        score_at=args.score_at, progress=not args.no_progress and sys.stderr.isatty(),
                        sample_options=_sample_options(args), log=lambda m: print(m, file=sys.stderr))
     print(markdown_table(results))

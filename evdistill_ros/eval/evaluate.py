@@ -44,6 +44,8 @@ from ..io.samples import FORMATS as SAMPLE_FORMATS
 from ..io.samples import detect_format as detect
 from ..io.samples import iter_samples
 from ..models import Preprocessor, authors_metadata, load_checkpoint, restore_output
+from ..models.backends import BackendModule, create_backend
+from ..models.export import read_onnx_metadata
 from .metrics import ConfusionMatrix
 
 MODALITIES = ("aps", "events")
@@ -281,13 +283,23 @@ def evaluate_model(model: torch.nn.Module, meta: Mapping[str, Any], samples: Ite
 # checkpoints and data
 
 
-def load_network(path: str | Path, modality: str, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
-    """load_checkpoint, then check that the network is of the expected modality.
+def load_network(path: str | Path, modality: str, device: str | torch.device = "cpu",
+                 backend: str = "torch") -> tuple[torch.nn.Module, dict]:
+    """load_checkpoint (or an exported .onnx model), then check that the network is of the
+    expected modality; with a backend other than torch the network runs there (BackendModule).
 
     The authors' released state_dicts carry no metadata; their kind is guessed from the file name
     by load_checkpoint, so here the flag that names them (--aps-ckpt / --event-ckpt) decides.
     """
-    model, meta = load_checkpoint(path, device=device)
+    if Path(path).suffix == ".onnx":
+        meta = read_onnx_metadata(path)
+        run = create_backend("onnxruntime" if backend == "torch" else backend, None, meta, torch.device(device),
+                             onnx_model=Path(path).read_bytes())
+        model: torch.nn.Module = BackendModule(run)
+    else:
+        model, meta = load_checkpoint(path, device=device)
+        if backend != "torch":
+            model = BackendModule(create_backend(backend, model, dict(meta), torch.device(device)))
     meta = dict(meta)
     k = int(meta.get("num_classes", len(CLASS_NAMES)))
     if k != len(CLASS_NAMES):
@@ -349,7 +361,8 @@ def open_samples(data: str | Path, fmt: str, event_meta: Mapping[str, Any] | Non
 
 
 def evaluate(data: str | Path, *, aps_ckpt: str | Path | None = None, event_ckpt: str | Path | None = None,
-             format: str | None = None, batch_size: int = 8, device: str = "cpu", latency: bool = False,
+             format: str | None = None, batch_size: int = 8, device: str = "cpu", backend: str = "torch",
+             latency: bool = False,
              limit: int | None = None, score_at: str = "label", progress: bool = True,
              sample_options: Mapping[str, Any] | None = None,
              log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -369,7 +382,7 @@ def evaluate(data: str | Path, *, aps_ckpt: str | Path | None = None, event_ckpt
     ckpts = {"aps": aps_ckpt, "events": event_ckpt}
     for modality in MODALITIES:
         if ckpts[modality] is not None:
-            model, meta = load_network(ckpts[modality], modality, device)
+            model, meta = load_network(ckpts[modality], modality, device, backend)
             nets[modality] = ModelEvaluator(model, meta, modality, device=device, score_at=score_at, time_it=latency)
     event_meta = nets["events"].meta if "events" in nets else None
     samples = open_samples(data, fmt, event_meta, sample_options)
@@ -410,7 +423,7 @@ def evaluate(data: str | Path, *, aps_ckpt: str | Path | None = None, event_ckpt
     for modality, ev in nets.items():
         r = ev.result()
         r.update(checkpoint=str(ckpts[modality]), data=str(data), format=fmt, skipped=dict(skipped), device=str(device),
-                 batch_size=batch_size)
+                 batch_size=batch_size, backend=backend)
         if modality == "events":
             r["representation"] = ev.meta["representation"]
         results[modality] = r

@@ -1,21 +1,28 @@
-"""A checkpoint ready for inference on single inputs: load, preprocess, run, restore.
+"""A network ready for inference on single inputs: load, preprocess, run, restore.
 
-    p = Predictor("student.pth", device="auto", fp16=False)
+    p = Predictor("student.pth", device="auto", fp16=False, backend="torch")
     labels = p(embedding_or_image)          # uint8 (H, W) class ids at the input's size
-    p.representation                        # "aps" or {"name", "params", "window_ns"}
+    p.representation                        # "aps" or the EventInput dict of the checkpoint
+    p.backend                               # models.backends.Backend that runs the network
 
-Used by the segmentation node; the evaluator batches through the same `prepare_input` /
-`restore_output`, so all of them see the network's inputs the same way.
+`checkpoint` is a checkpoint (ours or the authors') or an .onnx file written by `evdistill
+export` (it carries the same metadata; it runs with backend onnxruntime or openvino, and
+"torch" falls back to onnxruntime for it). Used by the segmentation node and evaluation;
+preprocessing and restoring are models.preprocess whatever the backend, so every backend sees
+the network's inputs the same way.
 """
 from __future__ import annotations
 
 import os
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
+from .backends import create_backend
 from .checkpoint import load_checkpoint
+from .export import read_onnx_metadata
 from .preprocess import Preprocessor, restore_output
 
 
@@ -30,17 +37,21 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 class Predictor:
-    """Inference wrapper around a checkpoint (ours or the EvDistill authors')."""
+    """Inference wrapper around a checkpoint or an exported .onnx model."""
 
-    def __init__(self, checkpoint: str | os.PathLike, device: str = "auto", fp16: bool = False):
+    def __init__(self, checkpoint: str | os.PathLike, device: str = "auto", fp16: bool = False,
+                 backend: str = "torch", log: Callable[[str], None] = lambda s: None):
         self.device = resolve_device(device)
-        self.model, self.meta = load_checkpoint(checkpoint, device=self.device)
+        path = Path(checkpoint)
+        if path.suffix == ".onnx":
+            self.meta = read_onnx_metadata(path)
+            onnx_model, model = path.read_bytes(), None
+            backend = "onnxruntime" if backend == "torch" else backend
+        else:
+            model, self.meta = load_checkpoint(path)
+            onnx_model = None
         self.preprocess = Preprocessor.from_metadata(self.meta)
-        self.fp16 = bool(fp16 and self.device.type == "cuda")  # fp16 only pays off (and is safe) on CUDA
-        if self.fp16:
-            self.model.half()
-        if self.device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.backend = create_backend(backend, model, self.meta, self.device, fp16, onnx_model, log)
 
     @property
     def representation(self) -> Any:
@@ -50,14 +61,8 @@ class Predictor:
     def is_event_network(self) -> bool:
         return isinstance(self.representation, dict)
 
-    @torch.inference_mode()
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """One embedding (C, H, W) float or image (H, W[, C]) uint8/uint16 -> uint8 labels (H, W)."""
         hw = x.shape[-2:] if (x.ndim == 3 and x.dtype.kind == "f") else x.shape[:2]
-        t = self.preprocess(x, device=self.device)
-        if self.fp16:
-            t = t.half()
-        if self.device.type == "cuda":
-            t = t.contiguous(memory_format=torch.channels_last)
-        logits = self.model(t)
-        return restore_output(logits.float(), tuple(hw))[0]
+        logits = self.backend.run(self.preprocess(x, device=self.backend.device))
+        return restore_output(logits, tuple(hw))[0]

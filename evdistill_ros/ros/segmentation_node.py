@@ -6,7 +6,9 @@ Subscribes  embedding  (evdistill_ros/EventEmbedding from accumulator_node), or 
 Publishes   ~labels (mono8 class ids, stamp = window end), ~overlay (rgb8, rendered only while
             someone subscribes), ~teacher/labels, ~teacher/overlay (with ~teacher_checkpoint),
             ~stats (JSON)
-Parameters  ~checkpoint, ~teacher_checkpoint (each watched every ~checkpoint_check_s = 5 s: a
+Parameters  ~backend (torch | torch-compile | onnxruntime | openvino | auto, models.backends;
+            a checkpoint may also be an .onnx file from `evdistill export`),
+            ~checkpoint, ~teacher_checkpoint (each watched every ~checkpoint_check_s = 5 s: a
             missing one is retried, a replaced one reloaded), ~device (auto|cpu|cuda), ~fp16,
             ~in_process, ~overlay_on (events|aps), ~overlay_alpha, ~max_height / ~max_width, and
             the accumulator's window parameters
@@ -58,8 +60,9 @@ class Network:
     """A Predictor loaded lazily and kept in step with its file: a missing or broken checkpoint is
     logged and retried every ~checkpoint_check_s (5 s), a replaced one is reloaded; never fatal."""
 
-    def __init__(self, role: str, path: str, device: str, fp16: bool, check_s: float = 5.0):
+    def __init__(self, role: str, path: str, device: str, fp16: bool, check_s: float = 5.0, backend: str = "torch"):
         self.role, self.path, self.device, self.fp16, self.check_s = role, path, device, fp16, check_s
+        self.backend = backend
         self.predictor: Predictor | None = None
         self.error = ""
         self.loads = 0
@@ -84,7 +87,8 @@ class Network:
             rospy.logerr(self.error)
             return
         try:
-            self.predictor = Predictor(self.path, self.device, self.fp16)
+            self.predictor = Predictor(self.path, self.device, self.fp16, backend=self.backend,
+                                       log=lambda m: rospy.loginfo("%s: %s", self.role, m))
         except Exception as exc:  # noqa: BLE001 - a bad checkpoint must not kill the node
             self.predictor = None
             self.error = f"cannot use {self.role} checkpoint {self.path}: {exc} (retrying when the file changes)"
@@ -92,17 +96,17 @@ class Network:
             return
         self.error = ""
         self.loads += 1
-        rospy.loginfo("%s: %s on %s (%s, input %s)", self.role, self.path, self.predictor.device,
-                      self.predictor.meta.get("backbone"), self.predictor.representation)
+        rospy.loginfo("%s: %s on %s with %s (%s, input %s)", self.role, self.path, self.predictor.backend.device,
+                      self.predictor.backend.name, self.predictor.meta.get("backbone"), self.predictor.representation)
 
 
 class SegmentationNode:
     def __init__(self) -> None:
-        device, fp16 = param("device", "auto"), param("fp16", False)
+        device, fp16, backend = param("device", "auto"), param("fp16", False), param("backend", "torch")
         check_s = param("checkpoint_check_s", 5.0)
-        self.student = Network("student", param("checkpoint", ""), device, fp16, check_s)
+        self.student = Network("student", param("checkpoint", ""), device, fp16, check_s, backend)
         teacher_path = param("teacher_checkpoint", "")
-        self.teacher = Network("teacher", teacher_path, device, fp16, check_s) if teacher_path else None
+        self.teacher = Network("teacher", teacher_path, device, fp16, check_s, backend) if teacher_path else None
         self.overlay_on = param("overlay_on", "events")
         self.alpha = param("overlay_alpha", 0.5)
         self.limits = SizeLimits.from_ros()
@@ -260,7 +264,7 @@ class SegmentationNode:
             self.counts.add(counter)
 
     def stats(self) -> dict:
-        out = dict(self.counts.snapshot(), stale_dropped=self.events_box.stale, latency_ms=self.latency.summary(),
+        out = dict(self.counts.snapshot(), backend=self.student.backend, stale_dropped=self.events_box.stale, latency_ms=self.latency.summary(),
                    inference_ms=self.inference_ms.summary(), wait_ms=self.wait.summary(),
                    overhead_ms=self.overhead.summary(), student_error=self.student.error or None)
         if self.teacher is not None:

@@ -1,0 +1,193 @@
+"""Inference backends: one network, run by torch or by an ONNX runtime, chosen per node.
+
+    BACKENDS = ("torch", "torch-compile", "onnxruntime", "openvino", "auto")
+    create_backend(name, model, meta, device, fp16=False, onnx_model=None) -> Backend
+    Backend.run(x) -> logits      x: the preprocessed float32 tensor (B, C, H, W) from
+                                  models.preprocess; logits: float32 torch tensor (B, K, H, W)
+
+torch          eager, channels_last on CUDA and on the CPU (faster on every network measured,
+               bench/bench_models.py), fp16 on CUDA when asked
+torch-compile  torch.compile of the same (first calls compile: slow start)
+onnxruntime    ONNX Runtime: CUDA (and TensorRT) execution providers when the device is CUDA
+               and they are installed, else the CPU provider with torch's thread count
+openvino       OpenVINO on the CPU
+auto           times every available backend on the network's input size and keeps the fastest
+               whose argmax agrees with torch on >= 99.5 % of pixels (AUTO_AGREEMENT)
+
+Preprocessing and restoring are not part of a backend: they stay in models.preprocess, one
+implementation whatever runs the network. A missing optional package is a one-line
+RuntimeError naming what to install; torch always works.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .export import input_hw, onnx_bytes, parity, require
+
+BACKENDS = ("torch", "torch-compile", "onnxruntime", "openvino", "auto")
+AUTO_AGREEMENT = 0.995
+
+
+class Backend:
+    name = "?"
+    device = torch.device("cpu")
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name}, {self.device})"
+
+
+class TorchBackend(Backend):
+    name = "torch"
+
+    def __init__(self, model: nn.Module, device: torch.device, fp16: bool = False, compile: bool = False):
+        self.device = device
+        self.fp16 = bool(fp16 and device.type == "cuda")  # fp16 only pays off (and is safe) on CUDA
+        model = model.to(device).eval()
+        if self.fp16:
+            model = model.half()
+        self.model = model.to(memory_format=torch.channels_last)
+        if compile:
+            self.name = "torch-compile"
+            self.model = torch.compile(self.model)
+
+    @torch.inference_mode()
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        if self.fp16:
+            x = x.half()
+        out = self.model(x.contiguous(memory_format=torch.channels_last))
+        out = out["logits"] if isinstance(out, dict) else out
+        return out.float()
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+
+    def __init__(self, onnx_model: bytes, device: torch.device):
+        ort = require("onnxruntime", "backend onnxruntime")
+        available = ort.get_available_providers()
+        providers = ["CPUExecutionProvider"]
+        if device.type == "cuda":
+            providers = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in available] + providers
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = torch.get_num_threads()
+        self.session = ort.InferenceSession(onnx_model, sess_options=opts, providers=providers)
+        self.providers = self.session.get_providers()
+        self.device = device if self.providers[0] != "CPUExecutionProvider" else torch.device("cpu")
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.session.run(None, {"input": x.detach().cpu().numpy()})[0]
+        return torch.from_numpy(out)
+
+
+class OpenVinoBackend(Backend):
+    name = "openvino"
+
+    def __init__(self, onnx_model: bytes):
+        ov = require("openvino", "backend openvino")
+        core = ov.Core()
+        # f32 inference precision: OpenVINO's CPU default may pick bf16 where the CPU has it (98.5 % argmax
+        # agreement with torch measured on random inputs, against >= 99.9 % in f32)
+        self.compiled = core.compile_model(core.read_model(model=onnx_model), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.compiled([x.detach().cpu().numpy()])[self.compiled.output(0)]
+        return torch.from_numpy(np.asarray(out))
+
+
+def create_backend(name: str, model: nn.Module | None, meta: dict, device: torch.device, fp16: bool = False,
+                   onnx_model: bytes | None = None, log: Callable[[str], None] = lambda s: None) -> Backend:
+    """The backend called `name` for a network (`model`, or only `onnx_model` for an .onnx file)."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}")
+    if name == "auto":
+        return choose_fastest(model, meta, device, fp16, onnx_model, log)
+    if name in ("torch", "torch-compile"):
+        if model is None:
+            raise ValueError(f"backend {name} needs a torch checkpoint; an .onnx model runs with onnxruntime or openvino")
+        return TorchBackend(model, device, fp16, compile=name == "torch-compile")
+    if onnx_model is None:
+        onnx_model = onnx_bytes(model, meta)
+    if name == "onnxruntime":
+        return OnnxRuntimeBackend(onnx_model, device)
+    return OpenVinoBackend(onnx_model)
+
+
+def _time_ms(backend: Backend, x: torch.Tensor, runs: int = 5) -> float:
+    backend.run(x)  # warm-up (allocations, lazy init)
+    best = float("inf")
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        backend.run(x)
+        if backend.device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return best * 1e3
+
+
+def choose_fastest(model: nn.Module | None, meta: dict, device: torch.device, fp16: bool = False,
+                   onnx_model: bytes | None = None, log: Callable[[str], None] = lambda s: None) -> Backend:
+    """`auto`: the fastest backend that loads here and agrees with torch (or, for an .onnx model
+    without torch weights, with onnxruntime) on >= AUTO_AGREEMENT of the argmax pixels."""
+    h, w = input_hw(meta)
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal((1, int(meta["in_channels"]), h, w)).astype(np.float32) for _ in range(2)]
+    candidates: dict[str, Backend] = {}
+    if onnx_model is None:
+        try:  # one export for every ONNX backend
+            onnx_model = onnx_bytes(model, meta)
+        except Exception as exc:  # noqa: BLE001 - no exporter here: torch only
+            log(f"auto: no ONNX export ({exc})")
+    for name in ("torch", "onnxruntime", "openvino"):
+        if (model is None and name == "torch") or (onnx_model is None and name != "torch"):
+            continue
+        try:
+            candidates[name] = create_backend(name, model, meta, device, fp16, onnx_model)
+        except Exception as exc:  # noqa: BLE001 - a backend that cannot load here is skipped, said why
+            log(f"auto: {name} unavailable ({exc})")
+    if not candidates:
+        raise RuntimeError("auto: no backend could load this network")
+    ref = next(iter(candidates.values()))
+
+    def fn(b: Backend) -> Callable[[np.ndarray], np.ndarray]:
+        return lambda x: b.run(torch.from_numpy(x)).cpu().numpy()
+
+    timings: dict[str, float] = {}
+    for name, backend in candidates.items():
+        _, agree = parity(fn(ref), fn(backend), inputs)
+        if agree < AUTO_AGREEMENT:
+            log(f"auto: {name} refused (argmax agreement {100 * agree:.2f}% < {100 * AUTO_AGREEMENT:.1f}%)")
+            continue
+        timings[name] = _time_ms(backend, torch.from_numpy(inputs[0]))
+    best = min(timings, key=timings.get)
+    log("auto: " + ", ".join(f"{k} {v:.1f} ms" for k, v in timings.items()) + f" -> {best}")
+    return candidates[best]
+
+
+class BackendModule(nn.Module):
+    """A Backend as an nn.Module (eval mode, a parameter on its device), for code written
+    against modules: evaluation batches through it unchanged."""
+
+    def __init__(self, backend: Backend) -> None:
+        super().__init__()
+        self.backend = backend
+        self.anchor = nn.Parameter(torch.zeros(0, device=backend.device), requires_grad=False)
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backend.run(x)
+
+
+def describe(backend: Backend) -> dict[str, Any]:
+    out: dict[str, Any] = {"backend": backend.name, "device": str(backend.device)}
+    if isinstance(backend, OnnxRuntimeBackend):
+        out["providers"] = backend.providers
+    return out
