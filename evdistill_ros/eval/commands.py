@@ -36,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--event-ckpt", help="event network checkpoint (this project's or the authors' .pth)")
     p.add_argument("--format", choices=FORMAT_CHOICES, help="data format (default: detected from the path)")
     p.add_argument("--split", default=None, help="split of a test-set directory (default test)")
+    _topics(p)
     p.add_argument("--json", metavar="PATH", help='write {"aps": {...}, "events": {...}} here')
     p.add_argument("--batch-size", type=_positive, default=None,
                    help="frames per forward pass (default 8; 1 with --latency)")
@@ -63,6 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     v.add_argument("--event-ckpt", help="event network checkpoint")
     v.add_argument("--format", choices=FORMAT_CHOICES, help="data format (default: detected)")
     v.add_argument("--split", default=None, help="split of a test-set directory (default test)")
+    _topics(v)
     v.add_argument("--out", default="viz", help="output directory (default ./viz)")
     v.add_argument("--num", type=int, default=4, help="samples in the five-panel figure (default 4; 0: none)")
     v.add_argument("--every", type=_positive, default=1, help="take every K-th labelled sample for the figure")
@@ -77,7 +79,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _sample_options(args: argparse.Namespace) -> dict:
-    return {"split": args.split} if args.split else {}
+    opts = {"split": args.split, "events_topic": args.events_topic, "image_topic": args.image_topic,
+            "labels_topic": args.labels_topic}
+    return {k: v for k, v in opts.items() if v}
+
+
+def _topics(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--events-topic", default=None, help="bag: event topic (default: the network's, then the preset's)")
+    p.add_argument("--image-topic", default=None, help="bag: APS frame topic (default: the preset's)")
+    p.add_argument("--labels-topic", default=None, help="bag: label topic (default: the preset's)")
 
 
 def _threads(args: argparse.Namespace) -> None:

@@ -354,6 +354,11 @@ def open_samples(data: str | Path, fmt: str, event_meta: Mapping[str, Any] | Non
                          f"holds {FIXED_REPRESENTATION[fmt]!r}")
     if spec is not None and fmt in ("bag", "ess", "cache"):
         opts.setdefault("event_input", spec)
+    if fmt == "bag" and spec is None:
+        opts.setdefault("need_events", False)  # an APS network alone: a bag without events will do
+    if fmt != "bag" and any(opts.get(k) for k in ("events_topic", "image_topic", "labels_topic")):
+        raise ValueError(f"topic names apply to bags, not to {fmt} data")
+    opts = {k: v for k, v in opts.items() if v is not None}
     try:
         return iter_samples(data, fmt, **opts)
     except ValueError as exc:

@@ -130,11 +130,18 @@ def _open_reader(path: str | os.PathLike):
         from rosbags.rosbag1 import Reader, ReaderError
     else:
         from rosbags.rosbag2 import Reader, ReaderError
+    if kind == "ros1":
+        with open(target, "rb") as f:
+            if f.read(13) != b"#ROSBAG V2.0\n":
+                raise BagError(f"{path}: not a ROS1 bag (no '#ROSBAG V2.0' header; rosbag2 bags are folders "
+                               "or .db3 / .mcap files)")
     reader = Reader(target)
     try:
         reader.open()
     except (ReaderError, OSError, ValueError, KeyError) as exc:
-        raise BagError(f"{path}: not a readable {'ROS1 bag' if kind == 'ros1' else 'rosbag2 bag'} ({exc})") from exc
+        hint = (" - was the recording cut short? `rosbag reindex` can rebuild a ROS1 bag's index"
+                if kind == "ros1" and "index" in str(exc).lower() else "")
+        raise BagError(f"{path}: a damaged {'ROS1' if kind == 'ros1' else 'rosbag2'} bag ({exc}){hint}") from exc
     return reader
 
 

@@ -112,6 +112,7 @@ def iter_bag_samples(
     labels_topic: str | None = None,
     crop_rows: int | None = None,
     require_labels: bool = False,
+    need_events: bool = True,
     representation: str | None = None,
     window_ns: int | None = None,
     window_events: int | None = None,
@@ -120,21 +121,25 @@ def iter_bag_samples(
     """Samples of a bag, one per APS frame (see the module doc)."""
     spec = event_input_from_options(event_input, representation, window_ns, window_events, **params)
     with Bag(bag) as b:
-        yield from _bag_samples(b, spec, events_topic, image_topic, labels_topic, crop_rows, require_labels)
+        yield from _bag_samples(b, spec, events_topic, image_topic, labels_topic, crop_rows, require_labels,
+                                need_events)
 
 
 def _bag_samples(bag: Bag, spec: EventInput, events_topic: str | None, image_topic: str | None,
-                 labels_topic: str | None, crop_rows: int | None, require_labels: bool) -> Iterator[Sample]:
+                 labels_topic: str | None, crop_rows: int | None, require_labels: bool,
+                 need_events: bool) -> Iterator[Sample]:
     have = bag.topics
     events_topic = events_topic or (spec.topic if spec.topic in have else None)
-    if events_topic is None or image_topic is None:
+    if (events_topic is None and need_events) or image_topic is None:
         pre = detect_preset(bag)
         events_topic = events_topic or pre.events
         image_topic = image_topic or pre.image
         if labels_topic is None:
             labels_topic = pre.labels
-    for what, topic in (("event", events_topic), ("image", image_topic)):
-        if topic not in have:
+    if not need_events and events_topic not in have:
+        events_topic = None  # frames and labels only (an APS network's evaluation)
+    for what, topic in (("event", events_topic if need_events else ""), ("image", image_topic)):
+        if topic and topic not in have or (what == "event" and need_events and topic is None):
             raise ValueError(f"{bag.path}: no {what} topic {topic}; topics: {sorted(have)}")
     if labels_topic is not None and labels_topic not in have:
         if require_labels:
@@ -143,7 +148,7 @@ def _bag_samples(bag: Bag, spec: EventInput, events_topic: str | None, image_top
 
     # sensor size from the first event message; frame stamps from a first pass over the images
     height = width = 0
-    for _, msg in bag.event_messages(events_topic):
+    for _, msg in bag.event_messages(events_topic) if events_topic else ():
         height, width = msg.height, msg.width
         break
     stamps = np.array([m.stamp_ns for m in bag.images(image_topic)], dtype=np.int64)
@@ -154,7 +159,8 @@ def _bag_samples(bag: Bag, spec: EventInput, events_topic: str | None, image_top
     if len(stamps) and np.any(np.diff(stamps) <= 0):
         raise ValueError(f"{bag.path}: frame stamps on {image_topic} are not strictly increasing")
 
-    windows = spec.windows_at(bag.events(events_topic), stamps, height=height, width=width)
+    windows = (spec.windows_at(bag.events(events_topic), stamps, height=height, width=width) if events_topic
+               else ((int(t), None, 0) for t in stamps))
     labels = bag.images(labels_topic) if labels_topic else None
     pending_label = None
     stem = bag.path.stem
@@ -174,7 +180,7 @@ def _bag_samples(bag: Bag, spec: EventInput, events_topic: str | None, image_top
         yield Sample(
             name=f"{stem}_{frame.stamp_ns}",
             t_ns=int(frame.stamp_ns),
-            events=np.ascontiguousarray(emb[:, rows]),
+            events=None if emb is None else np.ascontiguousarray(emb[:, rows]),
             aps=np.ascontiguousarray(aps[rows]),
             label=None if label is None else np.ascontiguousarray(label[rows]),
             num_events=int(n_ev),
