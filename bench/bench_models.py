@@ -10,6 +10,7 @@ on a machine shared with other jobs the minimum is the better estimate of what t
 GPU (when torch.cuda.is_available()): also fp16 autocast, channels_last and torch.compile.
 
     python bench/bench_models.py [--quick] [--threads 2] [--iters 10] [--backbones resnet18,mobilenetv2@128]
+    python bench/bench_models.py --backends      every inference backend on the same networks, same run
 
 A backbone written NAME@C is built with aspp_channels=decoder_channels=C (the light head for real
 time; the default head has 256 channels as in the authors' network).
@@ -50,10 +51,58 @@ def time_ms(model: torch.nn.Module, x: torch.Tensor, warmup: int, iters: int, sy
 
 
 def make(spec: str, in_channels: int) -> torch.nn.Module:
-    """NAME or NAME@C (aspp_channels = decoder_channels = C)."""
-    name, _, ch = spec.partition("@")
+    """NAME, NAME@C (aspp_channels = decoder_channels = C) or NAME@CxW (and width_mult W)."""
+    name, _, rest = spec.partition("@")
+    ch, _, width = rest.partition("x")
     head = {"aspp_channels": int(ch), "decoder_channels": int(ch)} if ch else {}
+    if width:
+        head["width_mult"] = float(width)
     return build_model(backbone=name, in_channels=in_channels, **head).eval()
+
+
+BACKEND_CASES = (("mobilenetv2@128x0.5", (200, 346), 3), ("resnet18", (200, 346), 3), ("resnet101", (256, 512), 3))
+
+
+def backend_rows(threads: int, iters: int) -> None:
+    """Every CPU backend on the same network and input, same run: p50 / p95 ms and the ratio to
+    torch eager (channels_last), with the argmax agreement on random inputs."""
+    import numpy as np
+
+    from evdistill_ros.models.backends import create_backend
+    from evdistill_ros.models.export import parity
+
+    print(f"\nbackends, CPU, {threads} threads, batch 1, fp32 ({iters} runs each)")
+    print("| network | input | backend | ms p50 / p95 | vs torch eager | argmax agreement |")
+    print("|---|---|---|---:|---:|---:|")
+    for spec, hw, c in BACKEND_CASES:
+        torch.manual_seed(0)
+        model = make(spec, c)
+        meta = {"in_channels": c, "input_size": {"height": hw[0], "width": hw[1]}}
+        x = torch.rand(1, c, *hw)
+        rng = np.random.default_rng(0)
+        inputs = [rng.standard_normal((1, c, *hw)).astype(np.float32) for _ in range(2)]
+        ref = None
+        base = None
+        for name in ("torch", "onnxruntime", "openvino"):
+            try:
+                b = create_backend(name, model, meta, torch.device("cpu"))
+            except Exception as exc:  # noqa: BLE001 - an optional backend that is not installed
+                print(f"| {spec} | {hw[0]}x{hw[1]} | {name} | not available: {str(exc).splitlines()[0]} | | |")
+                continue
+            fn = (lambda b: lambda a: b.run(torch.from_numpy(a)).numpy())(b)
+            ref = ref or fn
+            _, agree = parity(ref, fn, inputs)
+            runs = []
+            b.run(x)
+            for _ in range(iters):
+                t0 = time.perf_counter()
+                b.run(x)
+                runs.append((time.perf_counter() - t0) * 1e3)
+            runs.sort()
+            p50, p95 = statistics.median(runs), runs[min(len(runs) - 1, int(0.95 * len(runs)))]
+            base = base or p50
+            print(f"| {spec} | {hw[0]}x{hw[1]} | {name} | {p50:.1f} / {p95:.1f} | {base / p50:.2f}x | "
+                  f"{100 * agree:.2f}% |", flush=True)
 
 
 def cpu_rows(backbones: list[str], sizes, in_channels: int, warmup: int, iters: int) -> list[tuple]:
@@ -109,8 +158,12 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--in-channels", type=int, default=2, help="input channels (2: evdistill_2ch event embedding)")
     ap.add_argument("--backbones", default=",".join((*BACKBONES, "mobilenetv2@128", "resnet18@128")))
+    ap.add_argument("--backends", action="store_true", help="only the backend table (torch vs onnxruntime vs openvino)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.backends:
+        backend_rows(args.threads, args.iters * 3)
+        return
     backbones = [b for b in args.backbones.split(",") if b]
     sizes = SIZES
     iters, warmup = args.iters, args.warmup

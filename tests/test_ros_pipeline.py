@@ -73,10 +73,10 @@ def _wait_ready(env, in_process: bool, timeout: float = 90) -> None:
     raise RuntimeError("nodes did not become ready")
 
 
-def _launch(env, ckpt, record, in_process: bool) -> subprocess.Popen:
+def _launch(env, ckpt, record, in_process: bool, backend: str = "torch") -> subprocess.Popen:
     return subprocess.Popen(["roslaunch", "evdistill_ros", "segment.launch", f"checkpoint:={ckpt}", "preset:=sim",
                              "record:=true", f"record_path:={record}", f"in_process:={str(in_process).lower()}",
-                             f"stride_ms:={STRIDE_NS / 1e6:g}", "device:=cpu"],
+                             f"stride_ms:={STRIDE_NS / 1e6:g}", "device:=cpu", f"backend:={backend}"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
 
@@ -137,12 +137,14 @@ def _recorded(path, topic):
     return {m.stamp_ns: m.image for m in iter_images(path, topic)}
 
 
-@pytest.mark.parametrize("in_process", [False, True], ids=["message-hop", "in-process"])
-def test_bag_through_nodes_matches_offline_inference(roscore, sim_bag, student_ckpt, tmp_path, in_process):
+@pytest.mark.parametrize("in_process,backend", [(False, "torch"), (True, "torch"), (True, "onnxruntime")],
+                         ids=["message-hop", "in-process", "in-process-onnxruntime"])
+def test_bag_through_nodes_matches_offline_inference(roscore, sim_bag, student_ckpt, tmp_path, in_process, backend):
+    """The labels of every backend equal offline torch inference on the same windows."""
     from evdistill_ros.models.predictor import Predictor
 
     record = tmp_path / "out.bag"
-    launch = _launch(roscore, student_ckpt, record, in_process)
+    launch = _launch(roscore, student_ckpt, record, in_process, backend)
     try:
         _wait_ready(roscore, in_process)
         _play(roscore, sim_bag, rate=0.5)
@@ -151,6 +153,7 @@ def test_bag_through_nodes_matches_offline_inference(roscore, sim_bag, student_c
     finally:
         err = _stop(launch)
     assert "Traceback" not in err, err
+    assert seg["backend"] == backend
 
     windows = _offline_windows(sim_bag)
     if in_process:
