@@ -10,13 +10,13 @@
    reference: the same bag decoded and windowed offline in one process.
 2. Latency: segment.launch (message hop and in-process) with a MobileNetV2 student on the
    simulated bag; the segmentation node's ~stats give latency (input arrival to publish)
-   p50 / p95 and inference time p50: the pipeline adds latency - inference. The stride
-   (--latency-stride-ms, default 200 ms on the CPU) is longer than one inference, so a window
-   finds the network idle: with a shorter stride windows wait for the running inference
+   p50 / p95 and inference time p50: the pipeline adds latency - inference. The stride is 1.5x
+   the inference time measured first on this machine (--latency-stride-ms overrides; --backend
+   picks what runs the network), so a window finds the network idle on any machine: with a shorter stride windows wait for the running inference
    (up to one inference time, the latest-only mailbox drops the rest as stale), and that
    wait is the price of the model, not of the pipeline.
 
-    python bench/bench_live.py [--quick]     (needs `source scripts/env.sh`)
+    python bench/bench_live.py [--quick] [--backend onnxruntime]     (needs `source scripts/env.sh`)
 """
 from __future__ import annotations
 
@@ -134,22 +134,48 @@ def throughput(ros: Ros, bag: Path, n_msgs: int, bag_rate: float, rates: list[fl
     return rows
 
 
-def latency(ros: Ros, in_process: bool, quick: bool, stride_ms: int) -> dict:
+def student_checkpoint(tmp: Path) -> Path:
     import torch
 
     from evdistill_ros.models import build_model, save_checkpoint
-    from evdistill_ros.sim import simulate_sequence
 
-    tmp = Path(tempfile.mkdtemp())
-    bag = tmp / "sim.bag"
-    simulate_sequence(bag, seconds=1.0 if quick else 3.0, seed=5, width=346, height=260, max_pixel_motion=2.0)
     torch.manual_seed(0)
     model = build_model("deeplabv3plus", "mobilenetv2", in_channels=3, aspp_channels=128, decoder_channels=128)
     ckpt = tmp / "student.pth"
     save_checkpoint(ckpt, model.eval(), {"representation": {"name": "evdistill_2ch", "params": {}, "window_ns": 50_000_000},
                                          "input_size": {"height": 200, "width": 346}})
+    return ckpt
+
+
+def stride_for(ckpt: Path, backend: str) -> tuple[int, float]:
+    """(stride ms, inference ms): a window every 1.5x one inference (at least 50 ms), measured here,
+    so windows find the network idle and latency - inference means the same on any machine."""
+    import math
+
+    import numpy as np
+
+    from evdistill_ros.models.predictor import Predictor
+
+    p = Predictor(ckpt, device="auto", backend=backend)
+    x = np.random.default_rng(0).random((3, 260, 346), dtype=np.float32)
+    runs = []
+    for _ in range(6):
+        t0 = time.perf_counter()
+        p(x)
+        runs.append((time.perf_counter() - t0) * 1e3)
+    inference = float(np.median(runs[1:]))
+    return max(50, int(math.ceil(1.5 * inference / 10) * 10)), inference
+
+
+def latency(ros: Ros, in_process: bool, quick: bool, stride_ms: int, ckpt: Path, backend: str) -> dict:
+    from evdistill_ros.sim import simulate_sequence
+
+    tmp = Path(tempfile.mkdtemp())
+    bag = tmp / "sim.bag"
+    simulate_sequence(bag, seconds=1.0 if quick else 3.0, seed=5, width=346, height=260, max_pixel_motion=2.0)
     launch = ros.start(["roslaunch", "evdistill_ros", "segment.launch", f"checkpoint:={ckpt}", "preset:=sim",
-                        f"in_process:={str(in_process).lower()}", "device:=auto", f"stride_ms:={stride_ms}"])
+                        f"in_process:={str(in_process).lower()}", "device:=auto", f"stride_ms:={stride_ms}",
+                        f"backend:={backend}"])
     try:
         ros.wait_stats("/segmentation_node/stats", lambda s: s.get("student_error") is None and "inference_ms" in s)
         n = topics(bag)[TOPIC].count
@@ -170,7 +196,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--bag-rate", type=float, default=6e6, help="events/s of the dense bag at rate 1")
     ap.add_argument("--latency-stride-ms", type=int, default=None,
-                    help="segmentation stride for the latency runs (default: 200 on the CPU, 50 on CUDA)")
+                    help="segmentation stride for the latency runs (default: 1.5x the inference measured first)")
+    ap.add_argument("--backend", default="torch", help="segmentation_node ~backend for the latency runs")
     args = ap.parse_args()
     seconds = 1.0 if args.quick else 3.0
     rates = [1, 2, 4] if args.quick else [1, 2, 4, 6, 8, 10, 12]
@@ -181,10 +208,12 @@ def main() -> None:
         ros = Ros()
         try:
             rows = throughput(ros, bag, n_msgs, args.bag_rate, rates)
-            import torch
-
-            stride = args.latency_stride_ms or (50 if torch.cuda.is_available() else 200)
-            lat = {mode: latency(ros, mode == "in-process", args.quick, stride) for mode in ("message-hop", "in-process")}
+            ckpt = student_checkpoint(Path(tmp))
+            stride, inference = stride_for(ckpt, args.backend)
+            stride = args.latency_stride_ms or stride
+            print(f"inference measured first: {inference:.1f} ms ({args.backend}) -> a window every {stride} ms")
+            lat = {mode: latency(ros, mode == "in-process", args.quick, stride, ckpt, args.backend)
+                   for mode in ("message-hop", "in-process")}
         finally:
             ros.close()
     print(f"\nLive throughput: rosbag play -> accumulator_node (evdistill_2ch, 50 ms / 10 ms), 346x260,"
@@ -197,7 +226,7 @@ def main() -> None:
     print(f"highest sustained without drops: {best:.1f} Mev/s (node capacity = events / seconds its callback"
           " was busy decoding and windowing)")
     print(f"\nEnd-to-end latency (window complete -> labels published), MobileNetV2 student at 200x346 input,"
-          f" a window every {stride} ms")
+          f" backend {args.backend}, a window every {stride} ms (1.5x the inference measured first)")
     print(f"{'mode':>12s} {'windows':>8s} {'published':>9s} {'stale':>6s} {'lat p50':>8s} {'lat p95':>8s} "
           f"{'infer p50':>9s} {'lat-infer p50':>13s} {'of which wait':>13s}")
     nan = float("nan")
