@@ -60,6 +60,18 @@ def make(spec: str, in_channels: int) -> torch.nn.Module:
     return build_model(backbone=name, in_channels=in_channels, **head).eval()
 
 
+def int8_backend(model, meta: dict, calibration: list):
+    """onnxruntime on the int8 model (models.export.quantize_int8) of `model`."""
+    import tempfile
+
+    from evdistill_ros.models.backends import OnnxRuntimeBackend
+    from evdistill_ros.models.export import onnx_bytes, quantize_int8
+
+    with tempfile.TemporaryDirectory() as tmp:
+        quantize_int8(onnx_bytes(model, meta), calibration * 4, Path(tmp) / "q.onnx")
+        return OnnxRuntimeBackend((Path(tmp) / "q.onnx").read_bytes(), torch.device("cpu"))
+
+
 BACKEND_CASES = (("mobilenetv2@128x0.5", (200, 346), 3), ("resnet18", (200, 346), 3), ("resnet101", (256, 512), 3))
 
 
@@ -83,9 +95,12 @@ def backend_rows(threads: int, iters: int) -> None:
         inputs = [rng.standard_normal((1, c, *hw)).astype(np.float32) for _ in range(2)]
         ref = None
         base = None
-        for name in ("torch", "onnxruntime", "openvino"):
+        for name in ("torch", "onnxruntime", "openvino", "onnxruntime int8"):
             try:
-                b = create_backend(name, model, meta, torch.device("cpu"))
+                if name == "onnxruntime int8":  # speed only: calibrated on random inputs here
+                    b = int8_backend(model, meta, inputs)
+                else:
+                    b = create_backend(name, model, meta, torch.device("cpu"))
             except Exception as exc:  # noqa: BLE001 - an optional backend that is not installed
                 print(f"| {spec} | {hw[0]}x{hw[1]} | {name} | not available: {str(exc).splitlines()[0]} | | |")
                 continue

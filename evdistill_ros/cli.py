@@ -21,7 +21,7 @@ SUBCOMMAND_MODULES = (
     "evdistill_ros.sim.commands",  # simulate
     "evdistill_ros.distill.commands",  # train
     "evdistill_ros.eval.commands",  # evaluate, visualize
-    "evdistill_ros.models.commands",  # export
+    "evdistill_ros.eval.deploy",  # export (ONNX, int8)
     "evdistill_ros.bench_commands",  # bench (runs bench/*.py from a source checkout)
 )
 
