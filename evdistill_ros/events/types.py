@@ -89,6 +89,15 @@ class Events:
         """Boolean mask of events inside a ``height`` x ``width`` sensor."""
         return (self.x < width) & (self.y < height)
 
+    def inside(self, height: int, width: int) -> tuple["Events", int]:
+        """(the events inside a height x width sensor, how many were outside); a size of 0 means
+        unknown, and then nothing is dropped."""
+        if not (height and width and len(self)):
+            return self, 0
+        mask = self.in_bounds(height, width)
+        dropped = int(len(self) - np.count_nonzero(mask))
+        return (self[mask] if dropped else self), dropped
+
     def is_time_sorted(self) -> bool:
         return bool(len(self.t) < 2 or np.all(self.t[1:] >= self.t[:-1]))
 

@@ -180,13 +180,7 @@ def decode_mono(raw: np.ndarray, time_base: int, width: int, height: int, bigend
     y = ((w >> np.uint64(48)) & np.uint64(0x7FFF)).astype(np.uint16)
     p = (w >> np.uint64(63)).astype(np.int8)
     ev = Events(x, y, t, p)
-    dropped = 0
-    if width and height and len(ev):
-        inside = ev.in_bounds(height, width)
-        dropped = int(len(ev) - np.count_nonzero(inside))
-        if dropped:
-            ev = ev[inside]
-    return ev, dropped
+    return ev.inside(height, width)
 
 
 def _parse_packet(data) -> tuple:

@@ -57,13 +57,7 @@ def decode_libcaer(raw: np.ndarray, time_base: int, width: int, height: int) -> 
     data = rec["data"]
     ev = Events(((data >> 17) & 0x7FFF).astype(np.uint16), ((data >> 2) & 0x7FFF).astype(np.uint16), t,
                 ((data >> 1) & 1).astype(np.int8))
-    dropped = 0
-    if width and height and len(ev):
-        inside = ev.in_bounds(height, width)
-        dropped = int(len(ev) - np.count_nonzero(inside))
-        if dropped:
-            ev = ev[inside]
-    return ev, dropped
+    return ev.inside(height, width)
 
 
 # stream state carried between packets: x, base_y, vector polarity
