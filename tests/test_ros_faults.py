@@ -203,6 +203,8 @@ def test_pipeline_heals_missing_truncated_and_replaced_checkpoints(roscore, chec
         err_seg = _stop(seg)
         err_acc = _stop(acc)
     assert acc_s["input_changes"] == 2, acc_s
+    # nobody subscribed to ~overlay here: labels were published, no overlay was ever rendered
+    assert s2["published"] > 0 and s2["overlays"] == 0, s2
     # at most the windows in flight while the two nodes switched were refused, never labelled
     assert s2["rejected_input"] <= 4, s2
     assert "Traceback" not in err_seg + err_acc
