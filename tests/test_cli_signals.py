@@ -19,7 +19,10 @@ def test_simulate_interrupted_cleanly(tmp_path, sig, code, word):
     out = tmp_path / "sim"
     cmd = [sys.executable, "-m", "evdistill_ros.cli", "simulate", "--out", str(out), "--sequences", "2",
            "--workers", "2", "--seconds", "20", "--width", "80", "--height", "60", "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # a background job (CI) inherits SIGINT ignored, and Python then keeps ignoring it: restore the
+    # default so the child sees what a terminal's Ctrl-C gives
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and not any(out.glob(".*.tmp.bag")):
         time.sleep(0.2)  # until the workers write their bags
