@@ -92,3 +92,22 @@ def test_windows_at_and_make_window_embed_the_window():
     assert spec.channels == 2 and "50 ms" in spec.describe()
     with pytest.raises(ValueError, match="no parameter"):
         EventInput("count", {"bins": 3}).check()
+
+
+def test_shipped_configs_give_valid_event_inputs():
+    """config/ddd17.yaml and mvsec.yaml set evdistill_2ch with params {}: a dict merge over the
+    defaults used to hand them voxel_grid's 'bins', which failed only at extraction."""
+    from pathlib import Path
+
+    from evdistill_ros.distill.config import load_config
+
+    for name in ("ddd17", "mvsec", "demo"):
+        cfg = load_config(Path(__file__).resolve().parents[1] / "config" / f"{name}.yaml")
+        spec = EventInput.from_config(cfg["data"]).check()
+        if spec.representation == "evdistill_2ch":
+            assert spec.params == {}
+
+
+def test_same_embedding_fills_registry_defaults():
+    assert EventInput("voxel_grid", {}).same_embedding(EventInput("voxel_grid", {"bins": 5}))
+    assert not EventInput("voxel_grid", {}).same_embedding(EventInput("voxel_grid", {"bins": 3}))

@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from ..events.spec import DEFAULT_EVENT_INPUT
+from ..events.spec import DEFAULT_EVENT_INPUT, EventInput
 from ..io.presets import PRESETS
 
 METHODS = ("supervised", "kd", "evdistill")
@@ -43,7 +43,9 @@ DEFAULTS: dict[str, Any] = {
         "image_topic": PRESETS["sim"].image,
         "labels_topic": PRESETS["sim"].labels,
         "representation": "voxel_grid",
-        "representation_params": {"bins": 5},
+        # replaced, not merged, by a config that names other params: {} means the registry's
+        # defaults (voxel_grid: 5 bins); a dict merge here once gave evdistill_2ch a 'bins'
+        "representation_params": {},
         "window_ns": DEFAULT_EVENT_INPUT.window.window_ns,
         "window_events": None,
         "resize": None,
@@ -168,6 +170,10 @@ def validate(cfg: dict) -> dict:
     d = cfg["data"]
     if (d["window_ns"] is None) == (d["window_events"] is None):
         raise ValueError("config: set exactly one of data.window_ns and data.window_events")
+    try:  # the representation and its parameters, as the registry knows them
+        EventInput.from_config(d).check()
+    except ValueError as exc:
+        raise ValueError(f"config: data: {exc}") from None
     if d["resize"] is not None and (len(d["resize"]) != 2 or min(d["resize"]) <= 0):
         raise ValueError(f"config: data.resize must be [height, width], got {d['resize']!r}")
     crop = cfg["augment"]["crop"]

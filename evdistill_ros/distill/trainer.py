@@ -52,7 +52,7 @@ from ..eval import evaluate_model
 from ..io.pair_cache import PairCache, cache_samples, open_cache
 from ..models import Preprocessor, build_model, save_checkpoint
 from .cache import extract_pairs
-from .config import DEFAULTS, model_config, stage_config
+from .config import model_config, stage_config
 from .dataset import PairDataset, ResumableSampler, collate
 from .ddp import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed, unwrap, wrap
 from .methods import Method, Networks, method_for
@@ -60,7 +60,7 @@ from .optim import build_optimizer, build_scheduler
 from .state import STATE_FORMAT, changed_keys, fingerprint, load_state, plain, save_state, seed_everything, \
     set_rng_state
 
-__all__ = ["run_training", "run_name", "validate", "norm_stats", "TrainingInterrupted", "STATE_FORMAT"]
+__all__ = ["run_training", "validate", "norm_stats", "TrainingInterrupted", "STATE_FORMAT"]
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -69,11 +69,6 @@ class TrainingInterrupted(KeyboardInterrupt):
     def __init__(self, message: str, signum: int | None = None) -> None:
         super().__init__(message)
         self.signum = signum
-
-
-def run_name(stage: str, method: str | None = None, use_labels: bool = False) -> str:
-    """The run's folder name (teacher, student_<method>[_labels])."""
-    return method_for(stage, method or "supervised", use_labels, DEFAULTS["student"]).name
 
 
 def _device(spec: str, info: DistInfo) -> torch.device:

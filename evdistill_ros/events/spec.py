@@ -167,12 +167,22 @@ class EventInput:
 
     def same_embedding(self, other: "EventInput") -> bool:
         """True when both give the same embedding of the same events (the topic and the stride
-        do not change an embedding; the representation, its params and the window length do)."""
-        def length(w: WindowPolicy) -> tuple[str, int]:
-            return ("ns", w.window_ns) if isinstance(w, ByTime) else ("events", w.events)
+        do not change an embedding; the representation, its params with the registry's defaults
+        filled in, and the window length do)."""
+        def key(spec: "EventInput") -> tuple:
+            w = spec.window
+            return (spec.representation, spec.full_params(),
+                    ("ns", w.window_ns) if isinstance(w, ByTime) else ("events", w.events))
 
-        return (self.representation, self.params, length(self.window)) == \
-            (other.representation, dict(other.params), length(other.window))
+        return key(self) == key(other)
+
+    def full_params(self) -> dict[str, Any]:
+        """The params with the registry's defaults filled in (the params as given for a name the
+        registry does not know)."""
+        from .representations import REPRESENTATIONS  # on use: numba only once embeddings are compared
+
+        rep = REPRESENTATIONS.get(self.representation)
+        return {**(rep.defaults if rep else {}), **self.params}
 
     # ---- what the representation registry knows ------------------------------------------
     def check(self) -> "EventInput":
