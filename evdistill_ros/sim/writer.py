@@ -292,6 +292,13 @@ def sequence_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
 
 
+def _quiet_worker() -> None:
+    """A simulate worker ignores SIGINT (the parent handles Ctrl-C) and dies on SIGTERM without
+    Python's clean-up (a handler inherited through fork would raise inside numba's compiler)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def simulate_dataset(out_dir: str | os.PathLike, *, sequences: int, seconds: float, seed: int, night: bool = False,
                      workers: int = 1, config: SimConfig | None = None, progress: bool = True,
                      preview: bool = False, prefix: str = "seq", **overrides) -> dict:
@@ -313,10 +320,10 @@ def simulate_dataset(out_dir: str | os.PathLike, *, sequences: int, seconds: flo
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
-        # workers ignore SIGINT: Ctrl-C reaches the parent alone, which stops them and raises
-        # KeyboardInterrupt (the clean "interrupted" path) instead of a pool of tracebacks
+        # Ctrl-C reaches the parent alone, which stops the workers and raises KeyboardInterrupt
+        # (the clean "interrupted" path) instead of a pool of tracebacks
         ex = ProcessPoolExecutor(min(workers, sequences), mp_context=mp.get_context("fork"),
-                                 initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
+                                 initializer=_quiet_worker)
         try:
             it = ex.map(_sequence_job, jobs)
             if progress:
@@ -326,6 +333,7 @@ def simulate_dataset(out_dir: str | os.PathLike, *, sequences: int, seconds: flo
             for proc in list(getattr(ex, "_processes", {}).values()):  # no public way to stop running jobs
                 proc.terminate()
             ex.shutdown(wait=True, cancel_futures=True)
+            clean_stale(out)  # the stopped workers' temp bags
             raise
         ex.shutdown()
     else:
