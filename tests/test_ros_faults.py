@@ -61,7 +61,9 @@ def _wait(env: dict, node: str, pred, timeout: float = 60) -> dict:
 
 
 # A child node publishing raw EventArray bytes built by the package's encoder (the exact wire
-# format); each line of `plan` is (height, width, n_events, t_start_ns, t_stop_ns).
+# format); each line of `plan` is (height, width, n_events, t_start_ns, t_stop_ns[, fault]):
+# fault "oob" puts the first 100 events 5 px right of the sensor, "unsorted" moves the 50
+# earliest events to the end of the message.
 _PUBLISHER = """
 import json, sys, time
 import numpy as np, rospy
@@ -80,9 +82,13 @@ while pub.get_num_connections() == 0 and time.time() < deadline:
     time.sleep(0.1)
 time.sleep(0.5)
 rng = np.random.default_rng(0)
-for h, w, n, t0, t1 in json.loads(sys.argv[2]):
-    ev = Events(rng.integers(0, min(w, 65535), n), rng.integers(0, min(h, 65535), n),
-                np.sort(rng.integers(t0, t1, n)), rng.integers(0, 2, n))
+for h, w, n, t0, t1, *fault in json.loads(sys.argv[2]):
+    x, t = rng.integers(0, min(w, 65535), n), np.sort(rng.integers(t0, t1, n))
+    if fault == ["oob"]:
+        x[:100] = w + 5
+    if fault == ["unsorted"]:
+        t = np.concatenate([t[50:], t[:50]])
+    ev = Events(x, rng.integers(0, min(h, 65535), n), t, rng.integers(0, 2, n))
     m = Raw()
     m.payload = encode_event_array(ev, h, w)
     pub.publish(m)
@@ -90,7 +96,7 @@ for h, w, n, t0, t1 in json.loads(sys.argv[2]):
 """
 
 
-def _publish(env: dict, plan: list[tuple[int, int, int, int, int]]) -> None:
+def _publish(env: dict, plan: list[tuple]) -> None:
     subprocess.run([sys.executable, "-c", _PUBLISHER, EV, json.dumps(plan)], env=env, check=True, timeout=120)
 
 
@@ -127,6 +133,30 @@ def test_accumulator_bounds_sizes_keeps_counters_monotonic_and_lag_honest(roscor
     assert s2["lag_ms"] is not None and s2["lag_ms"] < 100, s2  # not the old stream's 10 s
     assert rss_after - rss_before < 200, (rss_before, rss_after)
     assert "Traceback" not in err, err
+
+
+def test_accumulator_counts_stream_faults_exactly(roscore):
+    """Out-of-bounds and out-of-order events, an empty message, a 10 s forward jump and a
+    million-event message: the node stays up and every event is accounted for."""
+    acc = _node(roscore, "accumulator_node")
+    ms = 1_000_000
+    plan = [(130, 173, 3000, T0, T0 + 200 * ms, "oob"),
+            (130, 173, 3000, T0 + 200 * ms, T0 + 400 * ms, "unsorted"),
+            (130, 173, 0, T0 + 400 * ms, T0 + 401 * ms),
+            (130, 173, 2000, T0 + 10_400 * ms, T0 + 10_500 * ms),
+            (130, 173, 1_000_000, T0 + 10_500 * ms, T0 + 10_700 * ms)]
+    try:
+        _wait(roscore, "accumulator_node", lambda s: "messages" in s)
+        _publish(roscore, plan)
+        s = _wait(roscore, "accumulator_node", lambda s: s["messages"] == len(plan))
+    finally:
+        err = _stop(acc)
+    sent = sum(p[2] for p in plan)
+    assert s["dropped_out_of_bounds"] == 100 and s["dropped_out_of_order"] == 50, s
+    assert s["events_in"] + s["dropped_out_of_bounds"] == sent, s
+    assert s["events_accepted"] == sent - 150, s
+    assert s["windows_skipped"] > 0 and s["resets"] == 0, s  # the forward jump skips, never resets
+    assert "Traceback" not in err
 
 
 @pytest.fixture(scope="module")
