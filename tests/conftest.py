@@ -59,3 +59,17 @@ def roscore(tmp_path, monkeypatch):
 def run_python(code: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
     """Run Python code in a child process (rospy allows one node per process)."""
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def stop_group(proc: subprocess.Popen) -> str:
+    """SIGINT to a process group started with start_new_session (a launch, a node), SIGKILL after
+    30 s; returns its stderr."""
+    import signal
+
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate()
+    return err

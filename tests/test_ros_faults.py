@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from conftest import stop_group
 
 pytestmark = pytest.mark.ros
 
@@ -31,12 +31,7 @@ def _node(env: dict, node: str, *params: str) -> subprocess.Popen:
 
 def _stop(proc: subprocess.Popen) -> str:
     alive = proc.poll() is None
-    os.killpg(proc.pid, signal.SIGINT)
-    try:
-        _, err = proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        _, err = proc.communicate()
+    err = stop_group(proc)
     assert alive, f"the node died during the test:\n{err[-3000:]}"
     return err
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import stop_group
 
 pytestmark = pytest.mark.ros
 
@@ -81,14 +82,7 @@ def _launch(env, ckpt, record, in_process: bool, backend: str = "torch") -> subp
                             start_new_session=True)
 
 
-def _stop(proc: subprocess.Popen) -> str:
-    os.killpg(proc.pid, signal.SIGINT)
-    try:
-        _, err = proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        _, err = proc.communicate()
-    return err
+_stop = stop_group
 
 
 def _play(env, bag, rate: float = 1.0) -> None:

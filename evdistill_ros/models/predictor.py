@@ -3,6 +3,7 @@
     p = Predictor("student.pth", device="auto", fp16=False, backend="torch")
     labels = p(embedding_or_image)          # uint8 (H, W) class ids at the input's size
     p.representation                        # "aps" or the EventInput dict of the checkpoint
+    p.event_input                           # its EventInput (None for an APS-frame network)
     p.backend                               # models.backends.Backend that runs the network
 
 `checkpoint` is a checkpoint (ours or the authors') or an .onnx file written by `evdistill
@@ -20,6 +21,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ..events.spec import EventInput
 from .backends import create_backend
 from .checkpoint import load_checkpoint
 from .export import read_onnx_metadata
@@ -51,6 +53,8 @@ class Predictor:
             model, self.meta = load_checkpoint(path)
             onnx_model = None
         self.preprocess = Preprocessor.from_metadata(self.meta)
+        rep = self.meta.get("representation", "aps")
+        self.event_input: EventInput | None = EventInput.from_dict(rep) if isinstance(rep, dict) else None
         self.backend = create_backend(backend, model, self.meta, self.device, fp16, onnx_model, log)
 
     @property

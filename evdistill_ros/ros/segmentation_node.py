@@ -25,6 +25,7 @@ inference start: the network was busy), overhead_ms (latency minus that window's
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -129,7 +130,8 @@ class SegmentationNode:
         predictor = self.student.get()
         self.accumulator = None
         if param("in_process", False):
-            self.accumulator = StreamAccumulator(event_input_from_ros(self._event_input(predictor)), self._on_window)
+            self.accumulator = StreamAccumulator(event_input_from_ros(predictor.event_input if predictor else None),
+                                                 self._on_window)
         else:
             # rospy trims its queue silently; the callbacks are cheap and the mailboxes below keep
             # only the newest input, counting what they skip, so rospy itself should never drop
@@ -144,12 +146,6 @@ class SegmentationNode:
             t.start()
         StatsPublisher(self.stats)
         rospy.on_shutdown(self._shutdown)
-
-    @staticmethod
-    def _event_input(predictor: Predictor | None) -> EventInput | None:
-        if predictor is None or not predictor.is_event_network:
-            return None
-        return EventInput.from_dict(predictor.representation)
 
     # ---- inputs -------------------------------------------------------------------------
     def _on_window(self, w: Window, received: float, frame_id: str) -> None:
@@ -166,13 +162,17 @@ class SegmentationNode:
                                         f"{msg.width} is malformed or beyond ~max_height / ~max_width: dropped")
             return
         try:
-            spec = EventInput.from_dict(json.loads(msg.event_input))
+            spec = self._spec_of(msg.event_input)
         except ValueError as exc:
             self.counts.add("rejected")
             rospy.logwarn_throttle(5.0, f"embedding without a readable event_input ({exc}): dropped")
             return
         data = np.array(msg.data, dtype=np.float32).reshape(msg.channels, msg.height, msg.width)  # own, writable copy
         self.events_box.put(Job(data, msg.header.stamp, msg.header.frame_id, received, spec))
+
+    @functools.lru_cache(maxsize=8)  # one accumulator sends one JSON for thousands of windows
+    def _spec_of(self, event_input_json: str) -> EventInput:
+        return EventInput.from_dict(json.loads(event_input_json))
 
     def _on_image(self, msg: rospy.AnyMsg) -> None:
         header = getattr(msg, "_connection_header", None) or {}
@@ -195,7 +195,7 @@ class SegmentationNode:
         def accepts(job: Job, predictor: Predictor) -> bool:
             """A network only ever sees the input it was trained on: anything else is counted and
             logged, never segmented."""
-            want = self._event_input(predictor)
+            want = predictor.event_input
             if self.accumulator is not None and self.student.loads != self._student_loads:
                 self._student_loads = self.student.loads  # a new checkpoint: the windows follow it
                 if want is not None:
