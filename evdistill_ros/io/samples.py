@@ -136,11 +136,12 @@ def _bag_samples(bag: Bag, spec: EventInput, events_topic: str | None, image_top
         image_topic = image_topic or pre.image
         if labels_topic is None:
             labels_topic = pre.labels
-    if not need_events and events_topic not in have:
+    if events_topic not in have:
+        if need_events:
+            raise ValueError(f"{bag.path}: no event topic {events_topic}; topics: {sorted(have)}")
         events_topic = None  # frames and labels only (an APS network's evaluation)
-    for what, topic in (("event", events_topic if need_events else ""), ("image", image_topic)):
-        if topic and topic not in have or (what == "event" and need_events and topic is None):
-            raise ValueError(f"{bag.path}: no {what} topic {topic}; topics: {sorted(have)}")
+    if image_topic not in have:
+        raise ValueError(f"{bag.path}: no image topic {image_topic}; topics: {sorted(have)}")
     if labels_topic is not None and labels_topic not in have:
         if require_labels:
             raise ValueError(f"{bag.path}: no labels topic {labels_topic}")
