@@ -9,7 +9,7 @@ setup(
     packages=find_packages(include=["evdistill_ros", "evdistill_ros.*"]),
     python_requires=">=3.8",
     install_requires=[
-        "numpy>=1.22,<2",
+        "numpy>=1.22",
         "numba>=0.57",
         "torch>=2.0",
         "rosbags>=0.10,<0.11",

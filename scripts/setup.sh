@@ -14,11 +14,13 @@ log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 # ---- 1. ROS ---------------------------------------------------------------------------
 APT_PACKAGES=(ros-core rosbash python3-rospy python3-rosbag python3-roslaunch python3-rostest python3-genpy
   python3-cv-bridge python3-opencv python3-venv catkin ros-message-generation libstd-msgs-dev
-  libsensor-msgs-dev ros-std-msgs ros-sensor-msgs python3-std-msgs python3-sensor-msgs rviz xvfb)
+  libsensor-msgs-dev ros-std-msgs ros-sensor-msgs python3-std-msgs python3-sensor-msgs rviz xvfb
+  ros-diagnostic-msgs python3-diagnostic-msgs python3-dynamic-reconfigure libdynamic-reconfigure-config-init-mutex-dev
+  librostest-dev python3-tf2-ros python3-tf2-msgs)
 have_debian_ros() {
   command -v roscore >/dev/null && command -v rosrun >/dev/null && command -v catkin_make >/dev/null && command -v rosbag >/dev/null &&
-    /usr/bin/python3 -c 'import rospy, rosbag, genpy, cv_bridge, cv2' 2>/dev/null &&
-    /usr/bin/python3 -m venv --help >/dev/null 2>&1 && dpkg -s ros-message-generation ros-std-msgs ros-sensor-msgs xvfb >/dev/null 2>&1
+    /usr/bin/python3 -c 'import rospy, rosbag, genpy, cv_bridge, cv2, diagnostic_msgs, dynamic_reconfigure, tf2_ros' 2>/dev/null &&
+    /usr/bin/python3 -m venv --help >/dev/null 2>&1 && dpkg -s "${APT_PACKAGES[@]}" >/dev/null 2>&1
 }
 if [ -f /opt/ros/noetic/setup.bash ]; then
   log "using ROS at /opt/ros/noetic"
