@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import frames
-from .classes import colorize
+from .classes import CLASS_NAMES, IGNORE_COLOR, PALETTE, colorize
 from .events.representations import REPRESENTATIONS
 from .events.spec import EventInput
 
@@ -68,3 +68,20 @@ def overlay(labels: np.ndarray, background: np.ndarray, alpha: float = 0.5) -> n
     colours = colorize(labels).astype(np.float32)
     out = (1 - alpha) * rgb.astype(np.float32) + alpha * colours
     return out.round().astype(np.uint8)
+
+
+def legend_strip(width: int, height: int = 22) -> np.ndarray:
+    """The class colours with their names in one row, (height, width, 3) uint8 RGB: under the
+    visualiser's video frames, and the segmentation node's latched ~legend for rviz."""
+    import cv2  # on use: the rest of render is numpy only
+
+    strip = np.full((height, width, 3), 255, np.uint8)
+    names = list(CLASS_NAMES) + ["ignore"]
+    colours = [tuple(int(v) for v in c) for c in PALETTE] + [IGNORE_COLOR]
+    step = width / len(names)
+    for i, (n, c) in enumerate(zip(names, colours)):
+        x = int(i * step) + 4
+        cv2.rectangle(strip, (x, 5), (x + 12, height - 5), c, -1)
+        cv2.rectangle(strip, (x, 5), (x + 12, height - 5), (90, 90, 90), 1)
+        cv2.putText(strip, n, (x + 16, height - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
+    return strip

@@ -16,7 +16,7 @@ APT_PACKAGES=(ros-core rosbash python3-rospy python3-rosbag python3-roslaunch py
   python3-cv-bridge python3-opencv python3-venv catkin ros-message-generation libstd-msgs-dev
   libsensor-msgs-dev ros-std-msgs ros-sensor-msgs python3-std-msgs python3-sensor-msgs rviz xvfb
   ros-diagnostic-msgs python3-diagnostic-msgs python3-dynamic-reconfigure libdynamic-reconfigure-config-init-mutex-dev
-  librostest-dev python3-tf2-ros python3-tf2-msgs)
+  librostest-dev python3-tf2-ros python3-tf2-msgs g++)
 have_debian_ros() {
   command -v roscore >/dev/null && command -v rosrun >/dev/null && command -v catkin_make >/dev/null && command -v rosbag >/dev/null &&
     /usr/bin/python3 -c 'import rospy, rosbag, genpy, cv_bridge, cv2, diagnostic_msgs, dynamic_reconfigure, tf2_ros' 2>/dev/null &&
@@ -69,7 +69,7 @@ for entry in "$ROOT"/*; do
   case "$(basename "$entry")" in build|*.egg-info) continue ;; esac
   ln -sfn "$entry" "$PKG/$(basename "$entry")"
 done
-build_hash=$(cat CMakeLists.txt package.xml setup.py msg/*.msg | sha256sum | cut -c1-16)
+build_hash=$(cat CMakeLists.txt package.xml setup.py msg/*.msg cfg/*.cfg | sha256sum | cut -c1-16)
 if [ ! -f "$WS/devel/setup.bash" ] || [ "$(cat "$WS/.evdistill-build" 2>/dev/null)" != "$build_hash" ]; then
   log "building the catkin workspace $WS"
   # Configure twice: catkin caches PYTHONPATH before devel/ exists on a fresh workspace.

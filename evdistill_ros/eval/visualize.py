@@ -31,7 +31,7 @@ import numpy as np
 from ..atomic import PendingFile
 from ..classes import CLASS_NAMES, IGNORE_COLOR, PALETTE, colorize
 from ..events.spec import DEFAULT_EVENT_INPUT
-from ..render import event_image, to_rgb
+from ..render import event_image, legend_strip, to_rgb
 from .evaluate import FIXED_REPRESENTATION, detect_format, load_network, open_samples, predict
 from .metrics import ConfusionMatrix
 
@@ -138,21 +138,6 @@ def five_panel_figure(rows: Sequence[PanelRow], path: str | Path, *, representat
 # video frames (plain numpy + cv2: fast enough for hundreds of frames)
 
 
-def _legend_strip(width: int, height: int = 22) -> np.ndarray:
-    import cv2
-
-    strip = np.full((height, width, 3), 255, np.uint8)
-    names = list(CLASS_NAMES) + ["ignore"]
-    colours = [tuple(int(v) for v in c) for c in PALETTE] + [IGNORE_COLOR]
-    step = width / len(names)
-    for i, (n, c) in enumerate(zip(names, colours)):
-        x = int(i * step) + 4
-        cv2.rectangle(strip, (x, 5), (x + 12, height - 5), c, -1)
-        cv2.rectangle(strip, (x, 5), (x + 12, height - 5), (90, 90, 90), 1)
-        cv2.putText(strip, n, (x + 16, height - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
-    return strip
-
-
 def compose_frame(row: PanelRow, *, representation: str = "count", caption: str | None = None,
                   min_panel_width: int = 240) -> np.ndarray:
     """Five panels side by side with titles above and a class legend below; RGB uint8.
@@ -181,7 +166,7 @@ def compose_frame(row: PanelRow, *, representation: str = "count", caption: str 
         size = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, 0.38, 1)[0]
         cv2.putText(head, caption, (body.shape[1] - size[0] - 4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (80, 80, 80), 1,
                     cv2.LINE_AA)
-    frame = np.concatenate([head, body, _legend_strip(body.shape[1])], 0)
+    frame = np.concatenate([head, body, legend_strip(body.shape[1])], 0)
     pad_h, pad_w = (-frame.shape[0]) % 2, (-frame.shape[1]) % 2  # H.264 wants even sizes
     if pad_h or pad_w:
         frame = np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)), constant_values=255)

@@ -4,13 +4,17 @@ Subscribes  events     (dvs_msgs/EventArray or event_camera_msgs/EventPacket, as
 Publishes   ~embedding (evdistill_ros/EventEmbedding, header.stamp = window end, event_input =
                        the EventInput as JSON) at every stride
             ~stats     (std_msgs/String, JSON: events in / dropped, windows, resets, lag)
+            /diagnostics (diagnostic_msgs/DiagnosticArray, 1 Hz: OK / WARN on drops or lag above
+                       ~warn_drop_fraction (0.05) / ~warn_latency_ms (500), ERROR when a connected
+                       event topic is silent for ~error_silence_s (5) or ~checkpoint is unreadable)
 Parameters  ~checkpoint (the event input from its metadata; the file is watched every
             ~checkpoint_check_s = 5 s, and a new or replaced checkpoint restarts the windows
             with its input), ~representation, ~representation_params, ~window_ms, ~stride_ms,
             ~window_events, ~stride_events (override the checkpoint), ~height / ~width (only
             when messages carry no size), ~max_height / ~max_width (largest sensor a message may
             declare, default 2048), ~queue_size (event messages buffered while busy, default 200;
-            the oldest are dropped beyond it)
+            the oldest are dropped beyond it). dynamic_reconfigure (cfg/Accumulator.cfg): the
+            window settings; a change restarts the windows cleanly and is logged
 
     rosrun evdistill_ros accumulator_node events:=/davis/left/events _stride_ms:=10
 """
@@ -23,8 +27,9 @@ from rospy.numpy_msg import numpy_msg
 
 from ..events.windows import Window
 from ..msg import EventEmbedding
-from .common import (StatsPublisher, StreamAccumulator, checkpoint_event_input, event_input_from_ros, param,
-                     ros_time)
+from .common import (StatusPublisher, StreamAccumulator, WindowReconfigure, checkpoint_event_input,
+                     event_input_from_ros, every, param, reconfigure_server, ros_time)
+from .health import accumulator_health
 from .latest import FileWatch
 
 
@@ -40,7 +45,7 @@ class CheckpointFollower:
             rospy.logerr("%s: using ~representation / the default until it can be read (checked every %g s)",
                          self.error, param("checkpoint_check_s", 5.0))
 
-    def check(self, _event=None) -> None:
+    def check(self) -> None:
         if not self.path or not self.watch.changed():
             return
         spec, self.error = checkpoint_event_input(self.path)
@@ -71,7 +76,11 @@ def main() -> int:
 
     acc = StreamAccumulator(event_input_from_ros(follower.base), publish)
     follower.accumulator = acc
-    rospy.Timer(rospy.Duration(param("checkpoint_check_s", 5.0)), follower.check)
-    StatsPublisher(lambda: dict(acc.stats(), published=published[0], checkpoint_error=follower.error or None))
+
+    windows = WindowReconfigure(acc, lambda: follower.base)
+    reconfigure_server("Accumulator", lambda config, _level: windows(config))
+    every(param("checkpoint_check_s", 5.0), follower.check, "checkpoint watch")
+    StatusPublisher(lambda: dict(acc.stats(), published=published[0], checkpoint_error=follower.error or None),
+                    accumulator_health, "accumulating")
     rospy.spin()
     return 0

@@ -1,15 +1,21 @@
-"""Pieces the nodes share: parameters, the event input, the stream accumulator, image messages, stats."""
+"""Pieces the nodes share: parameters, the event input, the stream accumulator, image messages,
+status reports (~stats and /diagnostics)."""
 from __future__ import annotations
 
+import importlib
 import json
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import cv2
 import numpy as np
 import rospy
-from sensor_msgs.msg import Image
+import yaml
+from sensor_msgs.msg import CompressedImage, Image
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from std_msgs.msg import Header, String
 
 from .. import wire
@@ -18,6 +24,7 @@ from ..wire import EventArrayMsg
 from ..events.windows import SlidingWindow, Window, WindowStats
 from ..models.checkpoint import read_metadata
 from .event_subscriber import EventSubscriber
+from .health import LEVEL_NAMES, Health, HealthLimits
 
 def param(name: str, default: Any) -> Any:
     """A private parameter (~name), typed like its default."""
@@ -31,13 +38,89 @@ def param(name: str, default: Any) -> Any:
     return value
 
 
-def event_input_from_ros(base: EventInput | None = None) -> EventInput:
-    """`base` (the checkpoint's event input, else the default) overridden by ~representation,
-    ~representation_params, ~window_ms, ~stride_ms, ~window_events, ~stride_events."""
+WINDOW_SETTINGS = ("representation", "representation_params", "window_ms", "stride_ms", "window_events",
+                   "stride_events")
+
+
+def event_input_from_settings(base: EventInput | None, settings: Mapping[str, Any]) -> EventInput:
+    """`base` (the checkpoint's event input, else the default) overridden by the window settings
+    (WINDOW_SETTINGS; missing, 0 or empty ones leave `base` as it is). representation_params may
+    be a mapping or its YAML / JSON text (a launch file's <param value="{bins: 5}"/>, a
+    dynamic_reconfigure string). Raises ValueError on a malformed one."""
+    params = settings.get("representation_params") or {}
+    if isinstance(params, str):
+        try:
+            params = yaml.safe_load(params) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(f"representation_params {params!r} is not YAML: {exc}") from None
+    if not isinstance(params, Mapping):
+        raise ValueError(f"representation_params must be a mapping like {{bins: 5}}, not {params!r}")
     return (base or DEFAULT_EVENT_INPUT).with_overrides(
-        representation=param("representation", ""), params=param("representation_params", {}) or {},
-        window_ms=param("window_ms", 0.0), stride_ms=param("stride_ms", 0.0),
-        window_events=param("window_events", 0), stride_events=param("stride_events", 0))
+        representation=settings.get("representation") or "", params=dict(params),
+        window_ms=float(settings.get("window_ms") or 0), stride_ms=float(settings.get("stride_ms") or 0),
+        window_events=int(settings.get("window_events") or 0), stride_events=int(settings.get("stride_events") or 0))
+
+
+def event_input_from_ros(base: EventInput | None = None) -> EventInput:
+    """`base` overridden by the private parameters ~representation, ~representation_params,
+    ~window_ms, ~stride_ms, ~window_events, ~stride_events (a malformed one is logged and ignored)."""
+    defaults = {"representation": "", "representation_params": None, "window_ms": 0.0, "stride_ms": 0.0,
+                "window_events": 0, "stride_events": 0}
+    settings = {k: param(k, d) for k, d in defaults.items()}
+    try:
+        return event_input_from_settings(base, settings)
+    except ValueError as exc:
+        rospy.logerr("%s: ignoring ~representation_params", exc)
+        return event_input_from_settings(base, dict(settings, representation_params=None))
+
+
+class WindowReconfigure:
+    """dynamic_reconfigure's window settings applied to a StreamAccumulator over the checkpoint's
+    input: a good update restarts the windows (logged by set_input), a bad one is put back whole
+    and the client gets the settings in force, never a half-applied mix."""
+
+    def __init__(self, accumulator: StreamAccumulator, base: Callable[[], EventInput | None]):
+        self.accumulator, self.base = accumulator, base
+        self.applied: dict[str, Any] = {}
+
+    def __call__(self, config: Any) -> Any:
+        settings = {k: config[k] for k in WINDOW_SETTINGS if k in config}
+        try:
+            self.accumulator.set_input(event_input_from_settings(self.base(), settings))
+        except ValueError as exc:
+            rospy.logerr("reconfigure: %s (kept %s)", exc, self.accumulator.spec.describe())
+            for k, v in (self.applied or dict.fromkeys(settings, "")).items():
+                config[k] = v if v is not None else config[k]
+            return config
+        self.applied = settings
+        return config
+
+
+def reconfigure_server(config: str, callback: Callable[[Any, int], Any]) -> Any:
+    """A dynamic_reconfigure server for the generated `evdistill_ros.cfg.<config>Config` (built
+    from cfg/<config>.cfg by catkin), or None with a warning where it was not built."""
+    try:
+        from dynamic_reconfigure.server import Server  # on use: the core and its tests run without ROS
+        module = importlib.import_module(f"evdistill_ros.cfg.{config}Config")
+    except ImportError as exc:
+        rospy.logwarn("dynamic_reconfigure unavailable (%s): settings stay as started", exc)
+        return None
+    return Server(module, callback)  # the generated module is the config type
+
+
+def compressed_msg(rgb: np.ndarray, fmt: str, jpeg_quality: int, stamp: rospy.Time, frame_id: str = "") -> CompressedImage:
+    """(H, W, 3) uint8 rgb8 -> sensor_msgs/CompressedImage as image_transport's compressed
+    publisher writes it (format "rgb8; jpeg compressed bgr8": the original encoding, then what
+    the codec holds), so `republish compressed` and rqt_image_view decode it."""
+    if fmt not in ("jpeg", "png"):
+        raise ValueError(f"compressed format {fmt!r}: jpeg | png")
+    bgr = np.ascontiguousarray(rgb[..., ::-1])
+    options = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if fmt == "jpeg" else [cv2.IMWRITE_PNG_COMPRESSION, 3]
+    ok, data = cv2.imencode(".jpg" if fmt == "jpeg" else ".png", bgr, options)
+    if not ok:
+        raise ValueError(f"cv2 could not encode a {rgb.shape} image as {fmt}")
+    return CompressedImage(header=Header(stamp=stamp, frame_id=frame_id), format=f"rgb8; {fmt} compressed bgr8",
+                           data=data.tobytes())
 
 
 def checkpoint_event_input(path: str) -> tuple[EventInput | None, str]:
@@ -167,6 +250,7 @@ class StreamAccumulator:
                "wrong_type_messages": self.subscriber.wrong_type, "size_changes": self.size_changes,
                "input_changes": self.input_changes, "unknown_size_messages": self.unknown_size,
                "oversize_messages": self.oversize, "busy_s": round(self.subscriber.busy_s, 4),
+               "publishers": self.subscriber.publishers(), "silent_s": round(self.subscriber.silent_s(), 3),
                "event_input": self.spec.to_dict()}
         totals = self._retired.as_dict()
         if self.window is not None:
@@ -177,24 +261,64 @@ class StreamAccumulator:
         return out
 
 
-class StatsPublisher:
-    """~stats: a JSON std_msgs/String once a second with counters and rates."""
+def every(period_s: float, fn: Callable[[], None], name: str) -> threading.Thread:
+    """Call `fn` every `period_s` of wall time until shutdown, in a daemon thread.
 
-    def __init__(self, collect: Callable[[], dict], period_s: float = 1.0):
-        self.collect = collect
+    Not rospy.Timer: that one runs on ROS time, which stands still under use_sim_time until a
+    /clock arrives, and health reports and checkpoint checks must go on while a bag is paused."""
+    def loop() -> None:
+        next_t = time.monotonic() + period_s
+        while not rospy.is_shutdown():
+            time.sleep(max(0.0, next_t - time.monotonic()))
+            next_t += period_s
+            try:
+                fn()
+            except Exception as exc:  # noqa: BLE001 - a report that fails must not stop the next one
+                rospy.logerr_throttle(30.0, f"{name} failed: {exc}")
+
+    thread = threading.Thread(target=loop, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def health_limits() -> HealthLimits:
+    d = HealthLimits()
+    return HealthLimits(param("warn_drop_fraction", d.warn_drop_fraction), param("warn_latency_ms", d.warn_latency_ms),
+                        param("error_silence_s", d.error_silence_s))
+
+
+class StatusPublisher:
+    """Once a second: ~stats (std_msgs/String, JSON counters and rates, for scripts) and one
+    diagnostic_msgs/DiagnosticStatus for this node on /diagnostics (rqt_runtime_monitor,
+    `rostopic echo /diagnostics`), judged by `assess(stats, previous stats, seconds, limits)`."""
+
+    RATE_KEYS = ("events_accepted", "windows_emitted", "published", "messages")
+
+    def __init__(self, collect: Callable[[], dict], assess: Callable[..., Health], ok_message: str,
+                 period_s: float = 1.0):
+        self.collect, self.assess, self.ok_message = collect, assess, ok_message
+        self.limits = health_limits()
         self.pub = rospy.Publisher("~stats", String, queue_size=2, latch=True)
+        self.diagnostics = rospy.Publisher("/diagnostics", DiagnosticArray, queue_size=2)
+        self.name = rospy.get_name().lstrip("/")
         self._last: tuple[float, dict] | None = None
-        self.timer = rospy.Timer(rospy.Duration(period_s), self._tick)
+        self.last_health: Health | None = None
+        self.thread = every(period_s, self.tick, "status")
 
-    def _tick(self, _event: Any) -> None:
+    def tick(self) -> None:
         now, stats = time.monotonic(), self.collect()
-        if self._last is not None:
-            dt = now - self._last[0]
-            for key in ("events_accepted", "windows_emitted", "published", "messages"):
-                if isinstance(stats.get(key), (int, float)) and key in self._last[1]:
-                    stats[key + "_per_s"] = (stats[key] - self._last[1][key]) / dt
-        self._last = (now, stats)
+        before, dt = (self._last[1], now - self._last[0]) if self._last else (None, 0.0)
+        for key in self.RATE_KEYS:
+            if before and isinstance(stats.get(key), (int, float)) and key in before and dt > 0:
+                stats[key + "_per_s"] = (stats[key] - before[key]) / dt
+        health = self.assess(stats, before, dt, self.limits)
+        self._last, self.last_health = (now, stats), health
+        stats["level"] = LEVEL_NAMES[health.level]
         self.pub.publish(String(data=json.dumps(stats, default=float)))
+        status = DiagnosticStatus(level=health.level, name=f"evdistill_ros: {self.name}",
+                                  message=health.message(self.ok_message), hardware_id=self.name,
+                                  values=[KeyValue(key=k, value=v) for k, v in health.values.items()])
+        self.diagnostics.publish(DiagnosticArray(header=Header(stamp=rospy.Time.now()), status=[status]))
 
 
 def image_msg(array: np.ndarray, encoding: str, stamp: rospy.Time, frame_id: str = "") -> Image:

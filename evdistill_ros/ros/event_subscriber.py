@@ -30,7 +30,8 @@ class EventSubscriber:
     """Subscribe to an event topic and call `callback(EventArrayMsg)` for each good message.
 
     Counters: `messages`, `bad_messages`, `wrong_type`, `dropped_out_of_bounds`, and `busy_s`,
-    the seconds spent decoding and in the callback (events / busy_s = what the node can take).
+    the seconds spent decoding and in the callback (events / busy_s = what the node can take);
+    `silent_s()` and `publishers()` tell whether a connected input has gone quiet.
     """
 
     def __init__(self, topic: str, callback: Callable[[EventArrayMsg], None], queue_size: int = 200,
@@ -38,11 +39,12 @@ class EventSubscriber:
         self.callback = callback
         self.messages = self.bad_messages = self.wrong_type = self.dropped_out_of_bounds = 0
         self.busy_s = 0.0
+        self.last_message = time.monotonic()  # silence counts from the subscription on
         self._decoders: dict[tuple[str, str], Decoder | None] = {}
         self.sub = rospy.Subscriber(topic, rospy.AnyMsg, self._on_message, queue_size=queue_size, buff_size=buff_size)
 
     def _on_message(self, msg: rospy.AnyMsg) -> None:
-        start = time.monotonic()
+        start = self.last_message = time.monotonic()
         header = getattr(msg, "_connection_header", None) or {}
         key = (header.get("type", "?"), header.get("md5sum", "?"))
         if key not in self._decoders:
@@ -66,3 +68,10 @@ class EventSubscriber:
         self.busy_s += time.monotonic() - start
         self.messages += 1
         self.dropped_out_of_bounds += decoded.dropped
+
+    def silent_s(self) -> float:
+        """Seconds since the last message (of any kind) or since subscribing."""
+        return time.monotonic() - self.last_message
+
+    def publishers(self) -> int:
+        return self.sub.get_num_connections()

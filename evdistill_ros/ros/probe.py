@@ -1,4 +1,4 @@
-"""Read a node's latched ~stats from outside ROS code (the demo, tests, benches).
+"""Read a node's latched ~stats and its /diagnostics from outside ROS code (the demo, tests, benches).
 
 rospy allows one node per process, so the probe runs in a child process.
 """
@@ -76,3 +76,35 @@ class RosMaster:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+
+_DIAGNOSTICS = """
+import json, sys, time, rospy
+from diagnostic_msgs.msg import DiagnosticArray
+rospy.init_node("diagnostics_probe", anonymous=True)
+seen = []
+rospy.Subscriber("/diagnostics", DiagnosticArray, lambda m: seen.extend(m.status), queue_size=100)
+time.sleep(float(sys.argv[1]))
+print(json.dumps([{"level": int(s.level), "name": s.name, "message": s.message,
+                   "values": {kv.key: kv.value for kv in s.values}} for s in seen]))
+"""
+
+
+class DiagnosticsListener:
+    """Collects every /diagnostics status for `duration` s in a child process (rospy: one node
+    per process); `statuses()` waits for it and returns them as dicts, oldest first.
+
+        with DiagnosticsListener(env, 20) as diag: ...; diag.statuses()
+    """
+
+    def __init__(self, env: dict, duration: float):
+        self.duration = duration
+        self.proc = subprocess.Popen([sys.executable, "-c", _DIAGNOSTICS, str(duration)], env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def statuses(self, name: str | None = None) -> list[dict]:
+        out, err = self.proc.communicate(timeout=self.duration + 60)
+        if self.proc.returncode != 0:
+            raise RuntimeError(f"diagnostics probe failed: {err[-2000:]}")
+        return [s for s in json.loads(out) if name is None or s["name"].endswith(name)]

@@ -3,15 +3,27 @@
 Subscribes  embedding  (evdistill_ros/EventEmbedding from accumulator_node), or with
                        ~in_process:=true the events topic directly (no message hop)
             image      (sensor_msgs/Image, APS frames: overlay background and teacher input)
-Publishes   ~labels (mono8 class ids, stamp = window end), ~overlay (rgb8, rendered only while
-            someone subscribes), ~teacher/labels, ~teacher/overlay (with ~teacher_checkpoint),
-            ~stats (JSON)
+Publishes   ~labels (mono8 class ids, stamp = window end), ~overlay (rgb8) and
+            ~overlay/compressed (sensor_msgs/CompressedImage, ~compressed_format jpeg | png,
+            ~jpeg_quality), both rendered only while someone subscribes; ~teacher/labels,
+            ~teacher/overlay, ~teacher/overlay/compressed (with ~teacher_checkpoint; stamp = the
+            frame's); ~legend (rgb8, latched: the class colours and names), ~stats (JSON) and
+            /diagnostics (1 Hz: ERROR without a student network, when every window is rejected
+            or a connected input is silent for ~error_silence_s; WARN when more than
+            ~warn_drop_fraction of the windows are dropped or latency p95 > ~warn_latency_ms)
 Parameters  ~backend (torch | torch-compile | onnxruntime | openvino | auto, models.backends;
             a checkpoint may also be an .onnx file from `evdistill export`),
             ~checkpoint, ~teacher_checkpoint (each watched every ~checkpoint_check_s = 5 s: a
             missing one is retried, a replaced one reloaded), ~device (auto|cpu|cuda), ~fp16,
             ~in_process, ~overlay_on (events|aps), ~overlay_alpha, ~max_height / ~max_width, and
-            the accumulator's window parameters
+            the accumulator's window parameters. dynamic_reconfigure (cfg/Segmentation.cfg):
+            overlay_on, overlay_alpha, compressed_format, jpeg_quality, teacher (on/off), device
+            (the networks reload), and with ~in_process the window settings (the windows restart)
+
+Time: labels and overlays carry the window end (event time) as their stamp. latency_ms is
+measured on the node's monotonic clock (input arrival -> published: what the node costs);
+age_ms is ROS time now minus the stamp (the delay since the window ended: with a live camera
+or `rosbag play --clock` and use_sim_time the true delay, otherwise meaningless).
 
 A network only ever sees the input it was trained on: windows whose event input differs from
 the student checkpoint's (or any window, when the "student" is an APS-frame network) are
@@ -35,16 +47,18 @@ from dataclasses import dataclass
 import numpy as np
 import rospy
 from rospy.numpy_msg import numpy_msg
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 
 from .. import frames
 from ..events.spec import EventInput
 from ..events.windows import Window
 from ..models.predictor import Predictor
 from ..msg import EventEmbedding
-from ..render import event_image, overlay
+from ..render import event_image, legend_strip, overlay
 from ..wire import CodecError, decode_image
-from .common import SizeLimits, StatsPublisher, StreamAccumulator, event_input_from_ros, image_msg, param, ros_time
+from .common import (SizeLimits, StatusPublisher, StreamAccumulator, WindowReconfigure, compressed_msg,
+                     event_input_from_ros, image_msg, param, reconfigure_server, ros_time)
+from .health import Health, HealthLimits, accumulator_health, segmentation_health
 from .latest import Counters, FileWatch, LatestOnly, RollingStats
 
 
@@ -81,6 +95,13 @@ class Network:
                     self._load()
             return self.predictor
 
+    def set_device(self, device: str) -> None:
+        """Run on another device: the network reloads before its next input."""
+        with self._lock:
+            if device != self.device:
+                rospy.loginfo("%s: device %s -> %s (reloading)", self.role, self.device, device)
+                self.device, self._next_try = device, 0.0
+
     def _load(self) -> None:
         if not os.path.isfile(self.path):
             self.predictor = None
@@ -101,6 +122,25 @@ class Network:
                       self.predictor.backend.name, self.predictor.meta.get("backbone"), self.predictor.representation)
 
 
+class Outputs:
+    """One network's topics: ~<prefix>labels, and ~<prefix>overlay with its /compressed twin,
+    rendered only while one of them has a subscriber (as rpg_dvs_renderer)."""
+
+    def __init__(self, prefix: str):
+        self.labels = rospy.Publisher(f"~{prefix}labels", Image, queue_size=2)
+        self.overlay = rospy.Publisher(f"~{prefix}overlay", Image, queue_size=2)
+        self.compressed = rospy.Publisher(f"~{prefix}overlay/compressed", CompressedImage, queue_size=2)
+
+    def wants_overlay(self) -> bool:
+        return self.overlay.get_num_connections() > 0 or self.compressed.get_num_connections() > 0
+
+    def publish_overlay(self, rgb: np.ndarray, stamp: rospy.Time, frame_id: str, fmt: str, quality: int) -> None:
+        if self.overlay.get_num_connections() > 0:
+            self.overlay.publish(image_msg(rgb, "rgb8", stamp, frame_id))
+        if self.compressed.get_num_connections() > 0:
+            self.compressed.publish(compressed_msg(rgb, fmt, quality, stamp, frame_id))
+
+
 class SegmentationNode:
     def __init__(self) -> None:
         device, fp16, backend = param("device", "auto"), param("fp16", False), param("backend", "torch")
@@ -108,8 +148,11 @@ class SegmentationNode:
         self.student = Network("student", param("checkpoint", ""), device, fp16, check_s, backend)
         teacher_path = param("teacher_checkpoint", "")
         self.teacher = Network("teacher", teacher_path, device, fp16, check_s, backend) if teacher_path else None
+        self.teacher_enabled = True
         self.overlay_on = param("overlay_on", "events")
         self.alpha = param("overlay_alpha", 0.5)
+        self.compressed_format = param("compressed_format", "jpeg")
+        self.jpeg_quality = param("jpeg_quality", 90)
         self.limits = SizeLimits.from_ros()
         self.latest_aps: np.ndarray | None = None
         self.events_box: LatestOnly[Job] = LatestOnly()
@@ -117,15 +160,16 @@ class SegmentationNode:
         self.latency = RollingStats()  # input arrival -> labels and overlay published
         self.wait = RollingStats()  # input arrival -> inference start (network busy with the previous one)
         self.overhead = RollingStats()  # latency - inference, per window: waiting, rendering, publishing
+        self.age = RollingStats()  # ROS time at publishing - window end (sim time under use_sim_time)
         self.inference_ms = RollingStats()
         self.teacher_ms = RollingStats()
         self.counts = Counters("windows_in", "published", "rejected", "rejected_input", "frames_in",
                                "bad_frames", "teacher_published", "overlays")
         self._student_loads = 0
 
-        pub = lambda name, q=2: rospy.Publisher("~" + name, Image, queue_size=q)  # noqa: E731
-        self.pub_labels, self.pub_overlay = pub("labels"), pub("overlay")
-        self.pub_t_labels, self.pub_t_overlay = pub("teacher/labels"), pub("teacher/overlay")
+        self.student_out, self.teacher_out = Outputs(""), Outputs("teacher/")
+        self.pub_legend = rospy.Publisher("~legend", Image, queue_size=1, latch=True)
+        self.pub_legend.publish(image_msg(legend_strip(640), "rgb8", rospy.Time(0)))
 
         predictor = self.student.get()
         self.accumulator = None
@@ -135,8 +179,9 @@ class SegmentationNode:
         else:
             # rospy trims its queue silently; the callbacks are cheap and the mailboxes below keep
             # only the newest input, counting what they skip, so rospy itself should never drop
-            rospy.Subscriber("embedding", numpy_msg(EventEmbedding), self._on_embedding, queue_size=20,
-                             buff_size=1 << 26)
+            self.embedding_sub = rospy.Subscriber("embedding", numpy_msg(EventEmbedding), self._on_embedding,
+                                                  queue_size=20, buff_size=1 << 26)
+            self.last_embedding = time.monotonic()
         # raw bytes through the package's own decoder (io.image_msgs), as for the training data
         self.image_sub = rospy.Subscriber("image", rospy.AnyMsg, self._on_image, queue_size=20, buff_size=1 << 24)
         self.threads = [threading.Thread(target=self._student_loop, daemon=True)]
@@ -144,8 +189,28 @@ class SegmentationNode:
             self.threads.append(threading.Thread(target=self._teacher_loop, daemon=True))
         for t in self.threads:
             t.start()
-        StatsPublisher(self.stats)
+        self.status = StatusPublisher(self.stats, self.assess, "segmenting")
+        if self.accumulator is not None:
+            self.window_settings = WindowReconfigure(
+                self.accumulator, lambda: self.student.predictor.event_input if self.student.predictor else None)
+        self.reconfigure = reconfigure_server("Segmentation", self._reconfigure)
         rospy.on_shutdown(self._shutdown)
+
+    # ---- settings while running (dynamic_reconfigure) ---------------------------------------
+    def _reconfigure(self, config, _level: int):
+        """Apply what changed; a bad value is logged and put back, never half applied."""
+        self.alpha = float(config.overlay_alpha)
+        self.overlay_on = config.overlay_on
+        self.compressed_format, self.jpeg_quality = config.compressed_format, int(config.jpeg_quality)
+        if config.teacher != self.teacher_enabled:
+            self.teacher_enabled = bool(config.teacher)
+            rospy.loginfo("teacher %s", "on" if self.teacher_enabled else "off")
+        for network in (self.student, self.teacher):
+            if network is not None and config.device:
+                network.set_device(config.device)
+        if self.accumulator is not None:
+            config = self.window_settings(config)
+        return config
 
     # ---- inputs -------------------------------------------------------------------------
     def _on_window(self, w: Window, received: float, frame_id: str) -> None:
@@ -153,7 +218,7 @@ class SegmentationNode:
         self.events_box.put(Job(w.embedding, ros_time(w.t_end), frame_id, received, self.accumulator.spec))
 
     def _on_embedding(self, msg) -> None:
-        received = time.monotonic()
+        received = self.last_embedding = time.monotonic()
         self.counts.add("windows_in")
         n = msg.channels * msg.height * msg.width
         if len(msg.data) != n or not self.limits.allows((msg.height, msg.width)):
@@ -217,11 +282,13 @@ class SegmentationNode:
                 return self.latest_aps
             return event_image(job.data, job.spec)
 
-        self._serve(self.events_box, self.student, self.pub_labels, self.pub_overlay, self.inference_ms, "published",
-                    accepts, background, track_latency=True)
+        self._serve(self.events_box, self.student, self.student_out, self.inference_ms, "published", accepts,
+                    background, track_latency=True)
 
     def _teacher_loop(self) -> None:
         def accepts(job: Job, predictor: Predictor) -> bool:
+            if not self.teacher_enabled:  # switched off by dynamic_reconfigure: frames pass unseen
+                return False
             if predictor.is_event_network:
                 self.counts.add("rejected_input")
                 rospy.logerr_throttle(10.0, f"frame dropped: the teacher checkpoint {self.teacher.path} is an "
@@ -229,10 +296,10 @@ class SegmentationNode:
                 return False
             return True
 
-        self._serve(self.aps_box, self.teacher, self.pub_t_labels, self.pub_t_overlay, self.teacher_ms,
-                    "teacher_published", accepts, lambda job, predictor: job.data)
+        self._serve(self.aps_box, self.teacher, self.teacher_out, self.teacher_ms, "teacher_published", accepts,
+                    lambda job, predictor: job.data)
 
-    def _serve(self, box: LatestOnly, network: Network, pub_labels, pub_overlay, timing: RollingStats, counter: str,
+    def _serve(self, box: LatestOnly, network: Network, out: Outputs, timing: RollingStats, counter: str,
                accepts, background, track_latency: bool = False) -> None:
         """Newest job -> network -> labels (+ overlay while someone subscribes), until shutdown;
         failures are counted and logged."""
@@ -252,27 +319,46 @@ class SegmentationNode:
                 continue
             inference_ms = (time.monotonic() - t0) * 1e3
             timing.add(inference_ms)
-            pub_labels.publish(image_msg(labels, "mono8", job.stamp, job.frame_id))
-            if pub_overlay.get_num_connections() > 0:  # render only for someone (as rpg_dvs_renderer)
-                pub_overlay.publish(image_msg(overlay(labels, background(job, predictor), self.alpha), "rgb8",
-                                              job.stamp, job.frame_id))
-                self.counts.add("overlays")
+            out.labels.publish(image_msg(labels, "mono8", job.stamp, job.frame_id))
+            if out.wants_overlay():
+                try:
+                    out.publish_overlay(overlay(labels, background(job, predictor), self.alpha), job.stamp,
+                                        job.frame_id, self.compressed_format, self.jpeg_quality)
+                    self.counts.add("overlays")
+                except ValueError as exc:  # e.g. a compressed_format set to neither jpeg nor png
+                    rospy.logerr_throttle(10.0, f"overlay not published: {exc}")
             if track_latency:
                 total_ms = (time.monotonic() - job.received) * 1e3
                 self.latency.add(total_ms)
                 self.overhead.add(total_ms - inference_ms)
+                self.age.add((rospy.Time.now() - job.stamp).to_sec() * 1e3)
             self.counts.add(counter)
 
     def stats(self) -> dict:
-        out = dict(self.counts.snapshot(), backend=self.student.backend, stale_dropped=self.events_box.stale, latency_ms=self.latency.summary(),
+        predictor = self.student.predictor
+        out = dict(self.counts.snapshot(), backend=self.student.backend, stale_dropped=self.events_box.stale,
+                   device=str(predictor.backend.device) if predictor else None, latency_ms=self.latency.summary(),
                    inference_ms=self.inference_ms.summary(), wait_ms=self.wait.summary(),
-                   overhead_ms=self.overhead.summary(), student_error=self.student.error or None)
+                   overhead_ms=self.overhead.summary(), age_ms=self.age.summary(),
+                   student_error=self.student.error or None)
         if self.teacher is not None:
             out.update(teacher_stale_dropped=self.aps_box.stale, teacher_ms=self.teacher_ms.summary(),
-                       teacher_error=self.teacher.error or None)
+                       teacher_error=self.teacher.error or None, teacher_enabled=self.teacher_enabled)
         if self.accumulator is not None:
             out["accumulator"] = self.accumulator.stats()
+        else:  # silence is judged on the embedding topic; in process, the accumulator judges the events
+            out.update(publishers=self.embedding_sub.get_num_connections(),
+                       silent_s=round(time.monotonic() - self.last_embedding, 3))
         return out
+
+    @staticmethod
+    def assess(stats: dict, before: dict | None, dt_s: float, limits: HealthLimits) -> Health:
+        """One status for the node: the network's health, and in process the accumulator's too."""
+        health = segmentation_health(stats, before, dt_s, limits)
+        if "accumulator" in stats:
+            health.merge(accumulator_health(stats["accumulator"], (before or {}).get("accumulator"), dt_s, limits),
+                         "events: ")
+        return health
 
     def _shutdown(self) -> None:
         self.events_box.close()
