@@ -70,18 +70,22 @@ def overlay(labels: np.ndarray, background: np.ndarray, alpha: float = 0.5) -> n
     return out.round().astype(np.uint8)
 
 
-def legend_strip(width: int, height: int = 22) -> np.ndarray:
-    """The class colours with their names in one row, (height, width, 3) uint8 RGB: under the
-    visualiser's video frames, and the segmentation node's latched ~legend for rviz."""
+def legend_strip(width: int, height: int = 22, vertical: bool = False) -> np.ndarray:
+    """The class colours with their names, (H, W, 3) uint8 RGB: one row `height` high under the
+    visualiser's video frames, or with `vertical` one entry per `height` rows (the segmentation
+    node's ~legend for an rviz panel)."""
     import cv2  # on use: the rest of render is numpy only
 
-    strip = np.full((height, width, 3), 255, np.uint8)
     names = list(CLASS_NAMES) + ["ignore"]
     colours = [tuple(int(v) for v in c) for c in PALETTE] + [IGNORE_COLOR]
-    step = width / len(names)
+    strip = np.full((height * len(names) if vertical else height, width, 3), 255, np.uint8)
+    step = height if vertical else width / len(names)
+    scale = 0.38 * height / 22
     for i, (n, c) in enumerate(zip(names, colours)):
-        x = int(i * step) + 4
-        cv2.rectangle(strip, (x, 5), (x + 12, height - 5), c, -1)
-        cv2.rectangle(strip, (x, 5), (x + 12, height - 5), (90, 90, 90), 1)
-        cv2.putText(strip, n, (x + 16, height - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
+        x, y = (4, i * height) if vertical else (int(i * step) + 4, 0)
+        box = (x, y + 5), (x + int(12 * height / 22), y + height - 5)
+        cv2.rectangle(strip, *box, c, -1)
+        cv2.rectangle(strip, *box, (90, 90, 90), 1)
+        cv2.putText(strip, n, (box[1][0] + 4, y + height - 7), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1,
+                    cv2.LINE_AA)
     return strip

@@ -102,7 +102,7 @@ def accumulator_health(stats: dict, before: dict | None, dt_s: float, limits: He
 
 
 def segmentation_health(stats: dict, before: dict | None, dt_s: float, limits: HealthLimits) -> Health:
-    """Windows -> labels: a loaded checkpoint, windows dropped by cause, latency, silence."""
+    """Windows -> labels: a loaded checkpoint, windows dropped by cause, latency."""
     h = Health()
     windows_in, published = delta(stats, before, "windows_in"), delta(stats, before, "published")
     lost = delta(stats, before, WINDOW_DROPS)
@@ -133,7 +133,8 @@ def segmentation_health(stats: dict, before: dict | None, dt_s: float, limits: H
     p95 = latency.get("p95")
     if p95 is not None and p95 > limits.warn_latency_ms:
         h.raise_to(WARN, f"latency p95 {p95:.0f} ms (limit {limits.warn_latency_ms:g})")
-    _silence(h, stats, limits, "windows")
+    # no silence rule on the embedding topic: an accumulator without events sends nothing, and
+    # reports that itself (in process, its health is merged into this one)
     return h
 
 

@@ -9,14 +9,15 @@ Publishes   ~labels (mono8 class ids, stamp = window end), ~overlay (rgb8) and
             ~teacher/overlay, ~teacher/overlay/compressed (with ~teacher_checkpoint; stamp = the
             frame's); ~legend (rgb8, latched: the class colours and names), ~stats (JSON) and
             /diagnostics (1 Hz: ERROR without a student network, when every window is rejected
-            or a connected input is silent for ~error_silence_s; WARN when more than
+            or (~in_process) a connected event topic is silent for ~error_silence_s; WARN when more than
             ~warn_drop_fraction of the windows are dropped or latency p95 > ~warn_latency_ms)
 Parameters  ~backend (torch | torch-compile | onnxruntime | openvino | auto, models.backends;
             a checkpoint may also be an .onnx file from `evdistill export`),
             ~checkpoint, ~teacher_checkpoint (each watched every ~checkpoint_check_s = 5 s: a
             missing one is retried, a replaced one reloaded), ~device (auto|cpu|cuda), ~fp16,
             ~in_process, ~overlay_on (events|aps), ~overlay_alpha, ~max_height / ~max_width, and
-            the accumulator's window parameters. dynamic_reconfigure (cfg/Segmentation.cfg):
+            the accumulator's window parameters, ~publish_frame (a static transform
+            ~fixed_frame (map) -> ~camera_frame (camera) for rviz). dynamic_reconfigure (cfg/Segmentation.cfg):
             overlay_on, overlay_alpha, compressed_format, jpeg_quality, teacher (on/off), device
             (the networks reload), and with ~in_process the window settings (the windows restart)
 
@@ -57,7 +58,7 @@ from ..msg import EventEmbedding
 from ..render import event_image, legend_strip, overlay
 from ..wire import CodecError, decode_image
 from .common import (SizeLimits, StatusPublisher, StreamAccumulator, WindowReconfigure, compressed_msg,
-                     event_input_from_ros, image_msg, param, reconfigure_server, ros_time)
+                     event_input_from_ros, every, image_msg, param, reconfigure_server, ros_time)
 from .health import Health, HealthLimits, accumulator_health, segmentation_health
 from .latest import Counters, FileWatch, LatestOnly, RollingStats
 
@@ -122,6 +123,20 @@ class Network:
                       self.predictor.backend.name, self.predictor.meta.get("backbone"), self.predictor.representation)
 
 
+def publish_static_frame(parent: str, child: str):
+    """A latched identity transform parent -> child on /tf_static: rviz then finds its fixed
+    frame (no "Fixed Frame [map] does not exist" warning) for image-only displays."""
+    from geometry_msgs.msg import TransformStamped  # on use: only with ~publish_frame
+    from tf2_ros import StaticTransformBroadcaster  # on use: only with ~publish_frame
+
+    t = TransformStamped()
+    t.header.stamp, t.header.frame_id, t.child_frame_id = rospy.Time(0), parent, child
+    t.transform.rotation.w = 1.0
+    broadcaster = StaticTransformBroadcaster()
+    broadcaster.sendTransform(t)
+    return broadcaster
+
+
 class Outputs:
     """One network's topics: ~<prefix>labels, and ~<prefix>overlay with its /compressed twin,
     rendered only while one of them has a subscriber (as rpg_dvs_renderer)."""
@@ -169,7 +184,10 @@ class SegmentationNode:
 
         self.student_out, self.teacher_out = Outputs(""), Outputs("teacher/")
         self.pub_legend = rospy.Publisher("~legend", Image, queue_size=1, latch=True)
-        self.pub_legend.publish(image_msg(legend_strip(640), "rgb8", rospy.Time(0)))
+        self.legend = legend_strip(220, 40, vertical=True)
+        self._publish_legend()
+        if param("publish_frame", False):
+            self.frame_broadcaster = publish_static_frame(param("fixed_frame", "map"), param("camera_frame", "camera"))
 
         predictor = self.student.get()
         self.accumulator = None
@@ -189,12 +207,26 @@ class SegmentationNode:
             self.threads.append(threading.Thread(target=self._teacher_loop, daemon=True))
         for t in self.threads:
             t.start()
+        # the networks are (re)loaded when a window needs them and on this clock, so an idle
+        # node's diagnostics tell the checkpoint's state too
+        every(check_s, self._check_networks, "checkpoint watch")
+        every(1.0, lambda: self.pub_legend.get_num_connections() and self._publish_legend(), "legend")
         self.status = StatusPublisher(self.stats, self.assess, "segmenting")
         if self.accumulator is not None:
             self.window_settings = WindowReconfigure(
                 self.accumulator, lambda: self.student.predictor.event_input if self.student.predictor else None)
         self.reconfigure = reconfigure_server("Segmentation", self._reconfigure)
         rospy.on_shutdown(self._shutdown)
+
+    def _publish_legend(self) -> None:
+        """Latched, and again every second while watched: rviz clears its images when ROS
+        time jumps back (a looping bag under use_sim_time) and latched ones are not resent."""
+        self.pub_legend.publish(image_msg(self.legend, "rgb8", rospy.Time.now()))
+
+    def _check_networks(self) -> None:
+        for network in (self.student, self.teacher):
+            if network is not None:
+                network.get()
 
     # ---- settings while running (dynamic_reconfigure) ---------------------------------------
     def _reconfigure(self, config, _level: int):
