@@ -50,7 +50,9 @@ if [ "$(cat "$VENV/.evdistill-req" 2>/dev/null)" != "$req_hash" ]; then
   quiet_pip() {  # hide pip's notes about this machine's local index mirrors; pipefail keeps pip's status
     "$VENV/bin/pip" install -q --disable-pip-version-check "$@" 2>&1 | { grep -v "is ignored: it is neither" || true; }
   }
-  quiet_pip -r requirements.txt
+  # EVDISTILL_TORCH_INDEX=https://download.pytorch.org/whl/cpu: torch's CPU build (about 200 MB)
+  # where PyPI only has the CUDA one (Python 3.12+: about 2.7 GB more in the venv, README)
+  quiet_pip -r requirements.txt ${EVDISTILL_TORCH_INDEX:+--extra-index-url "$EVDISTILL_TORCH_INDEX"}
   # --no-deps: the pins above are the tested set; Debian provides cv2 (no PyPI opencv)
   quiet_pip --no-deps -e .
   echo "$req_hash" > "$VENV/.evdistill-req"

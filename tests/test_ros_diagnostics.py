@@ -13,7 +13,7 @@ import sys
 import time
 
 import pytest
-from conftest import stop_group
+from conftest import event_publisher, stop_group
 
 from evdistill_ros.ros.health import ERROR, OK, WARN, HealthLimits, accumulator_health, segmentation_health
 
@@ -80,37 +80,10 @@ def test_segmentation_health_levels():
 EV = "/diag/events"
 T0 = 1_700_000_000_000_000_000
 
-# events in the exact dvs_msgs wire format: `n` messages of 100 ms, 3000 events each, 0.2 s apart
-_PUBLISH = """
-import sys, time, numpy as np, rospy
-from evdistill_ros.events import Events
-from evdistill_ros.wire import dvs_msgs
-Cls = dvs_msgs.message_classes()[1]
-class Raw(Cls):
-    payload = b""
-    def serialize(self, buff):
-        buff.write(self.payload)
-rospy.init_node("diag_publisher", anonymous=True)
-pub = rospy.Publisher(sys.argv[1], Raw, queue_size=50)
-deadline = time.time() + 30
-while pub.get_num_connections() == 0 and time.time() < deadline:
-    time.sleep(0.1)
-time.sleep(0.5)
-rng = np.random.default_rng(0)
-t0 = int(sys.argv[3])
-for k in range(int(sys.argv[2])):
-    n, a = 3000, t0 + k * 100_000_000
-    m = Raw()
-    m.payload = dvs_msgs.encode_event_array(Events(rng.integers(0, 173, n), rng.integers(0, 130, n),
-                                                   np.sort(rng.integers(a, a + 100_000_000, n)), rng.integers(0, 2, n)), 130, 173)
-    pub.publish(m)
-    time.sleep(0.2)
-"""
-
-
 def _publish(env: dict, n: int, t0: int = T0) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", _PUBLISH, EV, str(n), str(t0)], env=env, stderr=subprocess.PIPE,
-                            text=True)
+    """`n` dvs_msgs messages of 100 ms with 3000 events each (conftest.event_publisher)."""
+    return event_publisher(env, EV, [(130, 173, 3000, t0 + k * 100_000_000, t0 + (k + 1) * 100_000_000)
+                                     for k in range(n)])
 
 
 def _node(env: dict, node: str, *params: str) -> subprocess.Popen:
