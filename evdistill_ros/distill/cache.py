@@ -27,6 +27,7 @@ from tqdm import tqdm
 from .. import frames
 from ..atomic import atomic_dir, atomic_write_text, clean_stale
 from ..classes import IGNORE_INDEX
+from ..classes import class_set
 from ..events.spec import EventInput
 from ..io.bag import topics
 from ..io.pair_cache import ARRAYS, cache_key, key_inputs
@@ -39,6 +40,7 @@ def extract_pairs(bags: Sequence[str], data_cfg: dict, cache_root: str | os.Path
     if not bags:
         raise ValueError("no training bags given (set data.bags in the config or pass --bags)")
     spec = EventInput.from_config(data_cfg)
+    classes = class_set(data_cfg.get("class_set", "ddd17"))
     root = Path(cache_root or data_cfg["cache_dir"]).expanduser()
     key = cache_key(bags, spec, data_cfg)
     final = root / key
@@ -65,7 +67,8 @@ def extract_pairs(bags: Sequence[str], data_cfg: dict, cache_root: str | os.Path
         for bi, bag in enumerate(bags):
             start = n
             samples = iter_bag_samples(bag, event_input=spec, events_topic=data_cfg["events_topic"],
-                                       image_topic=image_topic, labels_topic=data_cfg.get("labels_topic"))
+                                       image_topic=image_topic, labels_topic=data_cfg.get("labels_topic"),
+                                       classes=classes)
             for s in samples:
                 bar.update(1)
                 if s.num_events < min_events:

@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from ..classes import class_set
 from ..events.spec import DEFAULT_EVENT_INPUT, EventInput
 from ..io.presets import PRESETS
 
@@ -50,13 +51,15 @@ DEFAULTS: dict[str, Any] = {
         "window_events": None,
         "resize": None,
         "cache_dir": "~/.cache/evdistill_ros/pairs",
+        # what the labels mean: ddd17 | dsec11 | dsec19 | a class-set YAML (evdistill_ros.classes)
+        "class_set": "ddd17",
         "min_events": 0,
     },
     "model": {
         "arch": "deeplabv3plus",
         "backbone": "mobilenetv2",
         "output_stride": 16,
-        "num_classes": 6,
+        "num_classes": None,  # None: the class set's; another number is an error
         "pretrained": None,
         "width_mult": None,
     },
@@ -181,6 +184,16 @@ def validate(cfg: dict) -> dict:
         raise ValueError(f"config: augment.crop must be [height, width], got {crop!r}")
     if cfg["student"]["temperature"] <= 0:
         raise ValueError("config: student.temperature must be > 0")
+    try:
+        classes = class_set(d["class_set"])
+    except ValueError as exc:
+        raise ValueError(f"config: data.class_set: {exc}") from None
+    if classes.ignore_index != 255:  # the losses and the pair cache use 255
+        raise ValueError(f"config: data.class_set {classes.name}: training needs ignore_index 255")
+    for where, model in (("model", cfg["model"]), *((f"{st}.model", cfg[st].get("model") or {}) for st in STAGES)):
+        k = model.get("num_classes")
+        if k is not None and int(k) != classes.num_classes:
+            raise ValueError(f"config: {where}.num_classes is {k} but data.class_set {classes.describe()}")
     return cfg
 
 
@@ -215,6 +228,8 @@ def load_config(path: str | os.PathLike | None, overrides: list[dict] | None = N
         cfg = merge(cfg, o)
     path_key = cfg.pop("_path", None)
     validate(cfg)
+    if cfg["model"]["num_classes"] is None:  # the network predicts the class set the labels are in
+        cfg["model"]["num_classes"] = class_set(cfg["data"]["class_set"]).num_classes
     if path_key:
         cfg["_path"] = path_key
     return cfg

@@ -24,6 +24,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ..classes import ClassSet, class_set_of
 from ..events.spec import EventInput
 from ..io.pair_cache import PairCache
 from ..models import Preprocessor, build_a2e, build_model, load_checkpoint, load_pretrained, read_metadata
@@ -92,7 +93,7 @@ class Method:
     def weights(self) -> dict[str, float]:
         return self.losses.weights
 
-    def check_teacher(self, path: str | None) -> None:
+    def check_teacher(self, path: str | None, classes: ClassSet | None = None) -> None:
         """A teacher must be an APS-frame network: said in one line before any work is done."""
         if not self.needs_teacher:
             return
@@ -102,6 +103,9 @@ class Method:
         if meta.get("representation") != "aps":
             raise ValueError(f"--teacher {path} is not an APS-frame network (its input is "
                              f"{meta.get('representation')!r}): give the teacher's checkpoint.pt")
+        if classes is not None and class_set_of(meta) != classes:
+            raise ValueError(f"--teacher {path} predicts {class_set_of(meta).describe()}, the student is trained "
+                             f"in {classes.describe()}: distil from a teacher of the same class set")
 
     def build(self, mcfg: dict, cache: PairCache, teacher_path: str | None, device: torch.device,
               log: Callable[[str], None]) -> Networks:

@@ -47,7 +47,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from ..atomic import atomic_write_text, clean_stale
-from ..classes import IGNORE_INDEX, colorize
+from ..classes import IGNORE_INDEX, class_set, colorize
 from ..eval import evaluate_model
 from ..io.pair_cache import PairCache, cache_samples, open_cache
 from ..models import Preprocessor, build_model, save_checkpoint
@@ -103,6 +103,7 @@ def checkpoint_metadata(method: Method, data_cfg: dict, cache: PairCache, stats:
     rep, pre = method.metadata(data_cfg, stats)
     size = {"height": int(cache.meta["height"]), "width": int(cache.meta["width"])}
     return {"representation": rep, "input_size": size, "preprocessing": pre,
+            **class_set(data_cfg.get("class_set", "ddd17")).to_dict(),
             "training": {"stage": method.stage, **extra, "config": plain(cfg)}}
 
 
@@ -163,7 +164,7 @@ def run_training(config: dict, bags: list[str] | None = None, stage: str = "teac
     if stage == "student":
         st.update(method=strategy.extra["method"], use_labels=use_labels)
     teacher = teacher or st.get("teacher")
-    strategy.check_teacher(teacher)  # before any extraction or network is built
+    strategy.check_teacher(teacher, class_set(cfg["data"]["class_set"]))  # before any extraction or network is built
     if bags:
         cfg["data"]["bags"] = list(bags)
 

@@ -62,6 +62,8 @@ def key_inputs(bags: Sequence[str], spec: EventInput, data_cfg: Mapping[str, Any
         "event_input": spec.to_dict(),
         "resize": list(data_cfg["resize"]) if data_cfg.get("resize") else None,
         "min_events": int(data_cfg.get("min_events") or 0),
+        # only when not DDD17's, so the caches made before class sets keep their keys
+        **({"class_set": str(data_cfg["class_set"])} if data_cfg.get("class_set", "ddd17") != "ddd17" else {}),
     }
 
 

@@ -1,7 +1,7 @@
 """One sample iterator per dataset layout, all yielding the same `Sample` (io.sample).
 
     iter_samples(path, format=None, **options) -> Iterator[Sample]
-        format: "bag" | "evdistill-png" | "evsegnet" | "ess" | "cache"; None detects it
+        format: "bag" | "evdistill-png" | "evsegnet" | "ess" | "dsec" | "cache"; None detects it
     detect_format(path) -> str
     iter_bag_samples(bag, *, event_input=None, events_topic=None, image_topic=None,
                      labels_topic=None, crop_rows=None, require_labels=False,
@@ -11,6 +11,7 @@ Layout-specific readers (options are passed through by iter_samples):
     evdistill_png.iter_evdistill_png(root, split="test")
     evsegnet.iter_evsegnet(root, split="test")
     ess.iter_ess(root, split="test", event_input=None, ...)
+    dsec.iter_dsec(root, split="test", classes=11, event_input=None, label_every=1, ...)
     pair_cache.iter_cache_samples(path, event_input=None)   training-pair caches
 
 Bag samples: for every APS frame, the event window ending at the frame's stamp (the
@@ -33,8 +34,10 @@ from typing import Any, Iterator
 import numpy as np
 
 from .. import frames
+from ..classes import DDD17, ClassSet
 from ..events.spec import DEFAULT_EVENT_INPUT, ByCount, ByTime, EventInput
 from .bag import Bag, is_bag
+from .dsec import is_dsec, iter_dsec
 from .ess import iter_ess
 from .evdistill_png import iter_evdistill_png
 from .evsegnet import iter_evsegnet
@@ -45,7 +48,7 @@ from .sample import Sample, validate_label
 __all__ = ["FORMATS", "Sample", "validate_label", "detect_format", "iter_samples", "iter_bag_samples",
            "event_input_from_options"]
 
-FORMATS = ("bag", "evdistill-png", "evsegnet", "ess", "cache")
+FORMATS = ("bag", "evdistill-png", "evsegnet", "ess", "dsec", "cache")
 
 
 def detect_format(path: str | os.PathLike) -> str:
@@ -60,6 +63,8 @@ def detect_format(path: str | os.PathLike) -> str:
     if p.is_file():
         raise ValueError(f"{p}: a file that is not a bag (.bag, rosbag2 .db3 / .mcap); datasets are directories "
                          "(evdistill-png, evsegnet, ess, a rosbag2 folder)")
+    if is_dsec(p):  # before Ev-SegNet: a DSEC sequence has an events/ folder too
+        return "dsec"
     if (p / "images").is_dir() and (p / "labels").is_dir() and not (p / "events").is_dir():
         return "evdistill-png"
     if any((p / s / "events").is_dir() for s in ("train", "test", "other")) or (p / "events").is_dir():
@@ -68,7 +73,8 @@ def detect_format(path: str | os.PathLike) -> str:
         return "ess"
     raise ValueError(
         f"{p}: unknown dataset layout; expected images/ + labels/ (EvDistill PNG), "
-        f"{{train,test}}/{{images,labels,events}} (Ev-SegNet), dir*/events.dat.t (ESS DDD17) or a .bag"
+        f"{{train,test}}/{{images,labels,events}} (Ev-SegNet), dir*/events.dat.t (ESS DDD17), "
+        f"[{{train,test}}/]<sequence>/events/left/events.h5 (DSEC) or a .bag"
     )
 
 
@@ -83,6 +89,8 @@ def iter_samples(path: str | os.PathLike, format: str | None = None, **options) 
         return iter_evsegnet(path, **options)
     if fmt == "ess":
         return iter_ess(path, **options)
+    if fmt == "dsec":
+        return iter_dsec(path, **options)
     if fmt == "cache":
         return iter_cache_samples(path, **options)
     raise ValueError(f"unknown dataset format {fmt!r}; known: {', '.join(FORMATS)}")
@@ -113,21 +121,23 @@ def iter_bag_samples(
     crop_rows: int | None = None,
     require_labels: bool = False,
     need_events: bool = True,
+    classes: ClassSet = DDD17,
     representation: str | None = None,
     window_ns: int | None = None,
     window_events: int | None = None,
     **params,
 ) -> Iterator[Sample]:
-    """Samples of a bag, one per APS frame (see the module doc)."""
+    """Samples of a bag, one per APS frame (see the module doc); labels are checked against
+    `classes` (the class set the bag is labelled in)."""
     spec = event_input_from_options(event_input, representation, window_ns, window_events, **params)
     with Bag(bag) as b:
         yield from _bag_samples(b, spec, events_topic, image_topic, labels_topic, crop_rows, require_labels,
-                                need_events)
+                                need_events, classes)
 
 
 def _bag_samples(bag: Bag, spec: EventInput, events_topic: str | None, image_topic: str | None,
                  labels_topic: str | None, crop_rows: int | None, require_labels: bool,
-                 need_events: bool) -> Iterator[Sample]:
+                 need_events: bool, classes: ClassSet) -> Iterator[Sample]:
     have = bag.topics
     events_topic = events_topic or (spec.topic if spec.topic in have else None)
     if (events_topic is None and need_events) or image_topic is None:
@@ -174,7 +184,8 @@ def _bag_samples(bag: Bag, spec: EventInput, events_topic: str | None, image_top
                 if pending_label is None:
                     break
             if pending_label is not None and pending_label.stamp_ns == frame.stamp_ns:
-                label = validate_label(pending_label.image, f"{bag.path} {labels_topic} at {frame.stamp_ns} ns")
+                label = validate_label(pending_label.image, f"{bag.path} {labels_topic} at {frame.stamp_ns} ns",
+                                       classes)
         if label is None and require_labels:
             raise ValueError(f"{bag.path}: frame at {frame.stamp_ns} ns has no label with the same stamp on {labels_topic}")
         aps = frames.canonical(frame.image, frame.encoding)
