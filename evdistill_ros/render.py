@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import frames
-from .classes import CLASS_NAMES, IGNORE_COLOR, PALETTE, colorize
+from .classes import DDD17, IGNORE_COLOR, PALETTE, ClassSet, colorize
 from .events.representations import REPRESENTATIONS
 from .events.spec import EventInput
 
@@ -58,26 +58,28 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
     return img
 
 
-def overlay(labels: np.ndarray, background: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Class colours blended over a background image (resized to the labels if needed); RGB uint8."""
+def overlay(labels: np.ndarray, background: np.ndarray, alpha: float = 0.5,
+            palette: np.ndarray = PALETTE) -> np.ndarray:
+    """Class colours (`palette`: the network's class set) blended over a background image
+    (resized to the labels if needed); RGB uint8."""
     rgb = to_rgb(background)
     if rgb.shape[:2] != labels.shape:
         import cv2
 
         rgb = cv2.resize(rgb, (labels.shape[1], labels.shape[0]), interpolation=cv2.INTER_LINEAR)
-    colours = colorize(labels).astype(np.float32)
+    colours = colorize(labels, palette).astype(np.float32)
     out = (1 - alpha) * rgb.astype(np.float32) + alpha * colours
     return out.round().astype(np.uint8)
 
 
-def legend_strip(width: int, height: int = 22, vertical: bool = False) -> np.ndarray:
-    """The class colours with their names, (H, W, 3) uint8 RGB: one row `height` high under the
-    visualiser's video frames, or with `vertical` one entry per `height` rows (the segmentation
-    node's ~legend for an rviz panel)."""
+def legend_strip(width: int, height: int = 22, vertical: bool = False, classes: ClassSet = DDD17) -> np.ndarray:
+    """The colours of a class set with their names, (H, W, 3) uint8 RGB: one row `height` high
+    under the visualiser's video frames, or with `vertical` one entry per `height` rows (the
+    segmentation node's ~legend for an rviz panel)."""
     import cv2  # on use: the rest of render is numpy only
 
-    names = list(CLASS_NAMES) + ["ignore"]
-    colours = [tuple(int(v) for v in c) for c in PALETTE] + [IGNORE_COLOR]
+    names = list(classes.names) + ["ignore"]
+    colours = [tuple(int(v) for v in c) for c in classes.palette] + [IGNORE_COLOR]
     strip = np.full((height * len(names) if vertical else height, width, 3), 255, np.uint8)
     step = height if vertical else width / len(names)
     scale = 0.38 * height / 22

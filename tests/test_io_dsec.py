@@ -51,14 +51,14 @@ def _reference_count(seq: dict, t_end_ns: int, spec: EventInput) -> np.ndarray:
             continue
         x, y = int(ev.x[i]), int(ev.y[i])
         xr, yr = int(np.rint(rmap[y, x, 0])), int(np.rint(rmap[y, x, 1]))
-        if 0 <= xr < 640 and 0 <= yr < 480:
+        if 0 <= xr < 640 and 0 <= yr < 440:  # on the sensor and above the hood ESS cuts
             on_sensor.append((i, xr, yr))
     if isinstance(spec.window, ByCount):  # the last N events that land on the sensor
         on_sensor = on_sensor[-spec.window.events:]
-    out = np.zeros((2, 480, 640), np.float32)
+    out = np.zeros((2, 440, 640), np.float32)
     for i, xr, yr in on_sensor:
         out[0 if ev.p[i] > 0 else 1, yr, xr] += 1
-    return out[:, :440]
+    return out
 
 
 @pytest.mark.parametrize("window", [ByTime(50_000_000), ByCount(20_000)])
@@ -109,3 +109,71 @@ def test_dsec_19_classes_format_detection_and_errors(sequence, tmp_path):
     (bad / "semantic" / "timestamps.txt").write_text("1\n")
     with pytest.raises(ValueError, match="2 label PNGs but 1 timestamps"):
         next(dsec.iter_dsec(bad))
+
+
+def _net(tmp_path, name: str, classes, representation) -> str:
+    import torch
+
+    from evdistill_ros.models import build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    net = build_model("deeplabv3plus", "mobilenetv2", in_channels=2 if representation != "aps" else 1,
+                      num_classes=classes.num_classes, width_mult=0.25, aspp_channels=16, decoder_channels=16).eval()
+    return str(save_checkpoint(tmp_path / name, net, {"representation": representation, **classes.to_dict()}))
+
+
+def test_evaluate_dsec_names_its_classes_and_refuses_another_set(sequence, tmp_path, capsys):
+    from evdistill_ros.classes import DDD17
+    from evdistill_ros.cli import main
+
+    spec = EventInput("count", {}, ByTime(50_000_000)).to_dict()
+    dsec_net, ddd_net = _net(tmp_path, "dsec.pth", DSEC11, spec), _net(tmp_path, "ddd.pth", DDD17, spec)
+    root = str(sequence["path"].parents[1])
+    out_json = tmp_path / "r.json"
+    assert main(["evaluate", "--data", root, "--format", "dsec", "--event-ckpt", dsec_net, "--limit", "3",
+                 "--json", str(out_json), "--no-progress"]) == 0
+    table = capsys.readouterr().out
+    for name in DSEC11.names:
+        assert f"| {name} |" in table
+    import json
+
+    r = json.loads(out_json.read_text())["events"]
+    assert r["class_set"] == "dsec11" and r["frames"] == 3 and list(r["iou"]) == list(DSEC11.names)
+    # a DDD17 network on DSEC labels: one line, with the way out
+    assert main(["evaluate", "--data", root, "--event-ckpt", ddd_net, "--limit", "2", "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "predicts ddd17" in err[0] and "--class-map ddd17" in err[0], err
+    assert main(["evaluate", "--data", root, "--event-ckpt", ddd_net, "--limit", "2", "--class-map", "ddd17",
+                 "--json", str(out_json), "--no-progress"]) == 0
+    r = json.loads(out_json.read_text())["events"]
+    assert r["class_set"] == "ddd17" and list(r["iou"]) == list(DDD17.names)
+    # the 19-class labels, scored in 11 classes by mapping them
+    assert main(["evaluate", "--data", root, "--dsec-classes", "19", "--event-ckpt", dsec_net, "--limit", "2",
+                 "--class-map", "dsec11", "--no-progress"]) == 0
+    # figures follow the class set: five panels in DSEC's colours, the confusion figure from the JSON
+    assert main(["visualize", "--data", root, "--event-ckpt", dsec_net, "--num", "2", "--out", str(tmp_path / "viz"),
+                 "--metrics", str(out_json), "--no-progress"]) == 0
+    assert (tmp_path / "viz" / "panels.png").is_file() and (tmp_path / "viz" / "confusion_events.png").is_file()
+    assert main(["visualize", "--data", root, "--event-ckpt", ddd_net, "--num", "1", "--out", str(tmp_path / "v2"),
+                 "--no-progress"]) == 1
+    assert "--class-map ddd17" in capsys.readouterr().err
+
+
+def test_dsec_converts_to_a_bag_that_gives_the_same_windows(sequence, tmp_path, capsys):
+    """The bag path (what the live nodes and training read) and the DSEC reader agree exactly."""
+    from evdistill_ros.cli import main
+    from evdistill_ros.io.samples import iter_bag_samples
+
+    bag = tmp_path / "seq.bag"
+    assert main(["convert", "dsec", str(sequence["path"]), "--out", str(bag), "--quiet"]) == 0
+    assert main(["info", str(sequence["path"].parents[1])]) == 0
+    assert "DSEC sequence" in capsys.readouterr().out
+    spec = EventInput("count", {}, ByTime(50_000_000), topic="/dsec/left/events")
+    direct = list(dsec.iter_dsec(sequence["path"], event_input=spec, label_every=4))
+    via_bag = [s for s in iter_bag_samples(bag, event_input=spec, classes=DSEC11)][::4]
+    assert len(direct) == len(via_bag) > 3
+    for a, b in zip(direct, via_bag):
+        assert a.t_ns == b.t_ns
+        np.testing.assert_array_equal(a.events, b.events)
+        np.testing.assert_array_equal(a.label, b.label)
+        np.testing.assert_array_equal(a.aps, b.aps)

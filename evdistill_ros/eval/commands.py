@@ -13,7 +13,7 @@ import json
 import sys
 from ..atomic import atomic_write_text
 
-FORMAT_CHOICES = ("bag", "evdistill-png", "evsegnet", "ess", "cache")
+FORMAT_CHOICES = ("bag", "evdistill-png", "evsegnet", "ess", "dsec", "cache")
 
 
 def _positive(v: str) -> int:
@@ -80,7 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _sample_options(args: argparse.Namespace) -> dict:
     opts = {"split": args.split, "events_topic": args.events_topic, "image_topic": args.image_topic,
-            "labels_topic": args.labels_topic}
+            "labels_topic": args.labels_topic, "classes": getattr(args, "dsec_classes", None)}
     return {k: v for k, v in opts.items() if v}
 
 
@@ -88,6 +88,14 @@ def _topics(p: argparse.ArgumentParser) -> None:
     p.add_argument("--events-topic", default=None, help="bag: event topic (default: the network's, then the preset's)")
     p.add_argument("--image-topic", default=None, help="bag: APS frame topic (default: the preset's)")
     p.add_argument("--labels-topic", default=None, help="bag: label topic (default: the preset's)")
+    p.add_argument("--dsec-classes", type=int, choices=(11, 19), default=None,
+                   help="DSEC: the 11- or 19-class labels (default 11)")
+    p.add_argument("--labels-class-set", default=None, metavar="SET",
+                   help="class set of the labels: ddd17 | dsec11 | dsec19 | a YAML file (default: the layout's; "
+                        "DSEC: dsec11 / dsec19, others ddd17)")
+    p.add_argument("--class-map", default=None, metavar="SET",
+                   help="score in this class set, mapping predictions and labels into it (e.g. ddd17 for a DDD17 "
+                        "network on DSEC labels); without it, a network of another set than the labels is refused")
 
 
 def _threads(args: argparse.Namespace) -> None:
@@ -107,7 +115,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     results = evaluate(args.data, aps_ckpt=args.aps_ckpt, event_ckpt=args.event_ckpt, format=args.format,
                        batch_size=batch, device=args.device, backend=args.backend, latency=args.latency, limit=args.limit,
                        score_at=args.score_at, progress=not args.no_progress and sys.stderr.isatty(),
-                       sample_options=_sample_options(args), log=lambda m: print(m, file=sys.stderr))
+                       sample_options=_sample_options(args), labels_classes=args.labels_class_set,
+                       class_map_to=args.class_map, log=lambda m: print(m, file=sys.stderr))
     print(markdown_table(results))
     if args.json:
         path = atomic_write_text(args.json, json.dumps(results, indent=1) + "\n")
@@ -128,7 +137,8 @@ def _visualize(args: argparse.Namespace) -> int:
         written += visualize_samples(args.data, aps_ckpt=args.aps_ckpt, event_ckpt=args.event_ckpt,
                                      format=args.format, out=args.out, num=args.num, every=args.every,
                                      video=args.video, fps=args.fps, limit=args.limit, device=args.device,
-                                     sample_options=_sample_options(args),
+                                     sample_options=_sample_options(args), labels_classes=args.labels_class_set,
+                                     class_map_to=args.class_map,
                                      progress=not args.no_progress and sys.stderr.isatty())
     if args.metrics:
         from .visualize import metrics_figures  # on use: the CLI parses without torch/numba

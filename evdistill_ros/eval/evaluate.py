@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..classes import CLASS_NAMES, IGNORE_INDEX
+from ..classes import CLASS_SETS, ClassSet, class_map, class_set, class_set_of
 from ..events.spec import EventInput
 from ..io.samples import FORMATS as SAMPLE_FORMATS
 from ..io.samples import detect_format as detect
@@ -153,6 +153,11 @@ class ModelEvaluator:
     score_at: str = "label"
     time_it: bool = False
     confusion: ConfusionMatrix = field(default=None)  # type: ignore[assignment]
+    # scoring in another class set: predictions and labels go through these lookup tables
+    # (classes.class_map) into `classes`; None: the network's own set, labels as they are
+    classes: ClassSet | None = None
+    pred_map: np.ndarray | None = None
+    label_map: np.ndarray | None = None
     frames: int = 0
     latencies_ms: list = field(default_factory=list)
     _batches: int = 0
@@ -162,12 +167,11 @@ class ModelEvaluator:
             raise ValueError(f"modality must be one of {MODALITIES}, got {self.modality!r}")
         if self.score_at not in SCORE_AT:
             raise ValueError(f"score_at must be one of {SCORE_AT}, got {self.score_at!r}")
-        k = int(self.meta.get("num_classes", len(CLASS_NAMES)))
-        names = self.meta.get("classes") or (CLASS_NAMES if k == len(CLASS_NAMES) else None)
-        if names is not None and len(names) != k:
-            names = None
+        if self.classes is None:
+            self.classes = class_set_of(self.meta)
+        k = self.classes.num_classes
         if self.confusion is None:
-            self.confusion = ConfusionMatrix(k, int(self.meta.get("ignore_index", IGNORE_INDEX)), names)
+            self.confusion = ConfusionMatrix(k, self.classes.ignore_index, self.classes.names)
         elif self.confusion.num_classes != k:
             raise ValueError(f"{_network_name(self.meta)} predicts {k} classes, the matrix has {self.confusion.num_classes}")
         self.device = torch.device(self.device) if self.device is not None else next(self.model.parameters()).device
@@ -181,7 +185,10 @@ class ModelEvaluator:
             if x is None or s.label is None:
                 raise ValueError(f"sample {getattr(s, 'name', '?')} lacks its label or {self.modality} input")
             inputs.append(x)
-            labels.append(_check_label(np.asarray(s.label), s, self.confusion.num_classes, self.confusion.ignore_index))
+            label = np.asarray(s.label)
+            if self.label_map is not None:
+                label = self.label_map[label]
+            labels.append(_check_label(label, s, self.confusion.num_classes, self.confusion.ignore_index))
         if self.time_it and self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         t0 = time.perf_counter()
@@ -200,7 +207,7 @@ class ModelEvaluator:
         for p, lab in zip(preds, labels):
             if p.shape != lab.shape:
                 lab = resize_labels_nearest(lab, p.shape)
-            self.confusion.update(p, lab)
+            self.confusion.update(self.pred_map[p] if self.pred_map is not None else p, lab)
         self.frames += len(samples)
         return preds
 
@@ -301,9 +308,9 @@ def load_network(path: str | Path, modality: str, device: str | torch.device = "
         if backend != "torch":
             model = BackendModule(create_backend(backend, model, dict(meta), torch.device(device)))
     meta = dict(meta)
-    k = int(meta.get("num_classes", len(CLASS_NAMES)))
-    if k != len(CLASS_NAMES):
-        raise ValueError(f"{path} predicts {k} classes; the data sets here have {len(CLASS_NAMES)} ({', '.join(CLASS_NAMES)})")
+    k, classes = int(meta.get("num_classes", 6)), class_set_of(meta)
+    if k != classes.num_classes:
+        raise ValueError(f"{path} predicts {k} classes but names {classes.describe()} in its metadata")
     if meta.get("source") == "evdistill_authors":
         kind_meta = authors_metadata(modality)
         for key in ("representation", "preprocessing"):
@@ -319,6 +326,35 @@ def load_network(path: str | Path, modality: str, device: str | torch.device = "
         raise ValueError(f"--event-ckpt {path}: metadata has no event representation (got {rep!r})")
     meta["_path"] = str(path)
     return model, meta
+
+
+def layout_class_set(fmt: str, options: Mapping[str, Any] | None = None) -> ClassSet:
+    """The class set a layout's labels are in: DSEC's 11 or 19 (`classes` option), else DDD17's."""
+    if fmt == "dsec":
+        return class_set(f"dsec{int((options or {}).get('classes', 11))}")
+    return CLASS_SETS["ddd17"]
+
+
+def scoring_maps(net: ClassSet, labels: ClassSet, target: ClassSet | None, what: str) -> dict[str, Any]:
+    """ModelEvaluator's `classes`, `pred_map`, `label_map` for scoring `net`'s predictions against
+    `labels`; a mismatch without a `target` set is a ValueError in one line."""
+    if target is None:
+        if net != labels:
+            hint = next((f"; --class-map {t.name} scores both in {t.name}" for t in (net, labels)
+                         if _maps(net, t) and _maps(labels, t)), "")
+            raise ValueError(f"{what} predicts {net.describe()}, the labels are {labels.name} "
+                             f"({labels.num_classes} classes){hint}")
+        return {"classes": net}
+    return {"classes": target, "pred_map": None if net == target else class_map(net, target),
+            "label_map": None if labels == target else class_map(labels, target)}
+
+
+def _maps(source: ClassSet, target: ClassSet) -> bool:
+    try:
+        class_map(source, target)
+        return True
+    except ValueError:
+        return False
 
 
 def detect_format(data: str | Path) -> str:
@@ -352,10 +388,10 @@ def open_samples(data: str | Path, fmt: str, event_meta: Mapping[str, Any] | Non
     if fmt in FIXED_REPRESENTATION and spec is not None and spec.representation != FIXED_REPRESENTATION[fmt]:
         raise ValueError(f"{_network_name(event_meta)} reads {spec.representation!r} event embeddings but {fmt} data "
                          f"holds {FIXED_REPRESENTATION[fmt]!r}")
-    if spec is not None and fmt in ("bag", "ess", "cache"):
+    if spec is not None and fmt in ("bag", "ess", "dsec", "cache"):
         opts.setdefault("event_input", spec)
-    if fmt == "bag" and spec is None:
-        opts.setdefault("need_events", False)  # an APS network alone: a bag without events will do
+    if fmt in ("bag", "dsec") and spec is None:
+        opts.setdefault("need_events", False)  # an APS network alone: no event windows to build
     if fmt != "bag" and any(opts.get(k) for k in ("events_topic", "image_topic", "labels_topic")):
         raise ValueError(f"topic names apply to bags, not to {fmt} data")
     opts = {k: v for k, v in opts.items() if v is not None}
@@ -369,9 +405,14 @@ def evaluate(data: str | Path, *, aps_ckpt: str | Path | None = None, event_ckpt
              format: str | None = None, batch_size: int = 8, device: str = "cpu", backend: str = "torch",
              latency: bool = False,
              limit: int | None = None, score_at: str = "label", progress: bool = True,
-             sample_options: Mapping[str, Any] | None = None,
+             sample_options: Mapping[str, Any] | None = None, labels_classes: str | None = None,
+             class_map_to: str | None = None,
              log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Evaluate one or both checkpoints on the same labelled samples of ``data``; see the module docstring."""
+    """Evaluate one or both checkpoints on the same labelled samples of ``data``; see the module docstring.
+
+    The labels' class set is the layout's (DSEC: dsec11 / dsec19 by `classes`; bags and the DDD17
+    layouts: ddd17) unless `labels_classes` names it. A network predicting another set is refused
+    in one line, unless `class_map_to` names the set to score in (both sides mapped into it)."""
     if aps_ckpt is None and event_ckpt is None:
         raise ValueError("give --aps-ckpt, --event-ckpt or both")
     if batch_size < 1:
@@ -385,11 +426,18 @@ def evaluate(data: str | Path, *, aps_ckpt: str | Path | None = None, event_ckpt
     fmt = format or detect_format(data)
     nets: dict[str, ModelEvaluator] = {}
     ckpts = {"aps": aps_ckpt, "events": event_ckpt}
+    data_classes = class_set(labels_classes) if labels_classes else layout_class_set(fmt, sample_options)
+    target = class_set(class_map_to) if class_map_to else None
     for modality in MODALITIES:
         if ckpts[modality] is not None:
             model, meta = load_network(ckpts[modality], modality, device, backend)
-            nets[modality] = ModelEvaluator(model, meta, modality, device=device, score_at=score_at, time_it=latency)
+            maps = scoring_maps(class_set_of(meta), data_classes, target, str(ckpts[modality]))
+            nets[modality] = ModelEvaluator(model, meta, modality, device=device, score_at=score_at, time_it=latency,
+                                            **maps)
     event_meta = nets["events"].meta if "events" in nets else None
+    sample_options = dict(sample_options or {})
+    if fmt == "bag":  # labels are checked in their own set as they are read
+        sample_options["classes"] = data_classes
     samples = open_samples(data, fmt, event_meta, sample_options)
 
     skipped = {"no_label": 0, **{f"no_{m}": 0 for m in nets}}
@@ -429,6 +477,7 @@ def evaluate(data: str | Path, *, aps_ckpt: str | Path | None = None, event_ckpt
         r = ev.result()
         r.update(checkpoint=str(ckpts[modality]), data=str(data), format=fmt, skipped=dict(skipped), device=str(device),
                  batch_size=batch_size, backend=backend)
+        r["class_set"] = ev.classes.name
         if modality == "events":
             r["representation"] = ev.meta["representation"]
         results[modality] = r

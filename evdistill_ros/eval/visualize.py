@@ -29,10 +29,11 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..atomic import PendingFile
-from ..classes import CLASS_NAMES, IGNORE_COLOR, PALETTE, colorize
+from ..classes import DDD17, IGNORE_COLOR, ClassSet, class_map, class_set, class_set_of
 from ..events.spec import DEFAULT_EVENT_INPUT
 from ..render import event_image, legend_strip, to_rgb
-from .evaluate import FIXED_REPRESENTATION, detect_format, load_network, open_samples, predict
+from .evaluate import (FIXED_REPRESENTATION, detect_format, layout_class_set, load_network, open_samples, predict,
+                       scoring_maps)
 from .metrics import ConfusionMatrix
 
 PANEL_TITLES = ("events", "event prediction", "APS frame", "APS prediction", "ground truth")
@@ -49,6 +50,7 @@ class PanelRow:
     aps: np.ndarray | None = None         # (H, W) or (H, W, 3) image
     aps_pred: np.ndarray | None = None
     label: np.ndarray | None = None       # (H, W) class ids, 255 = ignore
+    classes: ClassSet = DDD17             # the set of event_pred, aps_pred and label (colours, legend)
 
 
 def _panels(row: PanelRow, representation: str, hw: tuple[int, int]) -> list[np.ndarray | None]:
@@ -63,11 +65,12 @@ def _panels(row: PanelRow, representation: str, hw: tuple[int, int]) -> list[np.
         return img
 
     ev = None if row.events is None else event_image(row.events, representation)
+    paint = row.classes.colorize
     return [fit(ev, False),
-            None if row.event_pred is None else fit(colorize(row.event_pred), True),
+            None if row.event_pred is None else fit(paint(row.event_pred), True),
             None if row.aps is None else fit(to_rgb(row.aps), False),
-            None if row.aps_pred is None else fit(colorize(row.aps_pred), True),
-            None if row.label is None else fit(colorize(row.label), True)]
+            None if row.aps_pred is None else fit(paint(row.aps_pred), True),
+            None if row.label is None else fit(paint(row.label), True)]
 
 
 def _row_hw(row: PanelRow) -> tuple[int, int]:
@@ -79,10 +82,11 @@ def _row_hw(row: PanelRow) -> tuple[int, int]:
     raise ValueError(f"sample {row.name!r}: nothing to draw")
 
 
-def _legend_handles(with_ignore: bool = True) -> list[Any]:
+def _legend_handles(classes: ClassSet = DDD17, with_ignore: bool = True) -> list[Any]:
     from matplotlib.patches import Patch
 
-    handles = [Patch(facecolor=np.asarray(c) / 255.0, edgecolor="0.3", label=n) for n, c in zip(CLASS_NAMES, PALETTE)]
+    handles = [Patch(facecolor=np.asarray(c) / 255.0, edgecolor="0.3", label=n)
+               for n, c in zip(classes.names, classes.palette)]
     if with_ignore:
         handles.append(Patch(facecolor=np.asarray(IGNORE_COLOR) / 255.0, edgecolor="0.3", label="ignore"))
     return handles
@@ -121,7 +125,9 @@ def five_panel_figure(rows: Sequence[PanelRow], path: str | Path, *, representat
         if row.name:
             axes[r, 0].set_ylabel(row.name, fontsize=7, rotation=90, labelpad=3)
     legend_h = 0.45 / fig_h
-    fig.legend(handles=_legend_handles(), loc="lower center", ncol=7, fontsize=8, frameon=False,
+    classes = rows[0].classes
+    fig.legend(handles=_legend_handles(classes), loc="lower center", ncol=min(classes.num_classes + 1, 10), fontsize=8,
+               frameon=False,
                handlelength=1.2, columnspacing=1.2, bbox_to_anchor=(0.5, 0.0))
     top = 1 - (0.35 / fig_h if title else 0.25 / fig_h)
     fig.subplots_adjust(left=0.03, right=0.995, bottom=legend_h + 0.02 / fig_h, top=top, wspace=0.03, hspace=0.06)
@@ -166,7 +172,7 @@ def compose_frame(row: PanelRow, *, representation: str = "count", caption: str 
         size = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, 0.38, 1)[0]
         cv2.putText(head, caption, (body.shape[1] - size[0] - 4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (80, 80, 80), 1,
                     cv2.LINE_AA)
-    frame = np.concatenate([head, body, legend_strip(body.shape[1])], 0)
+    frame = np.concatenate([head, body, legend_strip(body.shape[1], classes=row.classes)], 0)
     pad_h, pad_w = (-frame.shape[0]) % 2, (-frame.shape[1]) % 2  # H.264 wants even sizes
     if pad_h or pad_w:
         frame = np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)), constant_values=255)
@@ -286,6 +292,16 @@ def metrics_figures(results: Mapping[str, Any] | str | Path, out_dir: str | Path
                 ax.text(j, i, txt, ha="center", va="center", fontsize=8, color=colour)
         ax.set_xticks(range(k), cm.class_names, rotation=35, ha="right", fontsize=9)
         ax.set_yticks(range(k), [f"{n} ({int(rows[i, 0]):,})" for i, n in enumerate(cm.class_names)], fontsize=8)
+        palette = _palette_of(block, cm)
+        if palette is not None:  # the set's colours above its columns and beside its rows
+            from matplotlib.patches import Rectangle
+
+            for i, c in enumerate(palette):
+                colour = np.asarray(c) / 255.0
+                ax.add_patch(Rectangle((i - 0.5, -0.95), 1.0, 0.4, facecolor=colour, edgecolor="0.4", lw=0.5,
+                                       clip_on=False))
+                ax.add_patch(Rectangle((k - 0.45, i - 0.5), 0.4, 1.0, facecolor=colour, edgecolor="0.4", lw=0.5,
+                                       clip_on=False))
         ax.set_xlabel("predicted class")
         ax.set_ylabel("ground truth (labelled pixels)")
         miou = block.get("miou")
@@ -332,13 +348,24 @@ def metrics_figures(results: Mapping[str, Any] | str | Path, out_dir: str | Path
 # predictions on data
 
 
+def _palette_of(block: Mapping[str, Any], cm: ConfusionMatrix) -> tuple | None:
+    """The palette of the class set an evaluate block was scored in (None when unknown)."""
+    try:
+        cs = class_set(str(block.get("class_set") or "ddd17"))
+    except ValueError:
+        return None
+    return cs.palette if list(cs.names) == list(cm.class_names) else None
+
+
 def visualize_samples(data: str | Path, *, aps_ckpt: str | Path | None = None, event_ckpt: str | Path | None = None,
                       format: str | None = None, out: str | Path = "viz", num: int = 4, every: int = 1,
                       video: str | Path | None = None, fps: float = 10, limit: int | None = None,
                       device: str = "cpu", sample_options: Mapping[str, Any] | None = None,
+                      labels_classes: str | None = None, class_map_to: str | None = None,
                       progress: bool = True) -> list[Path]:
     """Five-panel figure of ``num`` labelled samples (``out``/panels.png) and, with ``video``, a
-    video of the first ``limit`` samples (all when None). Returns the files written."""
+    video of the first ``limit`` samples (all when None). Returns the files written. Class sets
+    as in `evaluate`: a network of another set than the labels needs `class_map_to`."""
     from tqdm import tqdm
 
     if num < 0 or every < 1:
@@ -352,11 +379,25 @@ def visualize_samples(data: str | Path, *, aps_ckpt: str | Path | None = None, e
     for modality, ck in (("aps", aps_ckpt), ("events", event_ckpt)):
         if ck is not None:
             nets[modality] = load_network(ck, modality, device)
+    data_classes = class_set(labels_classes) if labels_classes else layout_class_set(fmt, sample_options)
+    target = class_set(class_map_to) if class_map_to else None
+    ckpts = {"aps": aps_ckpt, "events": event_ckpt}
+    maps = {m: scoring_maps(class_set_of(meta), data_classes, target, str(ckpts[m])) for m, (_, meta) in nets.items()}
+    shown = target or next((mp["classes"] for mp in maps.values()), data_classes)
+    label_map = class_map(data_classes, target) if target is not None and data_classes != target else None
+
+    def in_shown(pred: np.ndarray, modality: str) -> np.ndarray:
+        lut = maps[modality].get("pred_map")
+        return pred if lut is None else lut[pred]
+
     event_meta = nets["events"][1] if "events" in nets else None
     if event_meta is not None:
         rep_name = event_meta["representation"]["name"]
     else:
         rep_name = FIXED_REPRESENTATION.get(fmt, DEFAULT_EVENT_INPUT.representation)
+    sample_options = dict(sample_options or {})
+    if fmt == "bag":  # labels are checked in their own set as they are read
+        sample_options["classes"] = data_classes
     samples = open_samples(data, fmt, event_meta, sample_options)
 
     rows: list[PanelRow] = []
@@ -377,11 +418,12 @@ def visualize_samples(data: str | Path, *, aps_ckpt: str | Path | None = None, e
                 t_first = int(s.t_ns)
             # bag sample names carry a 19-digit stamp; time since the first frame reads better
             name = str(s.name) if s.t_ns is None else f"t = {(int(s.t_ns) - t_first) / 1e9:.3f} s"
-            row = PanelRow(name=name, events=s.events, aps=s.aps, label=s.label)
+            label = s.label if s.label is None or label_map is None else label_map[s.label]
+            row = PanelRow(name=name, events=s.events, aps=s.aps, label=label, classes=shown)
             if "events" in nets and s.events is not None:
-                row.event_pred = predict(*nets["events"], [s.events], [hw])[0]
+                row.event_pred = in_shown(predict(*nets["events"], [s.events], [hw])[0], "events")
             if "aps" in nets and s.aps is not None:
-                row.aps_pred = predict(*nets["aps"], [s.aps], [hw])[0]
+                row.aps_pred = in_shown(predict(*nets["aps"], [s.aps], [hw])[0], "aps")
             if take_row:
                 rows.append(row)
             if writer is not None:

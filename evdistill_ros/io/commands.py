@@ -1,4 +1,5 @@
-"""`evdistill info` and `evdistill convert {mvsec,ddd17,event-packets,bag-to-evdistill-png,bag-to-evsegnet}`."""
+"""`evdistill info` (bags, DSEC sequences) and `evdistill convert {mvsec,ddd17,dsec,event-packets,ros1,
+bag-to-evdistill-png,bag-to-evsegnet}`."""
 from __future__ import annotations
 
 import argparse
@@ -6,8 +7,22 @@ import json
 
 
 def _info(args: argparse.Namespace) -> int:
-    from .bag import bag_info  # on use: the CLI parses without torch/numba
+    from pathlib import Path
 
+    from .bag import bag_info  # on use: the CLI parses without torch/numba
+    from .dsec import is_dsec, sequence_info  # on use: the CLI parses without h5py
+
+    if Path(args.bag).is_dir() and is_dsec(Path(args.bag)):
+        seqs = sequence_info(args.bag)
+        if args.json:
+            print(json.dumps(seqs, indent=2))
+            return 0
+        for path, s in seqs.items():
+            labels = ", ".join(f"{n} in {k} classes" for k, n in s["labels"].items()) or "no labels"
+            print(f"{path}: DSEC sequence, {s['duration_s']:.3f} s, {s['events']} events "
+                  f"({s['events'] / max(s['duration_s'], 1e-9) / 1e6:.3f} Mev/s), {labels}, "
+                  f"{s['ev_inf_frames']} ev_inf frames")
+        return 0
     info = bag_info(args.bag)
     if args.json:
         print(json.dumps(info, indent=2))
@@ -55,6 +70,11 @@ def _convert(args: argparse.Namespace) -> int:
 
         counts = convert_event_packets(args.input, args.out, topic=args.topic, out_topic=args.out_topic,
                                        progress=not args.quiet)
+    elif kind == "dsec":
+        from .dsec import convert_dsec  # on use: the CLI parses without h5py
+
+        counts = convert_dsec(args.input, args.out, classes=args.classes, topics=preset(args.preset or "dsec"),
+                              period_ns=_period_ns(args), max_events=args.max_events, progress=not args.quiet)
     elif kind == "ros1":
         from .convert import convert_to_ros1  # on use: the CLI parses without torch/numba
 
@@ -103,6 +123,12 @@ def _register_convert(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--topic", default=None, help="EventPacket topic (default: the only one)")
     q.add_argument("--out-topic", default=None, help="EventArray topic (default: the same name)")
 
+    q = kinds.add_parser("dsec", help="DSEC-Semantic sequence folder -> bag (rectified events on the labelled "
+                         "440 x 640, ev_inf frames, labels) for the live nodes and training")
+    common(q, True)
+    packing(q, "dsec")
+    q.add_argument("--classes", type=int, choices=(11, 19), default=11, help="label set written (default 11)")
+
     q = kinds.add_parser("ros1", help="rosbag2 (folder, .db3 or .mcap) -> ROS1 bag with every message of the "
                          "chosen topics, for rosbag play on ROS1")
     common(q, True)
@@ -121,7 +147,8 @@ def _register_convert(sub: argparse._SubParsersAction) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     _register_convert(sub)
-    p = sub.add_parser("info", help="summarise a bag: ROS1 or rosbag2 (topics, counts, event statistics)")
-    p.add_argument("bag", help="a ROS1 .bag file, or a rosbag2 folder / .db3 / .mcap file")
+    p = sub.add_parser("info", help="summarise a bag: ROS1 or rosbag2 (topics, counts, event statistics), or a "
+                       "DSEC sequence / root")
+    p.add_argument("bag", help="a ROS1 .bag file, a rosbag2 folder / .db3 / .mcap file, or a DSEC folder")
     p.add_argument("--json", action="store_true", help="print JSON (per topic: type, count; events: total, span, rate, size)")
     p.set_defaults(func=_info)

@@ -20,14 +20,21 @@ them) and reports the three test sequences.
     iter_dsec(root, split="test", *, classes=11, event_input=None, label_every=1, images=True)
         -> Iterator[Sample]
         events: the window ending at each label's time (the typed event input: by time or by
-        count), rectified through the map (rounded to the nearest pixel; events leaving the
-        sensor are dropped and counted), embedded on 480 x 640 and cut to the top 440 rows,
-        as ESS does; label: the PNG (class set dsec11 or dsec19); aps: the ev_inf frame (grey
-        or RGB, cut to 440 rows) when present. Streams: the h5 is read in chunks from the first
-        window's start (found through ms_to_idx), never whole.
+        count), rectified through the map (rounded to the nearest pixel) and embedded on the
+        labelled 440 x 640 (events that land off the sensor or below row 440, the hood ESS cuts,
+        are dropped and counted, so a count window counts events on the labelled area; ESS
+        counts before cutting); label: the PNG (class set dsec11 or dsec19); aps: the ev_inf
+        frame (grey or RGB, cut to 440 rows) when present. Streams: the h5 is read in chunks
+        from the first window's start (found through ms_to_idx), never whole. The same events
+        go into `convert_dsec`'s bags, so training from either gives the same windows.
     sequences(root, split) -> list[Path]
     write_dsec_sequence(dir, events, timestamps_us, labels11=..., labels19=..., rectify_map=None,
                         images=None, t_offset_us=0) -> Path
+    convert_dsec(sequence, out_bag, classes=11, topics=PRESETS["dsec"]) -> dict
+        a ROS1 bag of the sequence for the live nodes and training: rectified events on the
+        labelled 440 x 640 (dvs_msgs/EventArray), the ev_inf frames and the labels (mono8) at
+        the label times
+    sequence_info(path) -> dict    what `evdistill info` prints for a sequence or a root
 """
 from __future__ import annotations
 
@@ -124,9 +131,10 @@ class EventFile:
         if rmap.shape != SENSOR + (2,):
             self.close()
             raise ValueError(f"{seq}/events/left/rectify_map.h5: rectify_map is {rmap.shape}, expected (480, 640, 2)")
-        # nearest rectified pixel of every sensor pixel; -1 where it falls off the sensor
+        # nearest rectified pixel of every sensor pixel; off the sensor or below the labelled rows
+        # (the hood) it becomes an out-of-bounds x, dropped and counted by the windows
         rx, ry = np.rint(rmap[..., 0]), np.rint(rmap[..., 1])
-        ok = (rx >= 0) & (rx < SENSOR[1]) & (ry >= 0) & (ry < SENSOR[0])
+        ok = (rx >= 0) & (rx < SENSOR[1]) & (ry >= 0) & (ry < LABEL_ROWS)
         self.rect_x = np.where(ok, rx, SENSOR[1]).astype(np.uint16)  # SENSOR[1]: out of bounds, dropped
         self.rect_y = np.where(ok, ry, 0).astype(np.uint16)
 
@@ -193,7 +201,7 @@ def _sequence_samples(seq: Path, classes: ClassSet, spec: EventInput, label_ever
             start = max(0, ev.index_at_us(first_us) - 2 * spec.window.events)
         else:
             start = ev.index_at_us(first_us - spec.window.window_ns // 1000 - 1)
-        windows = spec.windows_at(ev.chunks(start), ts_us[keep] * 1000, height=SENSOR[0], width=SENSOR[1])
+        windows = spec.windows_at(ev.chunks(start), ts_us[keep] * 1000, height=LABEL_ROWS, width=SENSOR[1])
     try:
         for k in keep:
             label = classes.validate(read_png(labels[k], what="DSEC label"), str(labels[k]))
@@ -203,8 +211,7 @@ def _sequence_samples(seq: Path, classes: ClassSet, spec: EventInput, label_ever
                 raise ValueError(f"{labels[k]}: a DSEC-Semantic label is 640 x 440, got {label.shape[1]} x {label.shape[0]}")
             events, n = None, None
             if need_events:
-                _, emb, n = next(windows)
-                events = emb[:, :LABEL_ROWS]
+                _, events, n = next(windows)
             aps = read_png(frames[k], what="ev_inf frame")[:LABEL_ROWS] if frames else None
             yield Sample(f"{seq.name}_{k:06d}", int(ts_us[k]) * 1000, events, aps, label, n)
     finally:
@@ -254,3 +261,69 @@ def write_dsec_sequence(seq: str | os.PathLike, events: Events, timestamps_us: S
     for i, img in enumerate(images or ()):
         write_png(seq / "images" / "left" / "ev_inf" / f"{i:06d}.png", img)
     return seq
+
+
+def convert_dsec(seq: str | os.PathLike, out: str | os.PathLike, *, classes: int = 11, topics=None,
+                 period_ns: int | None = 33_333_333, max_events: int | None = None, progress: bool = True) -> dict:
+    """One sequence -> a ROS1 bag (see the module doc); the frames and labels at each label time."""
+    from tqdm import tqdm
+
+    from .bag import BagWriter
+    from .packing import EventPacker
+    from .presets import PRESETS
+
+    seq = Path(seq)
+    if not is_sequence(seq):
+        raise ValueError(f"{seq}: not a DSEC sequence (events/left/events.h5)")
+    topics = topics or PRESETS["dsec"]
+    stills = [s for s in _sequence_samples(seq, CLASS_SETS[classes], DEFAULT_EVENT_INPUT, 1, True, False)]
+    stamps = [int(s.t_ns) for s in stills]
+    ev = EventFile(seq)
+    written = {"frames": 0, "labels": 0}
+    try:
+        with BagWriter(out) as writer:
+            nxt = 0
+
+            def stills_until(stamp: int | None) -> None:
+                nonlocal nxt
+                end = len(stamps) if stamp is None else int(np.searchsorted(stamps, stamp, side="right"))
+                for s in stills[nxt:end]:
+                    if s.aps is not None:
+                        writer.write_image(topics.image, s.t_ns, s.aps, "rgb8" if s.aps.ndim == 3 else "mono8")
+                        written["frames"] += 1
+                    writer.write_image(topics.labels, s.t_ns, s.label, "mono8")
+                    written["labels"] += 1
+                nxt = max(nxt, end)
+
+            packer = EventPacker(writer, topics.events, LABEL_ROWS, SENSOR[1], period_ns=period_ns,
+                                 max_events=max_events, before_message=stills_until)
+            dropped = 0
+            with tqdm(total=ev.n, unit="ev", unit_scale=True, disable=not progress, desc=f"{seq.name} events") as bar:
+                for chunk in ev.chunks(0):
+                    on = chunk.x < SENSOR[1]  # rectified onto the labelled area (the windows drop the rest)
+                    dropped += int((~on).sum())
+                    packer.add(chunk[on] if not on.all() else chunk)
+                    bar.update(len(chunk))
+            packer.flush()
+            stills_until(None)
+    finally:
+        ev.close()
+    return {"events": packer.events, "messages": packer.messages, "dropped_off_sensor": dropped, **written,
+            "height": LABEL_ROWS, "width": SENSOR[1]}
+
+
+def sequence_info(path: str | os.PathLike) -> dict:
+    """Sequences of a DSEC root or one sequence: events, time span, labels, frames."""
+    out = {}
+    for seq in sequences(path, "all"):
+        ev = EventFile(seq)
+        try:
+            t0 = int(ev.t[0]) + ev.t_offset_us if ev.n else None
+            t1 = int(ev.t[-1]) + ev.t_offset_us if ev.n else None
+        finally:
+            ev.close()
+        labels = {k: len(list(_label_dir(seq, k).glob("*.png"))) for k in CLASS_SETS
+                  if any((seq / "semantic" / d / f"{k}classes").is_dir() for d in ("left", "."))}
+        out[str(seq)] = {"events": ev.n, "t_start_us": t0, "duration_s": (t1 - t0) / 1e6 if ev.n else 0.0,
+                         "labels": labels, "ev_inf_frames": len(list((seq / "images" / "left" / "ev_inf").glob("*.png")))}
+    return out

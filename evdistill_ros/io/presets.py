@@ -5,6 +5,7 @@
       "davis"  rpg_dvs_ros driver defaults: /dvs/events, /dvs/image_raw, /dvs/camera_info
       "sim"    this package's simulator: MVSEC names + /davis/left/labels (mono8, 255 = ignore)
       "ddd17"  bags written by `evdistill convert ddd17`: /dvs/events, /dvs/image_raw
+      "dsec"   bags written by `evdistill convert dsec`: /dsec/left/{events,image,labels}
     preset(name) -> TopicPreset            ValueError naming the known presets otherwise
     detect_preset(bag) -> TopicPreset      the first preset whose event topic the bag has
 
@@ -43,6 +44,8 @@ PRESETS: dict[str, TopicPreset] = {
     "sim": TopicPreset("sim", "/davis/left/events", "/davis/left/image_raw", "/davis/left/labels",
                        "/davis/left/camera_info", 260, 346),
     "ddd17": TopicPreset("ddd17", "/dvs/events", "/dvs/image_raw", None, None, 260, 346),
+    # bags written by `evdistill convert dsec`: rectified events on the labelled 440 x 640
+    "dsec": TopicPreset("dsec", "/dsec/left/events", "/dsec/left/image", "/dsec/left/labels", None, 440, 640),
 }
 
 
@@ -58,7 +61,7 @@ def detect_preset(bag: str | os.PathLike | Bag) -> TopicPreset:
     """Pick the preset matching a bag's topics ("sim" before "mvsec" when labels are present);
     `bag` is a path or an opened `Bag`."""
     have = bag.topics if isinstance(bag, Bag) else topics(bag)
-    for name in ("sim", "mvsec", "davis", "ddd17"):
+    for name in ("sim", "mvsec", "davis", "ddd17", "dsec"):
         p = PRESETS[name]
         if p.events in have and (p.labels is None or p.labels in have):
             return p

@@ -21,6 +21,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ..classes import ClassSet, class_set_of
 from ..events.spec import EventInput
 from .backends import create_backend
 from .checkpoint import load_checkpoint
@@ -60,6 +61,11 @@ class Predictor:
     @property
     def representation(self) -> Any:
         return self.meta.get("representation", "aps")
+
+    @property
+    def class_set(self) -> ClassSet:
+        """The classes this network predicts (its metadata; DDD17's when it names none)."""
+        return class_set_of(self.meta)
 
     @property
     def is_event_network(self) -> bool:

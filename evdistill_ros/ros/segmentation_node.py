@@ -51,6 +51,7 @@ from rospy.numpy_msg import numpy_msg
 from sensor_msgs.msg import CompressedImage, Image
 
 from .. import frames
+from ..classes import DDD17, ClassSet
 from ..events.spec import EventInput
 from ..events.windows import Window
 from ..models.predictor import Predictor
@@ -184,7 +185,7 @@ class SegmentationNode:
 
         self.student_out, self.teacher_out = Outputs(""), Outputs("teacher/")
         self.pub_legend = rospy.Publisher("~legend", Image, queue_size=1, latch=True)
-        self.legend = legend_strip(220, 40, vertical=True)
+        self.legend_classes: ClassSet | None = None
         self._publish_legend()
         if param("publish_frame", False):
             self.frame_broadcaster = publish_static_frame(param("fixed_frame", "map"), param("camera_frame", "camera"))
@@ -221,6 +222,11 @@ class SegmentationNode:
     def _publish_legend(self) -> None:
         """Latched, and again every second while watched: rviz clears its images when ROS
         time jumps back (a looping bag under use_sim_time) and latched ones are not resent."""
+        predictor = self.student.predictor
+        classes = predictor.class_set if predictor is not None else DDD17
+        if classes != self.legend_classes:  # the legend follows the student checkpoint
+            self.legend_classes = classes
+            self.legend = legend_strip(220, 40, vertical=True, classes=classes)
         self.pub_legend.publish(image_msg(self.legend, "rgb8", rospy.Time.now()))
 
     def _check_networks(self) -> None:
@@ -354,8 +360,8 @@ class SegmentationNode:
             out.labels.publish(image_msg(labels, "mono8", job.stamp, job.frame_id))
             if out.wants_overlay():
                 try:
-                    out.publish_overlay(overlay(labels, background(job, predictor), self.alpha), job.stamp,
-                                        job.frame_id, self.compressed_format, self.jpeg_quality)
+                    rgb = overlay(labels, background(job, predictor), self.alpha, predictor.class_set.palette_array)
+                    out.publish_overlay(rgb, job.stamp, job.frame_id, self.compressed_format, self.jpeg_quality)
                     self.counts.add("overlays")
                 except ValueError as exc:  # e.g. a compressed_format set to neither jpeg nor png
                     rospy.logerr_throttle(10.0, f"overlay not published: {exc}")
