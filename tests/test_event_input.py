@@ -101,7 +101,7 @@ def test_shipped_configs_give_valid_event_inputs():
 
     from evdistill_ros.distill.config import load_config
 
-    for name in ("ddd17", "mvsec", "demo"):
+    for name in ("ddd17", "mvsec", "demo", "dsec"):
         cfg = load_config(Path(__file__).resolve().parents[1] / "config" / f"{name}.yaml")
         spec = EventInput.from_config(cfg["data"]).check()
         if spec.representation == "evdistill_2ch":

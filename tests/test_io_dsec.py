@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import REPO
 
 from evdistill_ros.classes import DSEC11, DSEC19, class_map
 from evdistill_ros.events import ByCount, ByTime, EventInput, Events
@@ -177,3 +178,34 @@ def test_dsec_converts_to_a_bag_that_gives_the_same_windows(sequence, tmp_path, 
         np.testing.assert_array_equal(a.events, b.events)
         np.testing.assert_array_equal(a.label, b.label)
         np.testing.assert_array_equal(a.aps, b.aps)
+
+
+def test_evdistill_trains_on_a_dsec_bag_in_its_class_set(sequence, tmp_path):
+    """config/dsec.yaml on a converted sequence: a teacher on the ev_inf frames with the 11-class
+    labels, then the label-free EvDistill student; both checkpoints predict dsec11, and a DDD17
+    teacher is refused for a DSEC student in one line."""
+    from evdistill_ros.classes import class_set_of
+    from evdistill_ros.distill.config import load_config
+    from evdistill_ros.distill.trainer import run_training
+    from evdistill_ros.io.dsec import convert_dsec
+    from evdistill_ros.models import read_metadata
+
+    bag = tmp_path / "seq.bag"
+    convert_dsec(sequence["path"], bag, progress=False)
+    over = {"data": {"cache_dir": str(tmp_path / "cache"), "resize": [44, 64], "representation_params": {"bins": 3}},
+            "model": {"backbone": "mobilenetv2", "width_mult": 0.25, "aspp_channels": 16, "decoder_channels": 16},
+            "augment": {"crop": [32, 48]},
+            "train": {"steps": 2, "batch_size": 2, "num_workers": 0, "log_every": 1, "image_every": 0, "val_every": 0,
+                      "ckpt_every": 2, "out_dir": str(tmp_path / "runs"), "device": "cpu", "threads": 1, "amp": False},
+            "teacher": {"steps": 2}, "student": {"steps": 2}}
+    cfg = load_config(REPO / "config" / "dsec.yaml", [over])
+    teacher = run_training(cfg, [str(bag)], "teacher", progress=False, log=lambda s: None)
+    student = run_training(cfg, [str(bag)], "student", method="evdistill", teacher=str(teacher), progress=False,
+                           log=lambda s: None)
+    for ckpt in (teacher, student):
+        meta = read_metadata(ckpt)
+        assert class_set_of(meta) == DSEC11 and meta["num_classes"] == 11
+    ddd_cfg = load_config(None, [{**over, "data": {**over["data"], "class_set": "ddd17"}}])
+    with pytest.raises(ValueError, match="predicts dsec11.*trained in ddd17"):
+        run_training(ddd_cfg, [str(bag)], "student", method="kd", teacher=str(teacher), progress=False,
+                     log=lambda s: None)
