@@ -29,8 +29,9 @@ if [ ! -x "$TARGET/usr/bin/python3" ]; then
   debootstrap --variant=minbase --include=ca-certificates,git,make,python3,python3-venv \
     "$SUITE" "$TARGET" http://deb.debian.org/debian >"$TARGET.debootstrap.log" 2>&1 ||
     { tail -20 "$TARGET.debootstrap.log" >&2; exit 1; }
-  echo "debootstrap $(( $(date +%s) - start )) s" >"$TIMES"
+  echo "debootstrap $(( $(date +%s) - start )) s" >"$TARGET.debootstrap.time"
 fi
+cat "$TARGET.debootstrap.time" 2>/dev/null >"$TIMES" || : >"$TIMES"  # this run's times only
 
 mounted=()
 cleanup() { for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do umount -l "${mounted[i]}" 2>/dev/null || true; done; }

@@ -47,7 +47,10 @@ import numpy as np
 from ..classes import DSEC11, DSEC19, ClassSet
 from ..events.spec import DEFAULT_EVENT_INPUT, ByCount, EventInput
 from ..events.types import Events
+from .bag import BagWriter
+from .packing import EventPacker
 from .png import read_png, write_png
+from .presets import PRESETS
 from .sample import Sample
 
 SENSOR = (480, 640)
@@ -231,7 +234,7 @@ def write_dsec_sequence(seq: str | os.PathLike, events: Events, timestamps_us: S
                         t_offset_us: int = 0) -> Path:
     """Write one sequence in the published layout (events in distorted sensor pixels with t in
     ns, absolute; labels 640 x 440; the identity map unless `rectify_map` is given)."""
-    import hdf5plugin
+    import hdf5plugin  # on use: only writing needs its filter objects
 
     h5py = _h5py()
     seq = Path(seq)
@@ -267,10 +270,6 @@ def convert_dsec(seq: str | os.PathLike, out: str | os.PathLike, *, classes: int
                  period_ns: int | None = 33_333_333, max_events: int | None = None, progress: bool = True) -> dict:
     """One sequence -> a ROS1 bag (see the module doc); the frames and labels at each label time."""
     from tqdm import tqdm
-
-    from .bag import BagWriter
-    from .packing import EventPacker
-    from .presets import PRESETS
 
     seq = Path(seq)
     if not is_sequence(seq):

@@ -70,8 +70,12 @@ class EventSubscriber:
         self.dropped_out_of_bounds += decoded.dropped
 
     def silent_s(self) -> float:
-        """Seconds since the last message (of any kind) or since subscribing."""
-        return time.monotonic() - self.last_message
+        """Seconds since the last message (of any kind), or since a publisher was first seen
+        connected: waiting without a publisher is not silence (asked once a second)."""
+        now = time.monotonic()
+        if self.publishers() == 0:
+            self.last_message = now
+        return now - self.last_message
 
     def publishers(self) -> int:
         return self.sub.get_num_connections()
