@@ -7,7 +7,8 @@ so nodes, evaluation, overlays and legends follow the network they run.
     ClassSet(name, names, palette, ignore_index=255)
         .num_classes, .colorize(labels), .validate(label, where), .to_dict(), ClassSet.from_dict(d)
     CLASS_SETS    {"ddd17": 6 classes (DDD17 / Ev-SegNet / EvDistill), "dsec11": DSEC-Semantic's
-                  11, "dsec19": Cityscapes' 19 train ids (DSEC-Semantic's 19classes)}
+                  11, "dsec19": Cityscapes' 19 train ids (DSEC-Semantic's 19classes), "sim": the
+                  simulator's 12 (road ... sky; maps onto ddd17 and dsec11)}
     class_set(name_or_yaml) -> ClassSet
     class_set_of(checkpoint metadata) -> ClassSet   ("ddd17" for checkpoints that name none)
     class_map(source, target) -> (256,) uint8 lookup table; ValueError when no mapping is known
@@ -160,7 +161,12 @@ DSEC19 = ClassSet("dsec19", ("road", "sidewalk", "building", "wall", "fence", "p
                   ((128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153),
                    (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60),
                    (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32)))
-CLASS_SETS: dict[str, ClassSet] = {c.name: c for c in (DDD17, DSEC11, DSEC19)}
+# The simulator's own labels (sim.scene): what its street is made of, small classes apart
+SIM = ClassSet("sim", ("road", "sidewalk", "building", "wall", "vegetation", "terrain", "pole", "traffic sign",
+                       "traffic light", "car", "person", "sky"),
+               ((128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (107, 142, 35), (152, 251, 152),
+                (153, 153, 153), (220, 220, 0), (250, 170, 30), (0, 0, 142), (220, 20, 60), (70, 130, 180)))
+CLASS_SETS: dict[str, ClassSet] = {c.name: c for c in (DDD17, DSEC11, DSEC19, SIM)}
 
 # Mappings between sets, by class name (this package's convention, README "Class sets"): each
 # source class goes to the coarser class that contains it. 19 -> 11: sky is background,
@@ -173,6 +179,13 @@ _BY_NAME: dict[tuple[str, str], dict[str, str]] = {
                            "traffic sign": "traffic sign", "vegetation": "vegetation", "terrain": "vegetation",
                            "sky": "background", "person": "person", "rider": "person", "car": "car", "truck": "car",
                            "bus": "car", "train": "car", "motorcycle": "car", "bicycle": "car"},
+    ("sim", "ddd17"): {"road": "flat", "sidewalk": "flat", "building": "background", "wall": "background",
+                       "vegetation": "vegetation", "terrain": "vegetation", "pole": "object", "traffic sign": "object",
+                       "traffic light": "object", "car": "vehicle", "person": "human", "sky": "background"},
+    ("sim", "dsec11"): {"road": "road", "sidewalk": "sidewalk", "building": "building", "wall": "wall",
+                        "vegetation": "vegetation", "terrain": "vegetation", "pole": "pole",
+                        "traffic sign": "traffic sign", "traffic light": "traffic sign", "car": "car",
+                        "person": "person", "sky": "background"},
     ("dsec11", "ddd17"): {"background": "background", "building": "background", "fence": "background",
                           "person": "human", "pole": "object", "road": "flat", "sidewalk": "flat",
                           "vegetation": "vegetation", "car": "vehicle", "wall": "background",

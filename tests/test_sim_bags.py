@@ -132,3 +132,25 @@ def test_rosbag_info_reads_simulated_bag(small_bag):
     assert "dvs_msgs/EventArray" in text and "sensor_msgs/Image" in text and "sensor_msgs/CameraInfo" in text
     assert f"messages: {stats['packets'] + 3 * stats['frames']}" in text
     assert "start: 1600000000" in text
+
+
+def test_sim_labels_in_the_richer_set_map_exactly_onto_ddd17(tmp_path):
+    """`classes="sim"` writes the renderer's 12 classes (small ones apart); mapped with
+    classes.class_map they are exactly the default DDD17 labels of the same seed."""
+    from evdistill_ros.classes import DDD17, SIM, class_map
+    from evdistill_ros.io.bag import Bag
+    from evdistill_ros.sim import simulate_sequence
+
+    stats = {}
+    for cs in ("ddd17", "sim"):
+        stats[cs] = simulate_sequence(tmp_path / f"{cs}.bag", seconds=0.5, seed=21, width=96, height=72, classes=cs)
+    with Bag(tmp_path / "ddd17.bag") as a, Bag(tmp_path / "sim.bag") as b:
+        six = [m.image for m in a.images("/davis/left/labels")]
+        rich = [m.image for m in b.images("/davis/left/labels")]
+    assert len(six) == len(rich) > 0
+    lut = class_map(SIM, DDD17)
+    for s, r in zip(six, rich):
+        np.testing.assert_array_equal(lut[r], s)
+    present = {SIM.names[i] for i in np.unique(np.concatenate([r.ravel() for r in rich]))}
+    assert {"road", "sidewalk", "sky", "terrain"} <= present <= set(SIM.names), present
+    assert set(stats["sim"]["class_pixels"]) == set(SIM.names)

@@ -34,15 +34,16 @@ from .trainer import run_training, validate
 _SEED_OFFSETS = {"train": 0, "night_train": 500, "test": 1000, "night": 2000}
 
 
-def _simulate(out: Path, kind: str, count: int, c: dict, log: Callable[[str], None]) -> list[str]:
+def _simulate(out: Path, kind: str, count: int, c: dict, log: Callable[[str], None], classes: str = "ddd17") -> list[str]:
+    """Simulated bags labelled in `classes` (data.class_set: ddd17, sim or dsec11)."""
     paths = []
     for i in range(count):
         seed = int(c["seed"]) + _SEED_OFFSETS[kind] + i
-        p = out / "data" / f"{kind}_{seed}.bag"
+        p = out / "data" / (f"{kind}_{seed}.bag" if classes == "ddd17" else f"{kind}_{seed}_{classes}.bag")
         if not p.is_file():
             log(f"simulating {p.name} ({c['seconds']} s, {c['width']}x{c['height']}, night={'night' in kind})")
             simulate_sequence(str(p), seconds=float(c["seconds"]), seed=seed, width=int(c["width"]),
-                              height=int(c["height"]), night="night" in kind)
+                              height=int(c["height"]), night="night" in kind, classes=classes)
         paths.append(str(p))
     return paths
 
@@ -58,16 +59,33 @@ def _fmt(v) -> str:
     return "-" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{100 * v:.2f}"
 
 
+def _per_class_table(table: dict, class_set_name: str) -> list[str]:
+    """Per-class IoU of every network (rows: the class set's classes; "-": absent from the split)."""
+    out = []
+    for split in ("normal", "night"):
+        names = [n for n in table if isinstance(table[n].get(split), dict) and "iou" in table[n][split]]
+        if not names:
+            continue
+        classes = list(table[names[0]][split]["iou"])
+        out += [f"\nPer-class IoU (%), {split} light, class set {class_set_name}:\n",
+                "| class | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+        out += [f"| {c} | " + " | ".join(_fmt(table[n][split]["iou"].get(c)) for n in names) + " |" for c in classes]
+    return out
+
+
 def run_compare(config: dict, out_dir: str | os.PathLike | None = None, progress: bool = True,
                 log: Callable[[str], None] = print) -> dict:
     cfg = copy.deepcopy(config)
     c = cfg["compare"]
     out = Path(out_dir or c["out_dir"])
     out.mkdir(parents=True, exist_ok=True)
-    train = _simulate(out, "train", int(c["train_sequences"]), c, log)
-    train += _simulate(out, "night_train", int(c.get("night_train_sequences") or 0), c, log)
-    tests = {"normal": _simulate(out, "test", int(c["test_sequences"]), c, log),
-             "night": _simulate(out, "night", int(c["night_sequences"]), c, log)}
+    cs = cfg["data"]["class_set"]
+    if cs not in ("ddd17", "sim", "dsec11"):
+        raise ValueError(f"compare: the simulator labels in ddd17, sim or dsec11, not data.class_set {cs!r}")
+    train = _simulate(out, "train", int(c["train_sequences"]), c, log, cs)
+    train += _simulate(out, "night_train", int(c.get("night_train_sequences") or 0), c, log, cs)
+    tests = {"normal": _simulate(out, "test", int(c["test_sequences"]), c, log, cs),
+             "night": _simulate(out, "night", int(c["night_sequences"]), c, log, cs)}
     cfg["data"]["bags"], cfg["data"]["val_bags"] = train, []
 
     runs: dict[str, Path] = {}
@@ -119,6 +137,7 @@ def run_compare(config: dict, out_dir: str | os.PathLike | None = None, progress
                      f"{_fmt(r.get('night', {}).get('miou_all'))} | {r['train_seconds']:.0f} |")
     for k, v in checks.items():
         lines.append(f"\n{k}: {'PASS' if v['pass'] else 'FAIL'} ({v['value']:.3f})")
+    lines += _per_class_table(table, cfg["data"]["class_set"])
     md = "\n".join(lines) + "\n"
     (out / "compare.json").write_text(json.dumps(result, indent=1, default=float))
     (out / "compare.md").write_text(md)

@@ -16,7 +16,7 @@ def _simulate(args: argparse.Namespace) -> int:
     manifest = simulate_dataset(
         args.out, sequences=args.sequences, seconds=args.seconds, seed=args.seed, night=args.night,
         workers=args.workers, progress=not args.no_progress, preview=args.preview, prefix=args.prefix,
-        width=args.width, height=args.height, fps=args.fps, **overrides,
+        width=args.width, height=args.height, fps=args.fps, classes=args.classes, **overrides,
     )
     total_ev = sum(b["events"] for b in manifest["bags"])
     frames = sum(b["frames"] for b in manifest["bags"])
@@ -57,6 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=int, default=346, help="sensor width (default 346, DAVIS346)")
     p.add_argument("--height", type=int, default=260, help="sensor height (default 260)")
     p.add_argument("--fps", type=_positive_float, default=20.0, help="APS frame rate (default 20)")
+    p.add_argument("--classes", choices=("ddd17", "sim", "dsec11"), default="ddd17",
+                   help="class set of the labels: ddd17 (6, default), sim (12: road, sidewalk, building, wall, "
+                        "vegetation, terrain, pole, traffic sign, traffic light, car, person, sky) or dsec11")
     p.add_argument("--speed", type=float, default=None, help="constant ego speed in m/s (default: varying 3-14 with stops)")
     p.add_argument("--max-pixel-motion", type=_positive_float, default=None,
                    help="largest image motion between renders in pixels (default 1)")

@@ -278,14 +278,15 @@ def _box(u, v, u0, u1, v0, v1):
 
 @njit(cache=True, fastmath=True, inline="always")
 def _texture(tex, mat, u, v, var, alb, fp, seed, night):
-    """(albedo, emitted radiance, ground class override or -1) at plane coords (u, v)."""
+    """(albedo, emitted radiance, ground class override or -1) at plane coords (u, v); class ids
+    are the "sim" set's (scene.ROAD ...)."""
     s = seed + int(var * 9973.0)
     emit = 0.0
     cls = -1
     if mat == GROUND:
         ax = abs(u)
         if ax < ROAD_HALF:
-            cls = 0
+            cls = 0  # road
             a = 0.17 * (1.0 + 1.8 * _fbm(tex, u, v, seed + 1, 0.5, fp))
             if _fbm(tex, u, v, seed + 2, 0.08, fp) > 0.1:
                 a *= 0.65  # patched asphalt
@@ -298,16 +299,16 @@ def _texture(tex, mat, u, v, var, alb, fp, seed, night):
             m = max(line * _band(fp, 0.15), zebra * _band(fp, 0.5))
             a = a * (1.0 - m) + 0.62 * m
         elif ax < CURB_OUT:
-            cls = 0
+            cls = 1  # the curb belongs to the sidewalk (Cityscapes)
             a = 0.42 * (1.0 + 0.8 * _fbm(tex, u, v, seed + 3, 2.0, fp))
         elif ax < SIDEWALK_OUT:
-            cls = 0
+            cls = 1  # sidewalk
             tu = (u % 0.6) < 0.04
             tv = (v % 0.6) < 0.04
             joint = (1.0 if (tu or tv) else 0.0) * _band(fp, 0.6)
             a = 0.33 * (1.0 + 1.4 * _fbm(tex, u, v, seed + 4, 1.0, fp)) - 0.12 * joint
         else:
-            cls = 3  # grass verge: terrain counts as vegetation in DDD17
+            cls = 5  # grass verge: terrain (vegetation in DDD17)
             a = 0.14 * (1.0 + 2.4 * _fbm(tex, u, v, seed + 5, 0.7, fp))
         return a, emit, cls
     if mat == FACADE:
@@ -393,7 +394,7 @@ def _shade(tex, prims, pid, zbuf, ubuf, vbuf, R, c, f, cx, cy, lights, env, vcam
                 cl = _fbm(tex, az * 3.0, el * 6.0, seed + 99, 1.0, 6.0 / f)
                 val = sky * (0.75 + 0.45 * (1.0 - el) + 0.6 * cl)
                 out[r, col] = max(val, 0.0) * gain
-                labels[r, col] = 1
+                labels[r, col] = 11  # sky
                 if flow_step > 0 and r % flow_step == 0 and col % flow_step == 0:
                     # rotation only (points at infinity)
                     px, py, pz = dx, dy, 1.0

@@ -27,7 +27,10 @@ SEGMENT = 12.0  # metres of street generated per step
 VIEW_AHEAD = 220.0
 VIEW_BEHIND = 8.0
 
-FLAT, BACKGROUND, OBJECT, VEGETATION, HUMAN, VEHICLE = range(6)
+# Label ids of the "sim" class set (evdistill_ros.classes.SIM: mapped onto DDD17's six and
+# DSEC's eleven); the ground's road / sidewalk (curb) / terrain and the sky are set by the renderer.
+(ROAD, SIDEWALK, BUILDING, WALL, VEGETATION, TERRAIN, POLE, TRAFFIC_SIGN, TRAFFIC_LIGHT, CAR, PERSON,
+ SKY) = range(12)
 
 
 def _smooth_noise(rng: np.random.Generator, n: int, dt: float, tau: float) -> np.ndarray:
@@ -172,19 +175,19 @@ def car_rows(rng: np.random.Generator, facing: float, night: bool) -> np.ndarray
     alb = float(rng.choice([0.05, 0.08, 0.25, 0.45, 0.7, 0.8]))
     var = rng.random()
     x0, x1, z0, z1 = -W / 2, W / 2, -L / 2, L / 2
-    _box(rows, x0, x1, 0.28, hb, z0, z1, rd.CAR, VEHICLE, alb, var)
+    _box(rows, x0, x1, 0.28, hb, z0, z1, rd.CAR, CAR, alb, var)
     cz0, cz1 = -0.35 * L * facing, 0.15 * L * facing
     cz0, cz1 = min(cz0, cz1), max(cz0, cz1)
-    _box(rows, x0 + 0.12, x1 - 0.12, hb, hc, cz0, cz1, rd.GLASS, VEHICLE, 0.1, var, top=False)
-    rows.add((x0 + 0.12, hc, cz0), EX, EZ, 0, W - 0.24, 0, cz1 - cz0, rd.CAR, VEHICLE, alb, var)  # roof
+    _box(rows, x0 + 0.12, x1 - 0.12, hb, hc, cz0, cz1, rd.GLASS, CAR, 0.1, var, top=False)
+    rows.add((x0 + 0.12, hc, cz0), EX, EZ, 0, W - 0.24, 0, cz1 - cz0, rd.CAR, CAR, alb, var)  # roof
     for sx in (x0 - 0.01, x1 + 0.01):
         for wz in (z0 + 0.75, z1 - 0.75):
-            rows.add((sx, 0.0, wz - 0.33), EZ, EY, 0, 0.66, 0, 0.66, rd.TIRE, VEHICLE, 0.05, var, shape=rd.ELLIPSE)
+            rows.add((sx, 0.0, wz - 0.33), EZ, EY, 0, 0.66, 0, 0.66, rd.TIRE, CAR, 0.05, var, shape=rd.ELLIPSE)
     # lamps: headlights at the front (+facing end), tail lights at the back
     front, back = (z1 + 0.01, z0 - 0.01) if facing > 0 else (z0 - 0.01, z1 + 0.01)
     for lx in (x0 + 0.15, x1 - 0.45):
-        rows.add((lx, 0.62, front), EX, EY, 0, 0.3, 0, 0.14, rd.LAMP, VEHICLE, 0.7, 40.0 if night else 0.0)
-        rows.add((lx, 0.72, back), EX, EY, 0, 0.3, 0, 0.12, rd.LAMP, VEHICLE, 0.3, 1.5 if night else 0.0)
+        rows.add((lx, 0.62, front), EX, EY, 0, 0.3, 0, 0.14, rd.LAMP, CAR, 0.7, 40.0 if night else 0.0)
+        rows.add((lx, 0.72, back), EX, EY, 0, 0.3, 0, 0.12, rd.LAMP, CAR, 0.3, 1.5 if night else 0.0)
     return rows.array()
 
 
@@ -196,14 +199,14 @@ def pedestrian_rows(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     shirt, trousers, skin = rng.uniform(0.08, 0.8), rng.uniform(0.05, 0.45), rng.uniform(0.25, 0.6)
     var = rng.random()
     for side, (u0, u1) in ((1, (-0.16, -0.02)), (-1, (0.02, 0.16))):
-        rows.add((0, 0, 0), EX, EY, u0, u1, 0.0, 0.48 * h, rd.CLOTH, HUMAN, trousers, var)
+        rows.add((0, 0, 0), EX, EY, u0, u1, 0.0, 0.48 * h, rd.CLOTH, PERSON, trousers, var)
         anim.append(side)
-    rows.add((0, 0, 0), EX, EY, -0.21, 0.21, 0.46 * h, 0.83 * h, rd.CLOTH, HUMAN, shirt, var)
+    rows.add((0, 0, 0), EX, EY, -0.21, 0.21, 0.46 * h, 0.83 * h, rd.CLOTH, PERSON, shirt, var)
     anim.append(0)
     for side, (u0, u1) in ((-1, (-0.29, -0.21)), (1, (0.21, 0.29))):
-        rows.add((0, 0, -0.01), EX, EY, u0, u1, 0.52 * h, 0.81 * h, rd.CLOTH, HUMAN, shirt * 0.8, var)
+        rows.add((0, 0, -0.01), EX, EY, u0, u1, 0.52 * h, 0.81 * h, rd.CLOTH, PERSON, shirt * 0.8, var)
         anim.append(side * 0.5)
-    rows.add((0, 0, 0), EX, EY, -0.1, 0.1, 0.83 * h, h, rd.SKIN, HUMAN, skin, var, shape=rd.ELLIPSE)
+    rows.add((0, 0, 0), EX, EY, -0.1, 0.1, 0.83 * h, h, rd.SKIN, PERSON, skin, var, shape=rd.ELLIPSE)
     anim.append(0)
     return rows.array(), np.array(anim)
 
@@ -219,7 +222,7 @@ class Street:
         static = _Rows()
         lights: list[tuple[float, float, float, float]] = []
         # ground: one plane; the shader picks road / curb / sidewalk / grass from world X
-        static.add((0, 0, 0), EX, EZ, -400.0, 400.0, -200.0, length + 400.0, rd.GROUND, FLAT, 1.0)
+        static.add((0, 0, 0), EX, EZ, -400.0, 400.0, -200.0, length + 400.0, rd.GROUND, ROAD, 1.0)
         movers: list[tuple[np.ndarray, np.ndarray, float, float, float, float, float]] = []
         n_seg = int(np.ceil((length + 40.0) / SEGMENT))
         for side in (-1.0, 1.0):
@@ -303,9 +306,9 @@ class Street:
             za, zb = z0 + gap0, z0 + SEGMENT - gap1
             alb = rng.uniform(0.18, 0.6)
             var = rng.random()
-            rows.add((xf, 0, za), EZ, EY, 0, zb - za, 0, h, rd.FACADE, BACKGROUND, alb, var)
+            rows.add((xf, 0, za), EZ, EY, 0, zb - za, 0, h, rd.FACADE, BUILDING, alb, var)
             for zz in (za, zb):
-                rows.add((x0, 0, zz), EX, EY, 0, x1 - x0, 0, h, rd.WALL, BACKGROUND, alb * 0.8, var)
+                rows.add((x0, 0, zz), EX, EY, 0, x1 - x0, 0, h, rd.WALL, WALL, alb * 0.8, var)
             if rng.random() < 0.25:
                 self._tree(rows, rng, side * rng.uniform(7.2, 8.0), z0 + rng.uniform(0, SEGMENT))
         elif zone == "park":
@@ -318,13 +321,13 @@ class Street:
                 rows.add((xh, 0, z0), EZ, EY, 0, SEGMENT, 0, rng.uniform(0.7, 1.3), rd.HEDGE, VEGETATION, 0.13, rng.random())
             # distant buildings behind the park keep the skyline
             xf = side * rng.uniform(32.0, 45.0)
-            rows.add((xf, 0, z0), EZ, EY, 0, SEGMENT, 0, rng.uniform(8.0, 30.0), rd.FACADE, BACKGROUND,
+            rows.add((xf, 0, z0), EZ, EY, 0, SEGMENT, 0, rng.uniform(8.0, 30.0), rd.FACADE, BUILDING,
                      rng.uniform(0.2, 0.5), rng.random())
         else:  # open lot with a low wall and a sign
             xw = side * 9.0
-            rows.add((xw, 0, z0), EZ, EY, 0, SEGMENT, 0, rng.uniform(1.0, 2.2), rd.WALL, BACKGROUND, rng.uniform(0.2, 0.5), rng.random())
+            rows.add((xw, 0, z0), EZ, EY, 0, SEGMENT, 0, rng.uniform(1.0, 2.2), rd.WALL, WALL, rng.uniform(0.2, 0.5), rng.random())
             xf = side * rng.uniform(20.0, 35.0)
-            rows.add((xf, 0, z0), EZ, EY, 0, SEGMENT, 0, rng.uniform(5.0, 14.0), rd.FACADE, BACKGROUND,
+            rows.add((xf, 0, z0), EZ, EY, 0, SEGMENT, 0, rng.uniform(5.0, 14.0), rd.FACADE, BUILDING,
                      rng.uniform(0.2, 0.5), rng.random())
         # street furniture on the sidewalk edge
         if int(round(z0 / SEGMENT)) % 3 == (0 if side > 0 else 1):
@@ -332,7 +335,7 @@ class Street:
         if rng.random() < 0.22:
             self._sign(rows, rng, side * rng.uniform(5.7, 6.2), z0 + rng.uniform(0, SEGMENT))
         if rng.random() < 0.12:  # bollard / short post
-            _billboard(rows, side * 5.75, 0, z0 + rng.uniform(0, SEGMENT), 0.14, 1.0, rd.METAL, OBJECT, 0.35, rng.random())
+            _billboard(rows, side * 5.75, 0, z0 + rng.uniform(0, SEGMENT), 0.14, 1.0, rd.METAL, POLE, 0.35, rng.random())
 
     def _tree(self, rows: _Rows, rng: np.random.Generator, x: float, z: float) -> None:
         trunk_h = rng.uniform(1.8, 3.2)
@@ -347,29 +350,29 @@ class Street:
     def _streetlight(self, rows: _Rows, lights: list, side: float, z: float) -> None:
         x = side * 5.8
         h = 7.5
-        _billboard(rows, x, 0, z, 0.2, h, rd.METAL, OBJECT, 0.35, 0.3)
+        _billboard(rows, x, 0, z, 0.2, h, rd.METAL, POLE, 0.35, 0.3)
         arm = -side * 1.8
         xa0, xa1 = sorted((x, x + arm))
-        rows.add((xa0, h - 0.15, z), EX, EY, 0, xa1 - xa0, 0, 0.15, rd.METAL, OBJECT, 0.35, 0.4)
+        rows.add((xa0, h - 0.15, z), EX, EY, 0, xa1 - xa0, 0, 0.15, rd.METAL, POLE, 0.35, 0.4)
         lx = x + arm
-        rows.add((lx - 0.35, h - 0.35, z - 0.02), EX, EY, 0, 0.7, 0, 0.22, rd.LAMP, OBJECT, 0.6,
+        rows.add((lx - 0.35, h - 0.35, z - 0.02), EX, EY, 0, 0.7, 0, 0.22, rd.LAMP, POLE, 0.6,
                  60.0 if self.night else 0.0)
         if self.night:
             lights.append((lx, h - 0.4, z, 6.0))
 
     def _sign(self, rows: _Rows, rng: np.random.Generator, x: float, z: float) -> None:
-        _billboard(rows, x, 0, z, 0.08, 2.2, rd.METAL, OBJECT, 0.3, 0.2)
+        _billboard(rows, x, 0, z, 0.08, 2.2, rd.METAL, POLE, 0.3, 0.2)
         shape = rd.ELLIPSE if rng.random() < 0.5 else rd.RECT
-        rows.add((x - 0.3, 2.1, z - 0.02), EX, EY, 0, 0.6, 0, 0.6, rd.SIGN, OBJECT, rng.uniform(0.5, 0.9), rng.random(),
+        rows.add((x - 0.3, 2.1, z - 0.02), EX, EY, 0, 0.6, 0, 0.6, rd.SIGN, TRAFFIC_SIGN, rng.uniform(0.5, 0.9), rng.random(),
                  shape=shape)
 
     def _traffic_light(self, rows: _Rows, rng: np.random.Generator, x: float, z: float) -> None:
-        _billboard(rows, x, 0, z, 0.16, 3.2, rd.METAL, OBJECT, 0.25, 0.1)
-        rows.add((x - 0.18, 3.2, z - 0.02), EX, EY, 0, 0.36, 0, 0.95, rd.METAL, OBJECT, 0.06, 0.2)
+        _billboard(rows, x, 0, z, 0.16, 3.2, rd.METAL, POLE, 0.25, 0.1)
+        rows.add((x - 0.18, 3.2, z - 0.02), EX, EY, 0, 0.36, 0, 0.95, rd.METAL, TRAFFIC_LIGHT, 0.06, 0.2)
         lit = rng.integers(0, 3)
         for i in range(3):
             on = i == lit
-            rows.add((x - 0.11, 3.3 + 0.3 * i, z - 0.04), EX, EY, 0, 0.22, 0, 0.22, rd.LAMP, OBJECT,
+            rows.add((x - 0.11, 3.3 + 0.3 * i, z - 0.04), EX, EY, 0, 0.22, 0, 0.22, rd.LAMP, TRAFFIC_LIGHT,
                      0.5 if on else 0.08, (8.0 if self.night else 1.5) if on else 0.0, shape=rd.ELLIPSE)
 
     # --- evaluation at time t ------------------------------------------------------------

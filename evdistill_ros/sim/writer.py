@@ -38,7 +38,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..atomic import atomic_write_text, clean_stale
-from ..classes import CLASS_NAMES, NUM_CLASSES
+from ..classes import SIM, class_map, class_set
 from ..events.types import Events
 from ..io.bag import BagWriter
 from ..io.presets import PRESETS
@@ -89,10 +89,15 @@ class SimConfig:
     read_noise: float = 0.004
     gamma: float = 1 / 2.2
     start_ns: int = DEFAULT_START_NS
+    # the class set of the labels topic: "ddd17" (the default: DDD17's six), "sim" (the renderer's
+    # own twelve: small classes apart) or "dsec11"; mapped from "sim" by classes.class_map
+    classes: str = "ddd17"
 
     def validate(self) -> None:
         if self.width < 16 or self.height < 16 or self.width > 4096 or self.height > 4096:
             raise ValueError(f"simulate: sensor size {self.width}x{self.height} outside 16..4096")
+        if self.classes not in ("ddd17", "sim", "dsec11"):
+            raise ValueError(f"simulate: classes must be ddd17, sim or dsec11, got {self.classes!r}")
         if self.fps <= 0 or self.packet_hz <= 0:
             raise ValueError(f"simulate: fps and packet_hz must be > 0, got {self.fps}, {self.packet_hz}")
         if self.max_pixel_motion <= 0 or not 0 < self.min_dt <= self.max_dt:
@@ -172,7 +177,9 @@ def simulate_sequence(path: str | os.PathLike, *, seconds: float = 1.0, seed: in
     I0, lab0, flow = render_at(0)
     dvs.reset(I0)
     exposure = aps.first_exposure(I0)
-    stats_classes = np.zeros(NUM_CLASSES, np.int64)
+    label_set = class_set(cfg.classes)
+    label_lut = class_map(SIM, label_set)  # the renderer labels in the sim set
+    stats_classes = np.zeros(label_set.num_classes, np.int64)
     n_events = n_packets = n_frames_done = n_renders = 0
     exposures: list[float] = []
     pending: list[Events] = []
@@ -233,7 +240,7 @@ def simulate_sequence(path: str | os.PathLike, *, seconds: float = 1.0, seed: in
                 if win[0] <= t and t1 <= win[2]:
                     acc += (0.5 * (t1 - t)) * (I0.astype(np.float64) + I1)
                 if t1 == win[1]:
-                    label_img = lab1
+                    label_img = label_lut[lab1]
                 if t1 == win[2]:
                     t0a = time.perf_counter()
                     mean_rad = acc / max(win[2] - win[0], 1)
@@ -245,7 +252,7 @@ def simulate_sequence(path: str | os.PathLike, *, seconds: float = 1.0, seed: in
                     bag.write_image(LABELS_TOPIC, stamp, label_img, "mono8", FRAME_ID)
                     bag.write_camera_info(CAMERA_INFO_TOPIC, stamp, cfg.height, cfg.width, K, frame_id=FRAME_ID)
                     timings["write"] += time.perf_counter() - t0w
-                    stats_classes += np.bincount(label_img.ravel(), minlength=256)[:NUM_CLASSES]
+                    stats_classes += np.bincount(label_img.ravel(), minlength=256)[:label_set.num_classes]
                     exposures.append(exposure)
                     n_frames_done += 1
                     acc[:] = 0
@@ -273,8 +280,8 @@ def simulate_sequence(path: str | os.PathLike, *, seconds: float = 1.0, seed: in
         "frames": int(n_frames_done),
         "renders": int(n_renders),
         "event_rate_hz": n_events / seconds,
-        "class_pixels": {name: int(c) for name, c in zip(CLASS_NAMES, stats_classes)},
-        "class_frequency": {name: round(float(f), 5) for name, f in zip(CLASS_NAMES, freq)},
+        "class_pixels": {name: int(c) for name, c in zip(label_set.names, stats_classes)},
+        "class_frequency": {name: round(float(f), 5) for name, f in zip(label_set.names, freq)},
         "exposure_s": float(np.mean(exposures)) if exposures else 0.0,
         "timings_s": {**{k: round(v, 3) for k, v in timings.items()}, "total": round(total, 3)},
         "distance_m": round(float(traj.pose(seconds).c[2] - traj.pose(0).c[2]), 2),
@@ -338,9 +345,10 @@ def simulate_dataset(out_dir: str | os.PathLike, *, sequences: int, seconds: flo
         ex.shutdown()
     else:
         results = [_sequence_job(j) for j in jobs]
-    pixels = np.zeros(NUM_CLASSES, np.int64)
+    names = class_set(base.classes).names
+    pixels = np.zeros(len(names), np.int64)
     for r in results:
-        pixels += np.array([r["class_pixels"][n] for n in CLASS_NAMES])
+        pixels += np.array([r["class_pixels"][n] for n in names])
     params = asdict(base)
     params.pop("start_ns")
     manifest = {
@@ -352,8 +360,9 @@ def simulate_dataset(out_dir: str | os.PathLike, *, sequences: int, seconds: flo
         "parameters": params,
         "topics": {"events": EVENTS_TOPIC, "image": IMAGE_TOPIC, "labels": LABELS_TOPIC,
                    "camera_info": CAMERA_INFO_TOPIC},
-        "classes": list(CLASS_NAMES),
-        "class_frequency": {n: round(float(p / max(pixels.sum(), 1)), 5) for n, p in zip(CLASS_NAMES, pixels)},
+        "classes": list(names),
+        "class_set": base.classes,
+        "class_frequency": {n: round(float(p / max(pixels.sum(), 1)), 5) for n, p in zip(names, pixels)},
         "bags": [{**r, "path": os.path.relpath(r["path"], out)} for r in results],
         "wall_s": round(time.perf_counter() - t0, 2),
     }
