@@ -71,12 +71,15 @@ for entry in "$ROOT"/*; do
   case "$(basename "$entry")" in build|*.egg-info) continue ;; esac
   ln -sfn "$entry" "$PKG/$(basename "$entry")"
 done
-build_hash=$(cat CMakeLists.txt package.xml setup.py msg/*.msg cfg/*.cfg | sha256sum | cut -c1-16)
+# The venv's python for catkin: PYTHON_EXECUTABLE (catkin <= 0.8.9, Noetic, Debian 12) and
+# Python_EXECUTABLE (Debian 13's catkin 0.8.10 takes it from CMake's FindPython, which otherwise
+# settles on /usr/bin/python3 and writes that into the nodes' devel wrappers: no torch, no numba)
+CMAKE_PY=(-DPYTHON_EXECUTABLE="$VENV/bin/python" -DPython_EXECUTABLE="$VENV/bin/python")
+build_hash=$( (cat CMakeLists.txt package.xml setup.py msg/*.msg cfg/*.cfg; echo "${CMAKE_PY[*]}") | sha256sum | cut -c1-16)
 if [ ! -f "$WS/devel/setup.bash" ] || [ "$(cat "$WS/.evdistill-build" 2>/dev/null)" != "$build_hash" ]; then
   log "building the catkin workspace $WS"
   # Configure twice: catkin caches PYTHONPATH before devel/ exists on a fresh workspace.
-  (cd "$WS" && catkin_make -DPYTHON_EXECUTABLE="$VENV/bin/python" >/dev/null &&
-    catkin_make --force-cmake -DPYTHON_EXECUTABLE="$VENV/bin/python" >/dev/null)
+  (cd "$WS" && catkin_make "${CMAKE_PY[@]}" >/dev/null && catkin_make --force-cmake "${CMAKE_PY[@]}" >/dev/null)
   echo "$build_hash" > "$WS/.evdistill-build"
 fi
 log "ready: source scripts/env.sh"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 from conftest import REPO
@@ -17,11 +18,15 @@ def test_rostest_files_run_through_catkin(tmp_path):
     ws = REPO / ".catkin_ws"
     if not (ws / "devel" / "setup.bash").exists():
         pytest.fail("no catkin workspace: run `make setup` (make test does)")
+    # ROS_IP: rostest's own master and nodes on loopback, whether or not the host name resolves
     env = dict(os.environ, EVDISTILL_ROSTEST_DATA=str(tmp_path / "data"), ROS_HOME=str(tmp_path / "ros_home"),
-               ROS_LOG_DIR=str(tmp_path / "log"))
+               ROS_LOG_DIR=str(tmp_path / "log"), ROS_IP="127.0.0.1")
+    env.pop("ROS_HOSTNAME", None)
     results = ws / "build" / "test_results"
     shutil.rmtree(results, ignore_errors=True)  # only this run's results are read below
-    run = subprocess.run(["catkin_make", "-C", str(ws), "run_tests"], cwd=ws, env=env, capture_output=True,
+    # the venv's python, as `make setup` configures it (a reconfigure must not pick another one)
+    py = [f"-DPYTHON_EXECUTABLE={sys.executable}", f"-DPython_EXECUTABLE={sys.executable}"]
+    run = subprocess.run(["catkin_make", "-C", str(ws), *py, "run_tests"], cwd=ws, env=env, capture_output=True,
                          text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     summary = subprocess.run(["catkin_test_results", "--verbose", str(results)], env=env, capture_output=True,

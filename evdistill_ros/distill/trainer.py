@@ -47,7 +47,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from ..atomic import atomic_write_text, clean_stale
-from ..classes import IGNORE_INDEX, class_set, colorize
+from ..classes import IGNORE_INDEX, class_set
 from ..eval import evaluate_model
 from ..io.pair_cache import PairCache, cache_samples, open_cache
 from ..models import Preprocessor, build_model, save_checkpoint
@@ -337,7 +337,8 @@ def _train(cfg: dict, scfg: dict, method: Method, teacher_path: str | None, out_
                     writer.add_scalar("lr", optimizer.param_groups[0]["lr"], step)
                 bar.set_postfix(loss=f"{logged['total']:.3f}")
             if writer is not None and scfg.get("image_every") and step % int(scfg["image_every"]) == 0:
-                _log_images(writer, net, prep, batch, ev, step, method.modality, IGNORE_INDEX)
+                _log_images(writer, net, prep, batch, ev, step, method.modality, IGNORE_INDEX,
+                            class_set(cfg["data"]["class_set"]))
             bar.update(1)
             if scfg.get("val_every") and step % int(scfg["val_every"]) == 0 and step < total:
                 run_validation(step)
@@ -370,7 +371,7 @@ def _train(cfg: dict, scfg: dict, method: Method, teacher_path: str | None, out_
 
 
 @torch.no_grad()
-def _log_images(writer, net, prep, batch, ev, step, modality, ignore) -> None:
+def _log_images(writer, net, prep, batch, ev, step, modality, ignore, classes) -> None:
     was = net.training
     net.eval()
     x = prep(batch["aps"], layout="bchw") if modality == "aps" else ev
@@ -384,5 +385,5 @@ def _log_images(writer, net, prep, batch, ev, step, modality, ignore) -> None:
         lab = batch["label"][i].numpy().astype(np.int64)
         lab = np.where(lab == ignore, 255, lab).astype(np.uint8)
         rows.append(np.concatenate([np.repeat(aps[..., None], 3, 2), np.repeat(e[..., None], 3, 2),
-                                    colorize(lab), colorize(pred[i].astype(np.uint8))], axis=1))
+                                    classes.colorize(lab), classes.colorize(pred[i].astype(np.uint8))], axis=1))
     writer.add_image("aps | events | label | prediction", np.concatenate(rows, 0), step, dataformats="HWC")

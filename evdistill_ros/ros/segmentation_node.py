@@ -186,11 +186,11 @@ class SegmentationNode:
         self.student_out, self.teacher_out = Outputs(""), Outputs("teacher/")
         self.pub_legend = rospy.Publisher("~legend", Image, queue_size=1, latch=True)
         self.legend_classes: ClassSet | None = None
-        self._publish_legend()
         if param("publish_frame", False):
             self.frame_broadcaster = publish_static_frame(param("fixed_frame", "map"), param("camera_frame", "camera"))
 
         predictor = self.student.get()
+        self._publish_legend()  # in the student's class set when it loaded (DDD17's until then)
         self.accumulator = None
         if param("in_process", False):
             self.accumulator = StreamAccumulator(event_input_from_ros(predictor.event_input if predictor else None),

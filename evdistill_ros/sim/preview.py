@@ -1,6 +1,6 @@
 """Preview strips: rows of [APS | event image | labels] for a few frames of a simulated bag.
 
-    preview_strip(bag, out_png, frames=4, window_ms=25.0) -> np.ndarray (RGB strip)
+    preview_strip(bag, out_png, frames=4, window_ms=25.0, classes=DDD17) -> np.ndarray (RGB strip)
 
 The event image shows the events within +-``window_ms`` / 2 of each frame's stamp (ON
 blue, OFF red, as everywhere in the project); labels use the EvDistill palette.
@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from ..classes import colorize
+from ..classes import DDD17, ClassSet
 from ..render import event_image, to_rgb
 from ..io.bag import iter_images, read_events
 from ..io.presets import PRESETS
@@ -20,8 +20,9 @@ EVENTS_TOPIC, IMAGE_TOPIC, LABELS_TOPIC = PRESETS["sim"].events, PRESETS["sim"].
 
 
 def preview_strip(bag: str | os.PathLike, out_png: str | os.PathLike | None, frames: int = 4,
-                  window_ms: float = 25.0) -> np.ndarray:
-    """Write (if ``out_png``) and return an RGB strip of ``frames`` evenly spaced frames."""
+                  window_ms: float = 25.0, classes: ClassSet = DDD17) -> np.ndarray:
+    """Write (if ``out_png``) and return an RGB strip of ``frames`` evenly spaced frames
+    (labels in the colours of `classes`, the set the bag is labelled in)."""
     import cv2
 
     images = list(iter_images(bag, IMAGE_TOPIC))
@@ -42,7 +43,7 @@ def preview_strip(bag: str | os.PathLike, out_png: str | os.PathLike | None, fra
         counts[0] = np.bincount(idx[on], minlength=h * w)
         counts[1] = np.bincount(idx[~on], minlength=h * w)
         evimg = event_image(counts.reshape(2, h, w), "count")
-        lab = colorize(labels[m.stamp_ns]) if m.stamp_ns in labels else np.zeros((h, w, 3), np.uint8)
+        lab = classes.colorize(labels[m.stamp_ns]) if m.stamp_ns in labels else np.zeros((h, w, 3), np.uint8)
         gap = np.full((h, 2, 3), 255, np.uint8)
         rows.append(np.concatenate([to_rgb(m.image), gap, evimg, gap, lab], axis=1))
         rows.append(np.full((2, rows[-1].shape[1], 3), 255, np.uint8))

@@ -368,7 +368,7 @@ def simulate_dataset(out_dir: str | os.PathLike, *, sequences: int, seconds: flo
     }
     if preview and results:
         png = out / "preview.png"
-        preview_strip(results[0]["path"], png)
+        preview_strip(results[0]["path"], png, classes=class_set(base.classes))
         manifest["preview"] = png.name
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2))
     return manifest
