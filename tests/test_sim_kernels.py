@@ -7,6 +7,7 @@ import pytest
 from evdistill_ros.sim import render as rd
 from evdistill_ros.sim.aps import ApsSensor
 from evdistill_ros.sim.esim import EventSimulator, hot_pixels, noise_events
+from evdistill_ros.sim.scene import SKY
 
 
 def esim_reference(images, times, eps, cp, cn, refractory):
@@ -133,7 +134,7 @@ def test_rasteriser_matches_projection(yaw, pitch):
     assert want.sum() > 100
     # identical except possibly pixels whose centre lies on the outline
     assert (got != want).sum() <= 0.02 * want.sum()
-    assert np.all(labels[~want & ~got] == 1)  # the rest is sky
+    assert np.all(labels[~want & ~got] == SKY)  # the rest is sky (the renderer labels in the "sim" set)
 
 
 def test_aps_exposure_clipping_and_gamma():
