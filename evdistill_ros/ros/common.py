@@ -270,7 +270,7 @@ def every(period_s: float, fn: Callable[[], None], name: str) -> threading.Threa
         next_t = time.monotonic() + period_s
         while not rospy.is_shutdown():
             time.sleep(max(0.0, next_t - time.monotonic()))
-            next_t += period_s
+            next_t = max(next_t + period_s, time.monotonic())  # a slow call delays, never bunches, the next
             try:
                 fn()
             except Exception as exc:  # noqa: BLE001 - a report that fails must not stop the next one
