@@ -110,6 +110,10 @@ def test_dsec_19_classes_format_detection_and_errors(sequence, tmp_path):
     (bad / "semantic" / "timestamps.txt").write_text("1\n")
     with pytest.raises(ValueError, match="2 label PNGs but 1 timestamps"):
         next(dsec.iter_dsec(bad))
+    (bad / "semantic" / "timestamps.txt").write_text("".join(f"{t}\n" for t in sequence["ts_us"][:2]))
+    (bad / "events" / "left" / "rectify_map.h5").unlink()
+    with pytest.raises(ValueError, match="no readable rectify_map"):
+        next(dsec.iter_dsec(bad))
 
 
 def _net(tmp_path, name: str, classes, representation) -> str:

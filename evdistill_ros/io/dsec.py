@@ -129,8 +129,13 @@ class EventFile:
                 len(self.ms_to_idx) and (self.ms_to_idx[0] < 0 or self.ms_to_idx[-1] > self.n)):
             self.close()
             raise ValueError(f"{path}: ms_to_idx is not a non-decreasing index into the {self.n} events")
-        with h5py.File(seq / "events" / "left" / "rectify_map.h5", "r") as f:
-            rmap = np.asarray(f["rectify_map"], dtype=np.float32)
+        map_path = seq / "events" / "left" / "rectify_map.h5"
+        try:
+            with h5py.File(map_path, "r") as f:
+                rmap = np.asarray(f["rectify_map"], dtype=np.float32)
+        except (OSError, KeyError) as exc:
+            self.close()
+            raise ValueError(f"{map_path}: no readable rectify_map ({exc})") from None
         if rmap.shape != SENSOR + (2,):
             self.close()
             raise ValueError(f"{seq}/events/left/rectify_map.h5: rectify_map is {rmap.shape}, expected (480, 640, 2)")
@@ -194,7 +199,7 @@ def _sequence_samples(seq: Path, classes: ClassSet, spec: EventInput, label_ever
     if frames and len(frames) != len(labels):
         raise ValueError(f"{seq}: {len(frames)} images/left/ev_inf frames but {len(labels)} labels")
     keep = np.arange(0, len(labels), label_every)
-    windows = iter(())
+    windows, ev = iter(()), None
     if need_events and len(keep):
         ev = EventFile(seq)
         first_us = int(ts_us[keep[0]])
@@ -218,7 +223,7 @@ def _sequence_samples(seq: Path, classes: ClassSet, spec: EventInput, label_ever
             aps = read_png(frames[k], what="ev_inf frame")[:LABEL_ROWS] if frames else None
             yield Sample(f"{seq.name}_{k:06d}", int(ts_us[k]) * 1000, events, aps, label, n)
     finally:
-        if need_events and len(keep):
+        if ev is not None:
             ev.close()
 
 
