@@ -23,6 +23,7 @@ DDD17's set stays the package default (the names below):
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,9 +100,11 @@ class ClassSet:
     def num_classes(self) -> int:
         return len(self.names)
 
-    @property
+    @functools.cached_property  # per overlay in the nodes: built once (fields stay frozen)
     def palette_array(self) -> np.ndarray:
-        return np.array(self.palette, dtype=np.uint8).reshape(-1, 3)
+        arr = np.array(self.palette, dtype=np.uint8).reshape(-1, 3)
+        arr.setflags(write=False)
+        return arr
 
     def colorize(self, labels: np.ndarray) -> np.ndarray:
         return colorize(labels, self.palette_array)

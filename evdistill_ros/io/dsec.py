@@ -280,24 +280,25 @@ def convert_dsec(seq: str | os.PathLike, out: str | os.PathLike, *, classes: int
     if not is_sequence(seq):
         raise ValueError(f"{seq}: not a DSEC sequence (events/left/events.h5)")
     topics = topics or PRESETS["dsec"]
-    stills = [s for s in _sequence_samples(seq, CLASS_SETS[classes], DEFAULT_EVENT_INPUT, 1, True, False)]
-    stamps = [int(s.t_ns) for s in stills]
+    # labels and frames stream beside the events: one still in memory at a time, not the sequence
+    stills = _sequence_samples(seq, CLASS_SETS[classes], DEFAULT_EVENT_INPUT, 1, True, False)
+    pending = next(stills, None)
     ev = EventFile(seq)
     written = {"frames": 0, "labels": 0}
     try:
         with BagWriter(out) as writer:
-            nxt = 0
 
             def stills_until(stamp: int | None) -> None:
-                nonlocal nxt
-                end = len(stamps) if stamp is None else int(np.searchsorted(stamps, stamp, side="right"))
-                for s in stills[nxt:end]:
-                    if s.aps is not None:
-                        writer.write_image(topics.image, s.t_ns, s.aps, "rgb8" if s.aps.ndim == 3 else "mono8")
+                """Write the stills stamped up to `stamp` (all of them for None), before its events."""
+                nonlocal pending
+                while pending is not None and (stamp is None or pending.t_ns <= stamp):
+                    if pending.aps is not None:
+                        writer.write_image(topics.image, pending.t_ns, pending.aps,
+                                           "rgb8" if pending.aps.ndim == 3 else "mono8")
                         written["frames"] += 1
-                    writer.write_image(topics.labels, s.t_ns, s.label, "mono8")
+                    writer.write_image(topics.labels, pending.t_ns, pending.label, "mono8")
                     written["labels"] += 1
-                nxt = max(nxt, end)
+                    pending = next(stills, None)
 
             packer = EventPacker(writer, topics.events, LABEL_ROWS, SENSOR[1], period_ns=period_ns,
                                  max_events=max_events, before_message=stills_until)

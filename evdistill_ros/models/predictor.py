@@ -14,6 +14,8 @@ the network's inputs the same way.
 """
 from __future__ import annotations
 
+import functools
+
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -62,7 +64,7 @@ class Predictor:
     def representation(self) -> Any:
         return self.meta.get("representation", "aps")
 
-    @property
+    @functools.cached_property  # asked per window by the segmentation node: read the metadata once
     def class_set(self) -> ClassSet:
         """The classes this network predicts (its metadata; DDD17's when it names none)."""
         return class_set_of(self.meta)

@@ -1,0 +1,108 @@
+"""Where an EvDistill training step goes, against a supervised step measured in the same run.
+
+    python bench/bench_train_step.py [--config config/demo.yaml] [--repeats 5] [--threads 2]
+
+Builds the config's student (with the E2A reconstruction head), a teacher of the same
+architecture and the A2E generator on random inputs of the config's crop and batch size, and
+times (median of --repeats, after one warm-up) a supervised step, a full EvDistill step
+(all loss terms, as distill.methods.EvDistill) and its parts. Ratios are to the supervised
+step of the same run: quote those, not the milliseconds (machines differ).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "config" / "demo.yaml"))
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+
+    import torch
+
+    from evdistill_ros.distill import losses
+    from evdistill_ros.distill.config import load_config
+    from evdistill_ros.distill.methods import build_net
+    from evdistill_ros.models import build_a2e
+
+    torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
+    cfg = load_config(args.config)
+    mcfg, st = dict(cfg["model"]), cfg["student"]
+    b = int(cfg["train"]["batch_size"])
+    h, w = cfg["augment"]["crop"] or (120, 160)
+    c, k = 3, int(mcfg["num_classes"])
+    student = build_net(mcfg, c, True)
+    teacher = build_net(mcfg, 1, False).eval().requires_grad_(False)
+    a2e = build_a2e(in_channels=1, out_channels=c, activation="none")
+    ev, aps, label = torch.rand(b, c, h, w), torch.rand(b, 1, h, w), torch.randint(0, k, (b, h, w))
+    opt = torch.optim.SGD(list(student.parameters()) + list(a2e.parameters()), lr=1e-3)
+    T, nodes = float(st["temperature"]), int(st["affinity_nodes"])
+
+    def supervised() -> None:
+        opt.zero_grad()
+        losses.cross_entropy(student(ev), label).backward()
+        opt.step()
+
+    def evdistill() -> None:
+        opt.zero_grad()
+        with torch.no_grad():
+            t_out = teacher(aps, return_features=True)
+        fake = a2e(aps)
+        out = student(torch.cat([ev, fake.detach()]), return_features=True)
+        loss = (losses.reconstruction_loss(fake, ev) + losses.reconstruction_loss(out["reconstruction"][:b], aps)
+                + losses.pixel_kd(out["logits_lowres"][:b], t_out["logits_lowres"], T)
+                + losses.affinity_kd(out["aspp"][:b], t_out["aspp"], nodes)
+                + losses.pixel_kd(out["logits_lowres"][b:], t_out["logits_lowres"], T))
+        loss.backward()
+        opt.step()
+
+    def teacher_forward() -> None:
+        with torch.no_grad():
+            teacher(aps, return_features=True)
+
+    def a2e_step() -> None:
+        opt.zero_grad()
+        losses.reconstruction_loss(a2e(aps), ev).backward()
+
+    def student_heads(x: torch.Tensor):
+        def run() -> None:
+            opt.zero_grad()
+            out = student(x, return_features=True)
+            (out["logits"].mean() + out["reconstruction"].mean()).backward()
+        return run
+
+    def timed(fn) -> float:
+        fn()
+        ts = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+        return float(np.median(ts))
+
+    rows = [("supervised step (reference)", timed(supervised)), ("EvDistill step, all terms", timed(evdistill)),
+            ("  teacher forward", timed(teacher_forward)), ("  A2E generator forward + backward", timed(a2e_step)),
+            ("  student + E2A head, batch B, forward + backward", timed(student_heads(ev))),
+            ("  student + E2A head, batch 2B (real + crafted)", timed(student_heads(torch.cat([ev, ev]))))]
+    ref = rows[0][1]
+    print(f"\n{mcfg['backbone']} width {mcfg.get('width_mult')}, batch {b}, crop {h}x{w}, {args.threads} threads, "
+          f"median of {args.repeats}")
+    print("| part | ms | x supervised step |")
+    print("|---|---:|---:|")
+    for name, t in rows:
+        print(f"| {name} | {1e3 * t:.1f} | {t / ref:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
