@@ -8,6 +8,9 @@ pictures (render) all call these, so the same frame gives the same pixels everyw
     to_u8(image) -> uint8            mono16 -> the high byte (>> 8); uint8 unchanged
     to_gray_u8(image) -> (H, W) uint8
         RGB -> ITU-R BT.601 luma (0.299 R + 0.587 G + 0.114 B, rounded); mono16 -> >> 8
+    to_rgb_u8(image) -> (H, W, 3) uint8
+        RGB(A) -> RGB; a grey frame is repeated to three channels (a colour network on a grey camera)
+    to_frame(image, mode) -> the frame a network of `mode` ("gray" | "rgb", FRAME_MODES) takes
     resize(array, (h, w), nearest=False)
         (H, W), (H, W, C) images or (C, H, W) float embeddings; cv2 INTER_AREA (antialiased
         when shrinking), INTER_NEAREST for labels. Used for every resize that happens before
@@ -20,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 BT601 = np.array([0.299, 0.587, 0.114], np.float32)
+FRAME_MODES = ("gray", "rgb")
 
 
 def canonical(image: np.ndarray, encoding: str) -> np.ndarray:
@@ -54,6 +58,30 @@ def to_gray_u8(image: np.ndarray) -> np.ndarray:
     if image.ndim != 2:
         raise ValueError(f"APS frame: expected (H, W) or (H, W, C), got shape {image.shape}")
     return image
+
+
+def to_rgb_u8(image: np.ndarray) -> np.ndarray:
+    """(H, W) grey or (H, W, 1|3|4) RGB(A), uint8 or uint16 -> (H, W, 3) uint8 RGB."""
+    image = to_u8(image)
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
+        grey = image if image.ndim == 2 else image[..., 0]
+        return np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2))
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise ValueError(f"APS frame: expected (H, W) or (H, W, 1|3|4), got shape {image.shape}")
+    return np.ascontiguousarray(image[..., :3])
+
+
+def frame_channels(mode: str) -> int:
+    """Channels of the frames of `mode`: 1 for "gray", 3 for "rgb"."""
+    if mode not in FRAME_MODES:
+        raise ValueError(f"frame mode must be one of {FRAME_MODES}, got {mode!r}")
+    return 1 if mode == "gray" else 3
+
+
+def to_frame(image: np.ndarray, mode: str) -> np.ndarray:
+    """The frame a network of `mode` takes: to_gray_u8 for "gray", to_rgb_u8 for "rgb"."""
+    frame_channels(mode)
+    return to_gray_u8(image) if mode == "gray" else to_rgb_u8(image)
 
 
 def resize(a: np.ndarray, size: tuple[int, int] | None, nearest: bool = False, channels_first: bool | None = None

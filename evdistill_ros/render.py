@@ -47,15 +47,8 @@ def event_image(embedding: np.ndarray, representation: str | EventInput) -> np.n
 
 
 def to_rgb(image: np.ndarray) -> np.ndarray:
-    """Grayscale (H, W) uint8/uint16 or RGB (H, W, 3) -> RGB uint8."""
-    img = np.asarray(image)
-    if img.dtype == np.uint16:
-        img = frames.to_u8(img)
-    if img.ndim == 2:
-        img = np.repeat(img[..., None], 3, axis=2)
-    if img.dtype != np.uint8 or img.shape[-1] != 3:
-        raise ValueError(f"cannot show an image of dtype {img.dtype} and shape {img.shape}")
-    return img
+    """Grayscale (H, W) uint8/uint16 or RGB(A) (H, W, 3|4) -> RGB uint8 (frames.to_rgb_u8)."""
+    return frames.to_rgb_u8(np.asarray(image))
 
 
 def overlay(labels: np.ndarray, background: np.ndarray, alpha: float = 0.5,

@@ -14,7 +14,7 @@ from evdistill_ros.distill.dataset import ResumableSampler
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("name", ["demo", "ddd17", "mvsec"])
+@pytest.mark.parametrize("name", ["demo", "ddd17", "mvsec", "dsec"])
 def test_shipped_configs_load(name):
     cfg = C.load_config(REPO / "config" / f"{name}.yaml")
     assert cfg["student"]["method"] in C.METHODS
@@ -33,6 +33,8 @@ def test_unknown_keys_and_bad_values_raise(tmp_path):
         C.load_config(None, [{"student": {"weights": {"foo": 1}}}])
     with pytest.raises(ValueError, match="no such file"):
         C.load_config(tmp_path / "missing.yaml")
+    with pytest.raises(ValueError, match="data.frame must be one of"):
+        C.load_config(None, [{"data": {"frame": "bgr"}}])
 
 
 def test_overrides_and_stage_sections():

@@ -35,7 +35,7 @@ def sequence(tmp_path_factory):
     for lab in lab19:
         lab[:5] = 255
     lab11 = [class_map(DSEC19, DSEC11)[lab] for lab in lab19]
-    imgs = [rng.integers(0, 256, (480, 640), dtype=np.uint8) for _ in ts_us]
+    imgs = [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for _ in ts_us]  # ev_inf frames are colour
     rmap = _rectify_map(rng)
     seq = dsec.write_dsec_sequence(tmp_path_factory.mktemp("dsec") / "test" / "zurich_city_13_a", ev, ts_us,
                                    labels11=lab11, labels19=lab19, rectify_map=rmap, images=imgs,
@@ -184,10 +184,12 @@ def test_dsec_converts_to_a_bag_that_gives_the_same_windows(sequence, tmp_path, 
         np.testing.assert_array_equal(a.aps, b.aps)
 
 
-def test_evdistill_trains_on_a_dsec_bag_in_its_class_set(sequence, tmp_path):
-    """config/dsec.yaml on a converted sequence: a teacher on the ev_inf frames with the 11-class
-    labels, then the label-free EvDistill student; both checkpoints predict dsec11, and a DDD17
-    teacher is refused for a DSEC student in one line."""
+@pytest.mark.parametrize("frame", ["gray", "rgb"])
+def test_evdistill_trains_on_a_dsec_bag_in_its_class_set(sequence, tmp_path, frame):
+    """config/dsec.yaml on a converted sequence: a teacher on the ev_inf frames (grey or colour, as
+    data.frame says) with the 11-class labels, then the label-free EvDistill student; both
+    checkpoints predict dsec11, the teacher takes the frames it was trained on, and a DDD17
+    teacher or one of the other frame kind is refused for a DSEC student in one line."""
     from evdistill_ros.classes import class_set_of
     from evdistill_ros.distill.config import load_config
     from evdistill_ros.distill.trainer import run_training
@@ -196,7 +198,8 @@ def test_evdistill_trains_on_a_dsec_bag_in_its_class_set(sequence, tmp_path):
 
     bag = tmp_path / "seq.bag"
     convert_dsec(sequence["path"], bag, progress=False)
-    over = {"data": {"cache_dir": str(tmp_path / "cache"), "resize": [44, 64], "representation_params": {"bins": 3}},
+    over = {"data": {"cache_dir": str(tmp_path / "cache"), "resize": [44, 64], "representation_params": {"bins": 3},
+                     "frame": frame},
             "model": {"backbone": "mobilenetv2", "width_mult": 0.25, "aspp_channels": 16, "decoder_channels": 16},
             "augment": {"crop": [32, 48]},
             "train": {"steps": 2, "batch_size": 2, "num_workers": 0, "log_every": 1, "image_every": 0, "val_every": 0,
@@ -209,6 +212,29 @@ def test_evdistill_trains_on_a_dsec_bag_in_its_class_set(sequence, tmp_path):
     for ckpt in (teacher, student):
         meta = read_metadata(ckpt)
         assert class_set_of(meta) == DSEC11 and meta["num_classes"] == 11
+    t_meta = read_metadata(teacher)
+    channels = 3 if frame == "rgb" else 1
+    assert t_meta["in_channels"] == channels and t_meta["preprocessing"]["frame"] == frame
+    assert len(t_meta["preprocessing"]["mean"]) == channels == len(t_meta["preprocessing"]["std"])
+    if frame == "rgb":  # colour statistics per channel: the fixture's random channels differ
+        assert len(set(t_meta["preprocessing"]["mean"])) == 3
+    # the teacher scored and drawn on the sequence itself: evaluation hands it the frame kind it trained on
+    from evdistill_ros.cli import main
+
+    root, out_json = str(sequence["path"].parents[1]), tmp_path / "t.json"
+    assert main(["evaluate", "--data", root, "--aps-ckpt", str(teacher), "--event-ckpt", str(student), "--limit", "2",
+                 "--json", str(out_json), "--no-progress"]) == 0
+    import json
+
+    r = json.loads(out_json.read_text())
+    assert r["aps"]["frames"] == 2 == r["events"]["frames"] and r["aps"]["class_set"] == "dsec11"
+    assert main(["visualize", "--data", root, "--aps-ckpt", str(teacher), "--num", "1", "--out", str(tmp_path / "v"),
+                 "--no-progress"]) == 0
+    other = "gray" if frame == "rgb" else "rgb"
+    other_cfg = load_config(REPO / "config" / "dsec.yaml", [{**over, "data": {**over["data"], "frame": other}}])
+    with pytest.raises(ValueError, match=f"takes {frame} frames but data.frame is {other}"):
+        run_training(other_cfg, [str(bag)], "student", method="kd", teacher=str(teacher), progress=False,
+                     log=lambda s: None)
     ddd_cfg = load_config(None, [{**over, "data": {**over["data"], "class_set": "ddd17"}}])
     with pytest.raises(ValueError, match="predicts dsec11.*trained in ddd17"):
         run_training(ddd_cfg, [str(bag)], "student", method="kd", teacher=str(teacher), progress=False,

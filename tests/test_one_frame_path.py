@@ -49,19 +49,21 @@ def _write(path, encoding: str, seed: int) -> None:
             bag.write_image("/davis/left/labels", t, rng.integers(0, 6, (H, W), dtype=np.uint8), "mono8")
 
 
+@pytest.mark.parametrize("frame", ["gray", "rgb"])
 @pytest.mark.parametrize("resize", [None, [20, 26], [41, 57]], ids=["native", "shrink", "grow"])
 @pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "mono8", "mono16"])
-def test_training_and_inference_prepare_identical_tensors(tmp_path, encoding, resize):
+def test_training_and_inference_prepare_identical_tensors(tmp_path, encoding, resize, frame):
     bag = tmp_path / f"{encoding}.bag"
     _write(bag, encoding, seed=len(encoding))
     cfg = C.load_config(None, [{"data": {"cache_dir": str(tmp_path / "cache"), "resize": resize,
-                                         "representation": "voxel_grid", "representation_params": {"bins": 3}}}])
+                                         "representation": "voxel_grid", "representation_params": {"bins": 3},
+                                         "frame": frame}}])
     cache = open_cache(extract_pairs([str(bag)], cfg["data"], progress=False, log=lambda s: None))
     stats = norm_stats(cache, np.arange(len(cache)))
     dataset = PairDataset(cache)  # no augmentation: what validation and a plain training step see
     frames_on_wire = [frames.canonical(m.image, m.encoding) for m in iter_images(bag, "/davis/left/image_raw")]
     samples = list(iter_bag_samples(bag, event_input=cache.event_input))
-    for stage, in_channels in (("teacher", 1), ("student", cache.meta["channels"])):
+    for stage, in_channels in (("teacher", frames.frame_channels(frame)), ("student", cache.meta["channels"])):
         method = method_for(stage, "supervised", False, cfg["student"])
         meta = {**checkpoint_metadata(method, cfg["data"], cache, stats, {}, cfg), "in_channels": in_channels}
         train_prep = Preprocessor.from_metadata({**meta, "input_size": None})  # as the trainer builds it
@@ -88,6 +90,12 @@ def test_mono16_and_colour_conversion_is_the_documented_one():
     np.testing.assert_array_equal(frames.canonical(rgba, "rgba8"), rgb)
     with pytest.raises(ValueError, match="dtype"):
         frames.to_gray_u8(np.zeros((2, 2), np.float32))
+    grey = np.array([[0, 255, 256, 65535]], np.uint16)  # a grey camera under a colour teacher: repeated
+    np.testing.assert_array_equal(frames.to_rgb_u8(grey), np.repeat(frames.to_u8(grey)[..., None], 3, 2))
+    np.testing.assert_array_equal(frames.to_rgb_u8(rgba), rgb)
+    np.testing.assert_array_equal(frames.to_frame(rgb, "rgb"), rgb)
+    with pytest.raises(ValueError, match="frame mode"):
+        frames.to_frame(rgb, "bgr")
 
 
 def test_bag_samples_open_the_bag_once(tmp_path, monkeypatch):

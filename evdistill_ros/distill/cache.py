@@ -4,9 +4,9 @@
 
 For every APS frame of every bag, the one bag -> sample path (`io.samples.iter_bag_samples`
 with the config's `EventInput`) gives the embedding of the window ending at the frame, the
-frame and its label; the frame is stored as `frames.to_gray_u8` makes it and everything is
-resized with `frames.resize`, the functions inference uses (models.preprocess with the
-checkpoint's `frame: gray` and `resize: area`). Epochs then never re-read bags.
+frame and its label; the frame is stored as `frames.to_frame` makes it for `data.frame` (grey
+or RGB) and everything is resized with `frames.resize`, the functions inference uses
+(models.preprocess with the checkpoint's `frame` and `resize: area`). Epochs then never re-read bags.
 
 Extraction streams (one sample in memory at a time) into memory-mapped arrays in a temp
 folder that is renamed into place when complete (`atomic.atomic_dir`): a crash never leaves a
@@ -50,6 +50,7 @@ def extract_pairs(bags: Sequence[str], data_cfg: dict, cache_root: str | os.Path
     for p in clean_stale(root):
         log(f"removed {p.name}, left by an extraction that did not finish")
     image_topic = data_cfg["image_topic"]
+    frame_mode = data_cfg.get("frame", "gray")
     counts = []
     for bag in bags:
         have = topics(bag)
@@ -73,16 +74,16 @@ def extract_pairs(bags: Sequence[str], data_cfg: dict, cache_root: str | os.Path
                 bar.update(1)
                 if s.num_events < min_events:
                     continue
-                gray = frames.to_gray_u8(s.aps)
+                frame = frames.to_frame(s.aps, frame_mode)
                 if size is None:
-                    size = gray.shape
-                elif not data_cfg.get("resize") and gray.shape != size:
-                    raise ValueError(f"{bag}: frames of {gray.shape[1]}x{gray.shape[0]}, earlier bags "
+                    size = frame.shape[:2]
+                elif not data_cfg.get("resize") and frame.shape[:2] != size:
+                    raise ValueError(f"{bag}: frames of {frame.shape[1]}x{frame.shape[0]}, earlier bags "
                                      f"{size[1]}x{size[0]}; set data.resize to train on both")
                 if arrays is None:
-                    arrays = _allocate(tmp, total, s.events.shape[0], size)
+                    arrays = _allocate(tmp, total, s.events.shape[0], size, frames.frame_channels(frame_mode))
                 arrays["events"][n] = frames.resize(s.events, size)
-                arrays["aps"][n] = frames.resize(gray, size)
+                arrays["aps"][n] = frames.resize(frame, size)
                 arrays["has_label"][n] = s.label is not None
                 arrays["labels"][n] = IGNORE_INDEX if s.label is None else frames.resize(s.label, size, nearest=True)
                 arrays["t_ns"][n], arrays["n_events"][n], arrays["bag_index"][n] = s.t_ns, s.num_events, bi
@@ -109,10 +110,12 @@ def extract_pairs(bags: Sequence[str], data_cfg: dict, cache_root: str | os.Path
     return final
 
 
-def _allocate(tmp: Path, n: int, channels: int, size: tuple[int, int]) -> dict[str, np.ndarray]:
+def _allocate(tmp: Path, n: int, channels: int, size: tuple[int, int], frame_channels: int
+              ) -> dict[str, np.ndarray]:
     H, W = size
     spec = {
-        "events": ((n, channels, H, W), np.float32), "aps": ((n, H, W), np.uint8),
+        "events": ((n, channels, H, W), np.float32),
+        "aps": ((n, H, W) if frame_channels == 1 else (n, H, W, frame_channels), np.uint8),
         "labels": ((n, H, W), np.uint8), "has_label": ((n,), np.bool_), "t_ns": ((n,), np.int64),
         "n_events": ((n,), np.int64), "bag_index": ((n,), np.int32),
     }

@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from ..classes import class_set
+from ..frames import FRAME_MODES
 from ..events.spec import DEFAULT_EVENT_INPUT, EventInput
 from ..io.presets import PRESETS
 
@@ -53,6 +54,8 @@ DEFAULTS: dict[str, Any] = {
         "cache_dir": "~/.cache/evdistill_ros/pairs",
         # what the labels mean: ddd17 | dsec11 | dsec19 | a class-set YAML (evdistill_ros.classes)
         "class_set": "ddd17",
+        # the teacher's frame: gray (BT.601 luma, DAVIS APS) | rgb (colour cameras, DSEC's ev_inf frames)
+        "frame": "gray",
         "min_events": 0,
     },
     "model": {
@@ -184,6 +187,8 @@ def validate(cfg: dict) -> dict:
         raise ValueError(f"config: augment.crop must be [height, width], got {crop!r}")
     if cfg["student"]["temperature"] <= 0:
         raise ValueError("config: student.temperature must be > 0")
+    if d["frame"] not in FRAME_MODES:
+        raise ValueError(f"config: data.frame must be one of {FRAME_MODES}, got {d['frame']!r}")
     try:
         classes = class_set(d["class_set"])
     except ValueError as exc:

@@ -1,7 +1,7 @@
 """torch Dataset over a pair cache, and the resumable (distributed) sampler that feeds it.
 
     PairDataset(cache, indices=None, augment=None, crop=None)
-        Items are dicts: "events" (C,H,W) float32 raw embedding, "aps" (1,H,W) float32 in [0,1],
+        Items are dicts: "events" (C,H,W) float32 raw embedding, "aps" (1|3,H,W) float32 in [0,1],
         "label" (H,W) int64 (IGNORE_INDEX where unlabelled), "has_label" bool, "index" int.
         With `augment` (the config's `augment` section) items are augmented by
         `augment.augment_pair`; without it they are centre-cropped to `crop` (validation).
@@ -63,7 +63,8 @@ class PairDataset(Dataset):
         j = int(self.indices[int(i)])
         c = self.cache
         events = torch.from_numpy(np.array(c.events[j], dtype=np.float32))
-        aps = unit_scale(torch.from_numpy(np.array(c.aps[j])))[None]  # the inference path's scaling
+        aps = unit_scale(torch.from_numpy(np.array(c.aps[j])))  # the inference path's scaling
+        aps = aps[None] if aps.dim() == 2 else aps.permute(2, 0, 1).contiguous()  # (1|3, H, W)
         label = torch.from_numpy(np.array(c.labels[j], dtype=np.int64))
         if self.augment is not None:
             rng = np.random.default_rng(seed if seed is not None else j)

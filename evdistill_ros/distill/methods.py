@@ -24,6 +24,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from .. import frames
 from ..classes import ClassSet, class_set_of
 from ..events.spec import EventInput
 from ..io.pair_cache import PairCache
@@ -62,12 +63,13 @@ class Networks:
 
 
 def build_net(mcfg: dict, in_channels: int, with_reconstruction: bool = False,
-              log: Callable[[str], None] = print) -> nn.Module:
+              log: Callable[[str], None] = print, reconstruction_channels: int = 1) -> nn.Module:
     """A network from the `model` section (plus `model.pretrained`, adapted to `in_channels`)."""
     opts = {k: v for k, v in mcfg.items() if k not in ("arch", "backbone", "output_stride", "num_classes", "pretrained")
             and v is not None}
     if with_reconstruction:
         opts["with_reconstruction"] = True
+        opts["reconstruction_channels"] = int(reconstruction_channels)
     model = build_model(arch=mcfg["arch"], backbone=mcfg["backbone"], in_channels=in_channels,
                         num_classes=int(mcfg["num_classes"]), output_stride=int(mcfg["output_stride"]), **opts)
     if mcfg.get("pretrained"):
@@ -93,7 +95,7 @@ class Method:
     def weights(self) -> dict[str, float]:
         return self.losses.weights
 
-    def check_teacher(self, path: str | None, classes: ClassSet | None = None) -> None:
+    def check_teacher(self, path: str | None, classes: ClassSet | None = None, frame: str | None = None) -> None:
         """A teacher must be an APS-frame network: said in one line before any work is done."""
         if not self.needs_teacher:
             return
@@ -106,10 +108,15 @@ class Method:
         if classes is not None and class_set_of(meta) != classes:
             raise ValueError(f"--teacher {path} predicts {class_set_of(meta).describe()}, the student is trained "
                              f"in {classes.describe()}: distil from a teacher of the same class set")
+        teacher_frame = (meta.get("preprocessing") or {}).get("frame") or "gray"
+        if frame is not None and teacher_frame != frame:
+            raise ValueError(f"--teacher {path} takes {teacher_frame} frames but data.frame is {frame}: "
+                             f"set data.frame: {teacher_frame} (the teacher sees the frames it was trained on)")
 
     def build(self, mcfg: dict, cache: PairCache, teacher_path: str | None, device: torch.device,
               log: Callable[[str], None]) -> Networks:
-        nets = Networks(build_net(mcfg, int(cache.meta["channels"]), self._reconstruction(), log=log))
+        nets = Networks(build_net(mcfg, int(cache.meta["channels"]), self._reconstruction(), log=log,
+                                  reconstruction_channels=frames.frame_channels(cache.frame)))
         if self.needs_teacher:
             nets.teacher, nets.teacher_meta = load_checkpoint(teacher_path, device=device)
             nets.teacher.eval().requires_grad_(False)
@@ -143,13 +150,13 @@ class Teacher(Method):
         super().__init__(losses_cfg, name="teacher", stage="teacher", modality="aps", needs_labels=True)
 
     def build(self, mcfg, cache, teacher_path, device, log) -> Networks:
-        return Networks(build_net(mcfg, 1, log=log))
+        return Networks(build_net(mcfg, frames.frame_channels(cache.frame), log=log))
 
     def metadata(self, data_cfg: dict, stats: dict) -> tuple[Any, dict]:
-        # "frame" and "resize" name the conversions the cache applied (frames.to_gray_u8 and
+        # "frame" and "resize" name the conversions the cache applied (frames.to_frame and
         # frames.resize), so inference gives the network the same pixels (models.preprocess)
-        return "aps", {"frame": "gray", "resize": "area", "scale": "auto", "channels": "exact",
-                       "mean": [stats["aps_mean"]], "std": [stats["aps_std"]]}
+        return "aps", {"frame": data_cfg.get("frame", "gray"), "resize": "area", "scale": "auto",
+                       "channels": "exact", "mean": stats["aps_mean"], "std": stats["aps_std"]}
 
     def fingerprint(self) -> dict:
         return {}

@@ -84,7 +84,7 @@ def _device(spec: str, info: DistInfo) -> torch.device:
 
 
 def norm_stats(cache: PairCache, indices: np.ndarray, max_frames: int = 256) -> dict:
-    """Per-channel mean/std of event embeddings and mean/std of APS over (up to) `max_frames` frames.
+    """Per-channel mean/std of event embeddings and of APS frames over (up to) `max_frames` frames.
 
     Deterministic (evenly spaced frames), so every DDP rank computes the same numbers.
     """
@@ -92,9 +92,11 @@ def norm_stats(cache: PairCache, indices: np.ndarray, max_frames: int = 256) -> 
     ev = np.asarray(cache.events[np.sort(pick)], dtype=np.float64)
     aps = np.asarray(cache.aps[np.sort(pick)], dtype=np.float64) / 255.0
     ev_std = ev.std(axis=(0, 2, 3))
+    aps_axes = (0, 1, 2) if aps.ndim == 4 else None  # RGB (n, H, W, 3): per channel; grey: one value
     return {"events_mean": ev.mean(axis=(0, 2, 3)).tolist(),
             "events_std": np.where(ev_std > 1e-6, ev_std, 1.0).tolist(),
-            "aps_mean": float(aps.mean()), "aps_std": float(max(aps.std(), 1e-3))}
+            "aps_mean": np.atleast_1d(aps.mean(axis=aps_axes)).tolist(),
+            "aps_std": np.maximum(np.atleast_1d(aps.std(axis=aps_axes)), 1e-3).tolist()}
 
 
 def checkpoint_metadata(method: Method, data_cfg: dict, cache: PairCache, stats: dict, extra: dict,
@@ -164,7 +166,7 @@ def run_training(config: dict, bags: list[str] | None = None, stage: str = "teac
     if stage == "student":
         st.update(method=strategy.extra["method"], use_labels=use_labels)
     teacher = teacher or st.get("teacher")
-    strategy.check_teacher(teacher, class_set(cfg["data"]["class_set"]))  # before any extraction or network is built
+    strategy.check_teacher(teacher, class_set(cfg["data"]["class_set"]), cfg["data"]["frame"])  # before any extraction or network is built
     if bags:
         cfg["data"]["bags"] = list(bags)
 
@@ -379,11 +381,11 @@ def _log_images(writer, net, prep, batch, ev, step, modality, ignore, classes) -
     net.train(was)
     rows = []
     for i in range(pred.shape[0]):
-        aps = (batch["aps"][i, 0].numpy() * 255).astype(np.uint8)
+        aps = (batch["aps"][i].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
         e = batch["events"][i].abs().sum(0).numpy()
         e = (255 * e / max(float(e.max()), 1e-6)).astype(np.uint8)
         lab = batch["label"][i].numpy().astype(np.int64)
         lab = np.where(lab == ignore, 255, lab).astype(np.uint8)
-        rows.append(np.concatenate([np.repeat(aps[..., None], 3, 2), np.repeat(e[..., None], 3, 2),
+        rows.append(np.concatenate([np.repeat(aps, 3 // aps.shape[2], 2), np.repeat(e[..., None], 3, 2),
                                     classes.colorize(lab), classes.colorize(pred[i].astype(np.uint8))], axis=1))
     writer.add_image("aps | events | label | prediction", np.concatenate(rows, 0), step, dataformats="HWC")

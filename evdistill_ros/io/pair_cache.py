@@ -1,16 +1,17 @@
 """The training-pair cache as a dataset format: layout, key and reader.
 
 A cache holds, for every APS frame of a set of bags, the event embedding of the window that
-ends at the frame's stamp, the frame (grey uint8) and its label. It is written by
+ends at the frame's stamp, the frame (grey or RGB uint8, as `data.frame` says) and its label. It is written by
 `evdistill_ros.distill.cache.extract_pairs` and read here, by training (distill.dataset) and
 by evaluation (`iter_samples(path, format="cache")`) alike.
 
 Layout of one cache (a directory named by the key):
 
-    meta.json     key inputs (bags, topics, event_input, resize, version), n, channels,
+    meta.json     key inputs (bags, topics, event_input, resize, frame, version), n, channels,
                   height, width, labelled, per-bag frame ranges, created
     events.npy    (n, C, H, W) float32  embedding (`EventInput` windows, un-normalised)
-    aps.npy       (n, H, W) uint8       APS frame as `frames.to_gray_u8` makes it
+    aps.npy       (n, H, W) uint8       APS frame as `frames.to_frame(.., "gray")` makes it, or
+                  (n, H, W, 3) uint8    with frame "rgb", RGB as `frames.to_frame(.., "rgb")` makes it
     labels.npy    (n, H, W) uint8       class ids, IGNORE_INDEX (255) where no label
     has_label.npy (n,) bool             frame had a label message
     t_ns.npy      (n,) int64            frame stamp (= window end)
@@ -64,6 +65,7 @@ def key_inputs(bags: Sequence[str], spec: EventInput, data_cfg: Mapping[str, Any
         "min_events": int(data_cfg.get("min_events") or 0),
         # only when not DDD17's, so the caches made before class sets keep their keys
         **({"class_set": str(data_cfg["class_set"])} if data_cfg.get("class_set", "ddd17") != "ddd17" else {}),
+        **({"frame": str(data_cfg["frame"])} if data_cfg.get("frame", "gray") != "gray" else {}),
     }
 
 
@@ -86,6 +88,11 @@ class PairCache:
 
     def __len__(self) -> int:
         return int(self.meta["n"])
+
+    @property
+    def frame(self) -> str:
+        """"gray" or "rgb": how the frames were stored (absent in caches of grey frames)."""
+        return str(self.meta.get("frame", "gray"))
 
     @property
     def event_input(self) -> EventInput:

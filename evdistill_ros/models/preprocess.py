@@ -18,9 +18,10 @@ Metadata used (see evdistill_ros.models.checkpoint for the other keys):
     in_channels            channels the network takes
     input_size             {"height": H', "width": W'} to resize to, or None / absent: keep the size
     preprocessing:
-      frame                "gray": an image (uint8 / uint16, grey or RGB) first becomes the grey
-                           uint8 frame of evdistill_ros.frames.to_gray_u8, exactly as the training
-                           cache stores it (absent: the image is used as it is)
+      frame                "gray" | "rgb": an image (uint8 / uint16, grey or RGB) first becomes the
+                           uint8 frame of evdistill_ros.frames.to_frame (grey: BT.601 luma; rgb: RGB,
+                           a grey image repeated), exactly as the training cache stores it (absent:
+                           the image is used as it is)
       resize               "bilinear" (default) | "bicubic" | "nearest" | "area"; "area" is
                            evdistill_ros.frames.resize (cv2 INTER_AREA, as the training cache
                            resizes frames and embeddings) for single numpy inputs
@@ -51,7 +52,7 @@ from .. import frames
 
 _RESIZE_MODES = ("bilinear", "bicubic", "nearest", "area")
 _CHANNEL_MODES = ("exact", "repeat", "pad", "mean")
-_FRAME_MODES = (None, "gray")
+_FRAME_MODES = (None, *frames.FRAME_MODES)
 _UNIT = {torch.uint8: 255.0, torch.uint16: 65535.0}
 
 
@@ -162,8 +163,8 @@ class Preprocessor:
         """The steps that must run exactly as the training cache ran them: frame, area resize."""
         image = x.dtype.kind in "ui" and (x.ndim == 2 or (x.ndim == 3 and layout in ("auto", "hwc")
                                                            and x.shape[-1] in (1, 3, 4)))
-        if self.frame == "gray" and image:
-            x = frames.to_gray_u8(x)
+        if self.frame is not None and image:
+            x = frames.to_frame(x, self.frame)
         if self.resize == "area" and self.height is not None and x.ndim in (2, 3) and layout != "bchw":
             x = frames.resize(x, (self.height, self.width), channels_first=not image)
         return x
