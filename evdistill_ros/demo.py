@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     files += visualize_samples(test_bag, aps_ckpt=teacher, event_ckpt=student, out=out, num=3, progress=False)
 
     report = {name: {"miou": r.get("normal", {}).get("miou"), "miou_night": r.get("night", {}).get("miou"),
+                     "miou_fast": r.get("fast", {}).get("miou"),
                      "miou_all": r.get("normal", {}).get("miou_all"), "input": "aps" if name == "teacher" else "events"}
               for name, r in result["networks"].items()}
     seg = live["segmentation"]

@@ -3,7 +3,7 @@
     evdistill train teacher --config CFG [--bags B ...] [--out DIR] [--resume] [--set KEY=VALUE ...]
     evdistill train student --config CFG --method supervised|kd|evdistill [--teacher CKPT]
                             [--use-labels | --no-labels] [--bags B ...] [--out DIR] [--resume] [--set ...]
-    evdistill train compare --config CFG [--out DIR] [--set ...]
+    evdistill train compare --config CFG [--out DIR] [--seeds N] [--set ...]
 
 `--set train.steps=100` overrides any config key (value parsed as YAML). Under torchrun each
 rank runs the same command (see evdistill_ros.distill.ddp).
@@ -46,6 +46,9 @@ def register(subparsers) -> None:
     c = sub.add_parser("compare", help="teacher + supervised / kd / evdistill students on synthetic data, one mIoU table")
     _common(c)
     c.add_argument("--out", help="output directory (default compare.out_dir)")
+    c.add_argument("--seeds", type=int, default=None,
+                   help="train every network with N seeds (train.seed, +1, ...) and report mean ± std and paired "
+                        "differences to the supervised student (default compare.seeds)")
     p.set_defaults(func=_run)
 
 
@@ -56,7 +59,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.stage == "compare":
         from .compare import run_compare  # on use: the CLI parses without torch/numba
 
-        run_compare(cfg, out_dir=args.out, progress=not args.no_progress)
+        run_compare(cfg, out_dir=args.out, progress=not args.no_progress, seeds=args.seeds)
         return 0
     from .trainer import run_training  # on use: the CLI parses without torch/numba
 

@@ -113,15 +113,18 @@ DEFAULTS: dict[str, Any] = {
         "night_train_sequences": 1,
         "test_sequences": 1,
         "night_sequences": 1,
+        "fast_sequences": 0,  # fast-motion test scenario (APS motion blur); 0 = not tested
+        "fast_sim": {"speed": 25.0, "full_well_time": 0.08},  # simulator parameters of that scenario
         "width": 160,
         "height": 120,
         "seed": 0,
         "methods": ["supervised", "kd", "evdistill", "evdistill+labels"],
+        "seeds": 1,  # training seeds (train.seed, +1, ...): mean ± std and paired differences
     },
 }
 
 # Sections whose keys may be anything (free keyword arguments passed on).
-_FREE = {("data", "representation_params"), ("model",), ("teacher",), ("student", "weights")}
+_FREE = {("data", "representation_params"), ("model",), ("teacher",), ("student", "weights"), ("compare", "fast_sim")}
 # Keys a stage section may carry besides `train` keys.
 _STAGE_EXTRA = {
     "teacher": {"model"},

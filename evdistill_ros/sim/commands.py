@@ -13,6 +13,8 @@ def _simulate(args: argparse.Namespace) -> int:
         overrides["speed"] = args.speed
     if args.max_pixel_motion is not None:
         overrides["max_pixel_motion"] = args.max_pixel_motion
+    if args.no_labels:
+        overrides["labels"] = False
     manifest = simulate_dataset(
         args.out, sequences=args.sequences, seconds=args.seconds, seed=args.seed, night=args.night,
         workers=args.workers, progress=not args.no_progress, preview=args.preview, prefix=args.prefix,
@@ -60,6 +62,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--classes", choices=("ddd17", "sim", "dsec11"), default="ddd17",
                    help="class set of the labels: ddd17 (6, default), sim (12: road, sidewalk, building, wall, "
                         "vegetation, terrain, pole, traffic sign, traffic light, car, person, sky) or dsec11")
+    p.add_argument("--no-labels", action="store_true",
+                   help="leave out the labels topic (unlabelled recordings, for label-free distillation)")
     p.add_argument("--speed", type=float, default=None, help="constant ego speed in m/s (default: varying 3-14 with stops)")
     p.add_argument("--max-pixel-motion", type=_positive_float, default=None,
                    help="largest image motion between renders in pixels (default 1)")

@@ -5,7 +5,8 @@ Topics of every bag (all header stamps start at ``start_ns``, default 1.6e9 s):
     /davis/left/events       dvs_msgs/EventArray    packets of ``packet_hz`` (30 Hz)
     /davis/left/image_raw    sensor_msgs/Image      mono8 APS at ``fps`` (20 Hz), stamped mid-exposure
     /davis/left/labels       sensor_msgs/Image      mono8 class id per pixel (255 = ignore), same stamp
-                                                    as its frame, the scene at that instant
+                                                    as its frame, the scene at that instant (absent
+                                                    with ``labels=False``: unlabelled recordings)
     /davis/left/camera_info  sensor_msgs/CameraInfo one per frame (pinhole K, no distortion)
 
 The loop renders the scene at adaptive times: each step is as long as keeps the largest
@@ -92,6 +93,8 @@ class SimConfig:
     # the class set of the labels topic: "ddd17" (the default: DDD17's six), "sim" (the renderer's
     # own twelve: small classes apart) or "dsec11"; mapped from "sim" by classes.class_map
     classes: str = "ddd17"
+    # False: no labels topic (the unlabelled recordings distillation is for; class statistics still kept)
+    labels: bool = True
 
     def validate(self) -> None:
         if self.width < 16 or self.height < 16 or self.width > 4096 or self.height > 4096:
@@ -249,7 +252,8 @@ def simulate_sequence(path: str | os.PathLike, *, seconds: float = 1.0, seed: in
                     t0w = time.perf_counter()
                     stamp = start + win[1]
                     bag.write_image(IMAGE_TOPIC, stamp, frame, "mono8", FRAME_ID)
-                    bag.write_image(LABELS_TOPIC, stamp, label_img, "mono8", FRAME_ID)
+                    if cfg.labels:
+                        bag.write_image(LABELS_TOPIC, stamp, label_img, "mono8", FRAME_ID)
                     bag.write_camera_info(CAMERA_INFO_TOPIC, stamp, cfg.height, cfg.width, K, frame_id=FRAME_ID)
                     timings["write"] += time.perf_counter() - t0w
                     stats_classes += np.bincount(label_img.ravel(), minlength=256)[:label_set.num_classes]
