@@ -29,6 +29,36 @@ def test_cross_entropy_matches_numpy_and_ignores():
     assert z.item() == 0.0 and z.requires_grad
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("fraction", [1.0, 0.3, 1e-9])
+def test_weighted_and_bootstrapped_cross_entropy_match_numpy(weighted, fraction):
+    """Plain python: per-pixel weighted CE, the hardest round(f * n) (at least 1), weighted mean."""
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(2, 4, 6, 5, generator=g)
+    labels = torch.randint(0, 4, (2, 6, 5), generator=g)
+    labels[1, :3] = 255
+    weight = torch.tensor([0.5, 1.0, 2.0, 4.0]) if weighted else None
+    p, lab = _np_softmax(logits.numpy(), 1), labels.numpy()
+    pix = [(-np.log(p[n, lab[n, i, j], i, j]), 1.0 if weight is None else float(weight[lab[n, i, j]]))
+           for n in range(2) for i in range(6) for j in range(5) if lab[n, i, j] != 255]
+    k = max(1, int(round(fraction * len(pix))))
+    hard = sorted(pix, key=lambda lw: lw[0] * lw[1], reverse=True)[:k]
+    want = sum(l * w for l, w in hard) / sum(w for _, w in hard)
+    got = losses.CrossEntropy(weight, fraction)(logits, labels)  # 1e-9: still the hardest pixel
+    assert got.item() == pytest.approx(want, rel=1e-5)
+    with pytest.raises(ValueError, match="top_fraction"):
+        losses.cross_entropy(logits, labels, top_fraction=0.0)
+
+
+def test_median_frequency_weights():
+    w = losses.median_frequency_weights([600, 300, 100, 0, 1])
+    f = np.array([600, 300, 100, 1]) / 1001
+    want = np.median(f) / f
+    np.testing.assert_allclose(w.numpy()[[0, 1, 2]], want[:3], rtol=1e-6)
+    assert w[3] == 1.0 and w[4] == 10.0  # absent: 1; rare: clipped at max_weight
+    assert torch.equal(losses.median_frequency_weights([0, 0]), torch.ones(2))
+
+
 def test_cross_entropy_upsamples_and_rejects_bad_shapes():
     logits = torch.randn(1, 6, 4, 4, requires_grad=True)
     labels = torch.randint(0, 6, (1, 8, 8))

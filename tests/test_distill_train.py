@@ -266,3 +266,30 @@ def test_kd_with_a_student_as_teacher_fails_before_any_work(tmp_path, bags):
         (tmp_path / "junk.pt").write_bytes(b"\x80\x02junk")
         run_training(cfg, bags[:1], "student", method="evdistill", teacher=str(tmp_path / "junk.pt"),
                      progress=False, log=lambda s: None)
+
+
+def test_label_loss_options_reach_the_teacher(tmp_path):
+    """train.ce_class_weighting / ce_top_fraction (here as teacher-stage overrides) configure the
+    label loss the method uses: median-frequency weights of the cached training labels."""
+    from evdistill_ros.distill import losses
+    from evdistill_ros.distill.trainer import class_pixel_counts, run_training
+    from evdistill_ros.models import read_metadata
+
+    bag = tmp_path / "b.bag"
+    write_bag(bag, seed=3, frames=8)
+    cfg = tiny_config(tmp_path, steps=2, ckpt_every=2)
+    cfg["teacher"] = {"ce_class_weighting": "median_frequency", "ce_top_fraction": 0.25}
+    logs: list[str] = []
+    ckpt = run_training(cfg, [str(bag)], "teacher", progress=False, log=logs.append)
+    cache = open_cache(extract_pairs([str(bag)], cfg["data"], progress=False, log=lambda s: None))
+    counts = class_pixel_counts(cache, np.arange(len(cache)), 6)
+    assert counts.sum() == int((np.asarray(cache.labels) < 6).sum())
+    want = losses.median_frequency_weights(counts)
+    line = next(m for m in logs if m.startswith("cross-entropy class weights"))
+    assert line.endswith(", ".join(f"{w:.2f}" for w in want.tolist()))
+    conf = read_metadata(ckpt)["training"]["config"]
+    assert conf["teacher"] == {"ce_class_weighting": "median_frequency", "ce_top_fraction": 0.25}
+    with pytest.raises(ValueError, match="teacher.ce_top_fraction"):
+        C.load_config(None, [{"teacher": {"ce_top_fraction": 0}}])
+    with pytest.raises(ValueError, match="train.ce_class_weighting"):
+        C.load_config(None, [{"train": {"ce_class_weighting": "inverse"}}])

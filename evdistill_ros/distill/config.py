@@ -86,6 +86,9 @@ DEFAULTS: dict[str, Any] = {
         "warmup_steps": 1000,
         "warmup_start": 0.1,
         "grad_clip": None,
+        # the label loss (teacher, supervised, evdistill + labels): class weights and hardest fraction
+        "ce_class_weighting": "none",  # none | median_frequency (SegNet, from the training labels)
+        "ce_top_fraction": 1.0,  # 1 = every labelled pixel; e.g. 0.25 = bootstrapped CE on the hardest quarter
         "amp": True,
         "seed": 0,
         "num_workers": 2,
@@ -190,6 +193,14 @@ def validate(cfg: dict) -> dict:
         raise ValueError(f"config: augment.crop must be [height, width], got {crop!r}")
     if cfg["student"]["temperature"] <= 0:
         raise ValueError("config: student.temperature must be > 0")
+    for where in ("train", *STAGES):
+        section = cfg["train"] if where == "train" else cfg[where]
+        if section.get("ce_class_weighting", "none") not in ("none", "median_frequency"):
+            raise ValueError(f"config: {where}.ce_class_weighting must be none or median_frequency, "
+                             f"got {section['ce_class_weighting']!r}")
+        top = section.get("ce_top_fraction", 1.0)
+        if not isinstance(top, (int, float)) or not 0 < float(top) <= 1:
+            raise ValueError(f"config: {where}.ce_top_fraction must be in (0, 1], got {top!r}")
     if d["frame"] not in FRAME_MODES:
         raise ValueError(f"config: data.frame must be one of {FRAME_MODES}, got {d['frame']!r}")
     try:

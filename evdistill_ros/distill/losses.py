@@ -2,9 +2,18 @@
 
 All functions take NCHW tensors and return a scalar tensor (mean over valid pixels/nodes).
 
-    cross_entropy(logits, labels, ignore_index=255)
+    cross_entropy(logits, labels, ignore_index=255, weight=None, top_fraction=1.0)
         Per-pixel CE over labelled pixels; logits are upsampled to the label size when they
-        differ. Returns 0 (with a graph) when no pixel is labelled.
+        differ. Returns 0 (with a graph) when no pixel is labelled. `weight` (C,): per-class
+        weights, the weighted mean as torch's. `top_fraction` < 1: bootstrapped CE (Wu et al.
+        2016, "Bridging category-level and instance-level semantic image segmentation"): the mean
+        over only the hardest fraction of the labelled pixels of the batch (largest weighted
+        losses), so the many easy road / sky pixels stop drowning the few hard small-object ones.
+    CrossEntropy(weight=None, top_fraction=1.0)        that, configured once (the trainer's
+        `train.ce_class_weighting` and `train.ce_top_fraction`), called as ce(logits, labels)
+    median_frequency_weights(counts, max_weight=10.0)
+        SegNet's class balancing: median(f) / f_c with f_c the pixel frequency of class c
+        (classes absent from the counts get 1), clipped to `max_weight`.
     pixel_kd(student_logits, teacher_logits, temperature=1.0, mask=None)
         Pixel-wise distillation: KL(p_t || p_s) of the temperature-softened class
         distributions at every pixel, averaged over pixels, times T^2 (Hinton et al. so the
@@ -31,6 +40,7 @@ authors' reported training configuration.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -43,16 +53,53 @@ def _resize_like(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
-def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
-    """Mean CE over pixels whose label is not `ignore_index`; logits (N,C,h,w), labels (N,H,W) int."""
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX,
+                  weight: torch.Tensor | None = None, top_fraction: float = 1.0) -> torch.Tensor:
+    """Mean CE over pixels whose label is not `ignore_index`; logits (N,C,h,w), labels (N,H,W) int.
+    `weight`: per-class weights (weighted mean); `top_fraction` < 1: the hardest fraction only."""
     if logits.dim() != 4 or labels.dim() != 3 or logits.shape[0] != labels.shape[0]:
         raise ValueError(f"cross_entropy: expected logits (N,C,H,W) and labels (N,H,W), got "
                          f"{tuple(logits.shape)} and {tuple(labels.shape)}")
+    if not 0.0 < top_fraction <= 1.0:
+        raise ValueError(f"cross_entropy: top_fraction must be in (0, 1], got {top_fraction}")
     logits = _resize_like(logits, labels.shape[-2:])
     labels = labels.long()
-    if not bool((labels != ignore_index).any()):
+    valid = labels != ignore_index
+    if not bool(valid.any()):
         return logits.sum() * 0.0
-    return F.cross_entropy(logits.float(), labels, ignore_index=ignore_index)
+    if weight is not None:
+        weight = weight.to(device=logits.device, dtype=torch.float32)
+    if top_fraction >= 1.0:
+        return F.cross_entropy(logits.float(), labels, weight=weight, ignore_index=ignore_index)
+    per_pixel = F.cross_entropy(logits.float(), labels, weight=weight, ignore_index=ignore_index, reduction="none")
+    per_pixel = per_pixel[valid]  # already weighted by its class
+    w = weight[labels[valid]] if weight is not None else torch.ones_like(per_pixel)
+    k = max(1, int(round(top_fraction * per_pixel.numel())))
+    hardest = torch.topk(per_pixel, k, sorted=False).indices
+    return per_pixel[hardest].sum() / w[hardest].sum().clamp_min(1e-12)
+
+
+class CrossEntropy:
+    """cross_entropy with its class weights and hardest fraction fixed (the trainer builds one)."""
+
+    def __init__(self, weight: torch.Tensor | None = None, top_fraction: float = 1.0) -> None:
+        if not 0.0 < float(top_fraction) <= 1.0:
+            raise ValueError(f"top_fraction must be in (0, 1], got {top_fraction}")
+        self.weight, self.top_fraction = weight, float(top_fraction)
+
+    def __call__(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return cross_entropy(logits, labels, weight=self.weight, top_fraction=self.top_fraction)
+
+
+def median_frequency_weights(counts, max_weight: float = 10.0) -> torch.Tensor:
+    """(C,) pixel counts per class -> (C,) float32 weights median(f) / f_c, absent classes 1, <= max_weight."""
+    c = np.asarray(counts, dtype=np.float64)
+    present = c > 0
+    w = np.ones(c.shape)
+    if present.any():
+        f = c[present] / c.sum()
+        w[present] = np.median(f) / f
+    return torch.from_numpy(np.minimum(w, float(max_weight)).astype(np.float32))
 
 
 def pixel_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0,

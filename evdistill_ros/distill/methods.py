@@ -90,6 +90,7 @@ class Method:
     needs_labels: bool = False
     needs_teacher: bool = False
     extra: dict[str, Any] = field(default_factory=dict)  # recorded in the checkpoint's training metadata
+    ce: losses.CrossEntropy = field(default_factory=losses.CrossEntropy)  # the label loss (trainer configures it)
 
     @property
     def weights(self) -> dict[str, float]:
@@ -162,7 +163,7 @@ class Teacher(Method):
         return {}
 
     def loss_terms(self, nets, ev, aps01, label) -> dict:
-        return {"ce": losses.cross_entropy(nets.net(nets.prep(aps01, layout="bchw")), label)}
+        return {"ce": self.ce(nets.net(nets.prep(aps01, layout="bchw")), label)}
 
 
 class Supervised(Method):
@@ -171,7 +172,7 @@ class Supervised(Method):
                          extra={"method": "supervised", "use_labels": False})
 
     def loss_terms(self, nets, ev, aps01, label) -> dict:
-        return {"ce": losses.cross_entropy(nets.net(ev), label)}
+        return {"ce": self.ce(nets.net(ev), label)}
 
 
 class KD(Method):
@@ -217,7 +218,7 @@ class EvDistill(Method):
                 inputs = torch.cat([ev, fake.detach()])
         out = nets.net(inputs, return_features=True)
         if self.use_labels and w["ce"] > 0:
-            terms["ce"] = losses.cross_entropy(out["logits"][:B], label)
+            terms["ce"] = self.ce(out["logits"][:B], label)
         if w["recon"] > 0:
             terms["recon"] = losses.reconstruction_loss(out["reconstruction"][:B], aps01)
         if w["pixel"] > 0:

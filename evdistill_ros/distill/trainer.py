@@ -51,6 +51,7 @@ from ..classes import IGNORE_INDEX, class_set
 from ..eval import evaluate_model
 from ..io.pair_cache import PairCache, cache_samples, open_cache
 from ..models import Preprocessor, build_model, save_checkpoint
+from . import losses
 from .cache import extract_pairs
 from .config import model_config, stage_config
 from .dataset import PairDataset, ResumableSampler, collate
@@ -97,6 +98,29 @@ def norm_stats(cache: PairCache, indices: np.ndarray, max_frames: int = 256) -> 
             "events_std": np.where(ev_std > 1e-6, ev_std, 1.0).tolist(),
             "aps_mean": np.atleast_1d(aps.mean(axis=aps_axes)).tolist(),
             "aps_std": np.maximum(np.atleast_1d(aps.std(axis=aps_axes)), 1e-3).tolist()}
+
+
+def class_pixel_counts(cache: PairCache, indices: np.ndarray, num_classes: int, chunk: int = 256) -> np.ndarray:
+    """Labelled pixels per class over the cached frames `indices` (ignore and unknown ids left out)."""
+    counts = np.zeros(256, np.int64)
+    idx = np.sort(np.asarray(indices))
+    for s in range(0, len(idx), chunk):
+        counts += np.bincount(np.asarray(cache.labels[idx[s:s + chunk]]).ravel(), minlength=256)
+    return counts[:num_classes]
+
+
+def label_loss(scfg: dict, cache: PairCache, indices: np.ndarray, num_classes: int, device: torch.device,
+               log: Callable[[str], None]) -> losses.CrossEntropy:
+    """The stage's cross-entropy: `train.ce_class_weighting` (none | median_frequency, from the
+    training labels) and `train.ce_top_fraction` (1 = every labelled pixel; < 1 bootstrapped)."""
+    weighting, top = scfg.get("ce_class_weighting") or "none", float(scfg.get("ce_top_fraction") or 1.0)
+    weight = None
+    if weighting == "median_frequency":
+        counts = class_pixel_counts(cache, indices, num_classes)
+        weight = losses.median_frequency_weights(counts).to(device)
+        log("cross-entropy class weights (median frequency): "
+            + ", ".join(f"{w:.2f}" for w in weight.tolist()))
+    return losses.CrossEntropy(weight, top)
 
 
 def checkpoint_metadata(method: Method, data_cfg: dict, cache: PairCache, stats: dict, extra: dict,
@@ -214,6 +238,7 @@ def _train(cfg: dict, scfg: dict, method: Method, teacher_path: str | None, out_
     if method.needs_labels and not cache.meta["labelled"]:
         raise ValueError(f"{name}: the training bags have no labels on {data['labels_topic']}")
     dataset = PairDataset(cache, all_idx, augment=cfg["augment"], labelled_only=method.needs_labels)
+    method.ce = label_loss(scfg, cache, dataset.indices, int(model_config(cfg, method.stage)["num_classes"]), device, say)
 
     # --- networks
     w = method.weights
