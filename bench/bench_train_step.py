@@ -53,12 +53,12 @@ def main() -> int:
         losses.cross_entropy(student(ev), label).backward()
         opt.step()
 
-    def evdistill() -> None:
+    def evdistill(reconstruct: int | None = None) -> None:
         opt.zero_grad()
         with torch.no_grad():
             t_out = teacher(aps, return_features=True)
         fake = a2e(aps)
-        out = student(torch.cat([ev, fake.detach()]), return_features=True)
+        out = student(torch.cat([ev, fake.detach()]), return_features=True, reconstruct=reconstruct)
         loss = (losses.reconstruction_loss(fake, ev) + losses.reconstruction_loss(out["reconstruction"][:b], aps)
                 + losses.pixel_kd(out["logits_lowres"][:b], t_out["logits_lowres"], T)
                 + losses.affinity_kd(out["aspp"][:b], t_out["aspp"], nodes)
@@ -91,6 +91,7 @@ def main() -> int:
         return float(np.median(ts))
 
     rows = [("supervised step (reference)", timed(supervised)), ("EvDistill step, all terms", timed(evdistill)),
+            ("EvDistill step, E2A head on the real half only", timed(lambda: evdistill(reconstruct=b))),
             ("  teacher forward", timed(teacher_forward)), ("  A2E generator forward + backward", timed(a2e_step)),
             ("  student + E2A head, batch B, forward + backward", timed(student_heads(ev))),
             ("  student + E2A head, batch 2B (real + crafted)", timed(student_heads(torch.cat([ev, ev]))))]

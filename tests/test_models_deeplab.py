@@ -86,6 +86,21 @@ def test_gradients_reach_every_parameter(backbone):
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
 
 
+def test_reconstruction_of_the_first_images_only():
+    """reconstruct=n runs the E2A head on the first n images (in eval mode exactly their rows of the
+    full reconstruction); 0 skips it."""
+    torch.manual_seed(0)
+    model = build_model(backbone="mobilenetv2", in_channels=2, num_classes=6, width_mult=0.25, aspp_channels=16,
+                        decoder_channels=16, with_reconstruction=True).eval()
+    x = torch.rand(4, 2, 33, 41)
+    with torch.no_grad():
+        full, first = model(x, return_features=True), model(x, return_features=True, reconstruct=2)
+        none = model(x, return_features=True, reconstruct=0)
+    assert first["reconstruction"].shape == (2, 1, 33, 41) and "reconstruction" not in none
+    torch.testing.assert_close(first["reconstruction"], full["reconstruction"][:2])
+    assert torch.equal(first["logits"], full["logits"]) and torch.equal(none["logits"], full["logits"])
+
+
 def test_batch_of_one_trains():
     """The ASPP image-pool BatchNorm sees one value per channel for a batch of one; it must not raise."""
     model = build_model(backbone="mobilenetv2", in_channels=2).train()

@@ -146,7 +146,8 @@ class DeepLabV3Plus(nn.Module):
                 f"model input must be (B, {self.in_channels}, H, W), got {tuple(x.shape)}"
             )
 
-    def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward_features(self, x: torch.Tensor, reconstruct: int | None = None) -> dict[str, torch.Tensor]:
+        """`reconstruct`: reconstruct the first n images of the batch only (None: all, 0: none)."""
         self._check_input(x)
         high, low = self.backbone(x)
         aspp = self.aspp(high)
@@ -160,13 +161,14 @@ class DeepLabV3Plus(nn.Module):
             "aspp": aspp,
             "decoder": dec,
         }
-        if self.reconstruction is not None:
-            out["reconstruction"] = self.reconstruction(dec, low, x.shape[-2:])
+        if self.reconstruction is not None and reconstruct != 0:
+            n = x.shape[0] if reconstruct is None else int(reconstruct)
+            out["reconstruction"] = self.reconstruction(dec[:n], low[:n], x.shape[-2:])
         return out
 
-    def forward(self, x: torch.Tensor, return_features: bool = False):
+    def forward(self, x: torch.Tensor, return_features: bool = False, reconstruct: int | None = None):
         if return_features:
-            return self.forward_features(x)
+            return self.forward_features(x, reconstruct)
         self._check_input(x)
         high, low = self.backbone(x)
         logits = self.decoder(self.aspp(high), low)
