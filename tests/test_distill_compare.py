@@ -107,3 +107,12 @@ def test_compare_with_seeds_scenarios_ablation_and_unlabelled_data(tmp_path):
     logs = []
     run_compare(_config(tmp_path, methods), out_dir=out, progress=False, log=logs.append, seeds=2)
     assert sum("reusing" in m for m in logs) == 8 and not any(m.startswith("simulating") for m in logs)
+    # ... but never a run or a bag made with other settings
+    longer = _config(tmp_path, methods)
+    longer["student"]["steps"] = 3
+    with pytest.raises(ValueError, match=r"student_supervised: finished with other settings \(train.steps: 2 -> 3\)"):
+        run_compare(longer, out_dir=out, progress=False, log=lambda s: None, seeds=2)
+    other_sim = _config(tmp_path, methods)
+    other_sim["compare"]["seconds"] = 0.6
+    with pytest.raises(ValueError, match=r"bags simulated with other settings \(seconds: 0.5 -> 0.6\)"):
+        run_compare(other_sim, out_dir=out, progress=False, log=lambda s: None, seeds=2)

@@ -29,7 +29,8 @@ Writes OUT/compare.json ({"networks": {name: {split: mean result}}, "runs": {see
 differences, per-class IoU), OUT/compare.png (mIoU per network and scenario, error bars over
 seeds) and, with @uK entries, OUT/unlabelled.png (mIoU against unlabelled data). One seed keeps
 the runs in OUT/<network>; several in OUT/seed<S>/<network>. Bags and finished runs are reused
-(same seeds, same bags), so a re-run only trains what is missing; delete OUT to start over.
+(same seeds, same bags), so a re-run only trains what is missing; a finished run trained with
+other settings (steps, weights, model, data, ...) is refused in one line, never silently reused.
 """
 from __future__ import annotations
 
@@ -44,10 +45,14 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+import yaml
+
 from ..io.pair_cache import open_cache
 from ..models import load_checkpoint
 from ..sim import simulate_sequence
 from .cache import extract_pairs
+from .config import DEFAULTS, merge, model_config, stage_config
+from .state import changed_keys, fingerprint, plain
 from .trainer import run_training, validate
 
 SPLITS = ("normal", "night", "fast")
@@ -146,6 +151,40 @@ def _finished(metrics: Path) -> dict | None:
     return m if m.get("step") == m.get("steps") else None
 
 
+def _settings(cfg: dict, stage: str) -> dict:
+    """What a run's result depends on: the trainer's resume fingerprint plus the loss settings.
+    Bags by name: compare names its bags by kind and simulator seed (data/sim.json pins the rest)."""
+    cfg = copy.deepcopy(cfg)
+    cfg["data"]["bags"] = [Path(b).name for b in cfg["data"]["bags"]]
+    losses = {k: cfg["student"].get(k) for k in ("temperature", "affinity_nodes", "weights")} if stage == "student" else {}
+    return fingerprint(cfg, stage_config(cfg, stage), model_config(cfg, stage), losses)
+
+
+def _changed_settings(run_dir: Path, run_cfg: dict, bags: list[str], stage: str) -> list[str]:
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        return ["config.yaml missing"]
+    saved = merge(copy.deepcopy(DEFAULTS), yaml.safe_load(saved_path.read_text()))  # keys added since: defaults
+    new = plain(run_cfg)
+    new["data"]["bags"] = list(bags)
+    return changed_keys(_settings(saved, stage), _settings(new, stage))
+
+
+def _pin_simulation(out: Path, c: dict) -> None:
+    """The simulator settings the bags in OUT/data were made with: a re-run with others is refused."""
+    want = {k: c.get(k) for k in ("seconds", "width", "height", "seed", "fast_sim")}
+    pin = out / "data" / "sim.json"
+    if pin.is_file():
+        have = json.loads(pin.read_text())
+        diff = changed_keys(have, json.loads(json.dumps(want)))
+        if diff:
+            raise ValueError(f"{out / 'data'}: bags simulated with other settings ({'; '.join(diff[:3])}): "
+                             "delete it or use another --out")
+    else:
+        pin.parent.mkdir(parents=True, exist_ok=True)
+        pin.write_text(json.dumps(want, indent=1))
+
+
 def run_compare(config: dict, out_dir: str | os.PathLike | None = None, progress: bool = True,
                 log: Callable[[str], None] = print, seeds: int | Sequence[int] | None = None) -> dict:
     cfg = copy.deepcopy(config)
@@ -159,6 +198,7 @@ def run_compare(config: dict, out_dir: str | os.PathLike | None = None, progress
     if len({e.name for e in entries}) != len(entries):
         raise ValueError(f"compare.methods: an entry is given twice: {c['methods']}")
     seed_list = _seeds(cfg, seeds)
+    _pin_simulation(out, c)
 
     train = _simulate(out, "train", int(c["train_sequences"]), c, log, cs)
     train += _simulate(out, "night_train", int(c.get("night_train_sequences") or 0), c, log, cs)
@@ -182,6 +222,10 @@ def run_compare(config: dict, out_dir: str | os.PathLike | None = None, progress
         def train_one(name: str, run_cfg: dict, bags: list[str], **kw) -> Path:
             done = _finished(where / name / "metrics.json")
             if done:
+                changes = _changed_settings(where / name, run_cfg, bags, kw["stage"])
+                if changes:
+                    raise ValueError(f"{where / name}: finished with other settings ({'; '.join(changes[:3])}): "
+                                     "delete it or use another --out")
                 log(f"{name} (seed {seed}): reusing {where / name / 'checkpoint.pt'}")
                 seconds[name] = float(done.get("seconds", 0))
                 return where / name / "checkpoint.pt"
