@@ -383,32 +383,31 @@ def plot_compare(result: dict, out: Path) -> list[Path]:
     fig.savefig(paths[0], dpi=110)
     plt.close(fig)
 
-    curves = {}  # base entry name -> [(multiple, mean, std)]
+    curves: dict[str, list] = {}  # base entry name -> [(multiple, name)]
     for m in result["settings"]["methods"]:
         e = parse_entry(m)
-        if e.unlabelled and e.name in nets and "normal" in nets[e.name]:
-            curves.setdefault(e.base.name, []).append((e.unlabelled, nets[e.name]["normal"]["miou"],
-                                                       nets[e.name]["normal"]["miou_std"]))
+        if e.unlabelled and e.name in nets:
+            curves.setdefault(e.base.name, []).append((e.unlabelled, e.name))
     if curves:
-        fig, ax = plt.subplots(figsize=(5.5, 3.8))
-        for base, pts in curves.items():
-            if "normal" in nets.get(base, {}):
-                pts.append((0, nets[base]["normal"]["miou"], nets[base]["normal"]["miou_std"]))
-            pts.sort()
-            x = [p[0] for p in pts]
-            ax.errorbar(x, [100 * p[1] for p in pts], yerr=[100 * (p[2] or 0) for p in pts], marker="o", capsize=3,
-                        label=base.replace("student_", "") + " (labelled + unlabelled)")
-        for ref, style in (("student_supervised", "--"), ("teacher", ":")):
-            if "normal" in nets.get(ref, {}):
-                r = nets[ref]["normal"]
-                ax.axhline(100 * r["miou"], ls=style, color="grey" if ref != "teacher" else "black",
-                           label=ref.replace("student_", "") + " (labelled only)")
-        ax.set_xticks(sorted({p[0] for pts in curves.values() for p in pts}))
-        ax.set_xlabel("unlabelled sequences (multiples of the labelled ones)")
-        ax.set_ylabel("mIoU (%), normal light")
-        ax.set_title("what unlabelled recordings buy" + (f" ({n_seeds} seeds)" if n_seeds > 1 else " (one run)"))
-        ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
+        fig, axes = plt.subplots(1, len(splits), figsize=(4.2 * len(splits), 3.8), squeeze=False)
+        for ax, split in zip(axes[0], splits):
+            for base, pts in curves.items():
+                pts = sorted(pts + ([(0, base)] if base in nets else []))
+                pts = [(k, nets[n][split]) for k, n in pts if split in nets[n]]
+                ax.errorbar([k for k, _ in pts], [100 * r["miou"] for _, r in pts],
+                            yerr=[100 * (r["miou_std"] or 0) for _, r in pts], marker="o", capsize=3,
+                            label=base.replace("student_", "") + " (labelled + unlabelled)")
+                ax.set_xticks([k for k, _ in pts])
+            for ref, style in (("student_supervised", "--"), ("teacher", ":")):
+                if split in nets.get(ref, {}):
+                    ax.axhline(100 * nets[ref][split]["miou"], ls=style, color="grey" if ref != "teacher" else "black",
+                               label=ref.replace("student_", "") + " (labelled only)")
+            ax.set_xlabel("unlabelled sequences (x the labelled ones)")
+            ax.set_ylabel(f"mIoU (%), {split}")
+            ax.set_title(split)
+            ax.grid(alpha=0.3)
+        axes[0][0].legend(fontsize=7)
+        fig.suptitle("what unlabelled recordings buy" + (f" (mean ± std, {n_seeds} seeds)" if n_seeds > 1 else " (one run)"))
         fig.tight_layout()
         paths.append(out / "unlabelled.png")
         fig.savefig(paths[-1], dpi=110)
