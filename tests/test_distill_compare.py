@@ -24,11 +24,15 @@ def test_entries_parse_and_refuse():
     e = parse_entry("evdistill+labels-affinity-recon@u4")
     assert (e.method, e.use_labels, e.without, e.unlabelled) == ("evdistill", True, ("recon", "affinity"), 4)
     assert e.name == "student_evdistill_labels_no_recon_no_affinity_u4x" and e.base.name.endswith("no_affinity")
+    longer = parse_entry("evdistill@u1:600")
+    assert (longer.unlabelled, longer.steps, longer.name) == (1, 600, "student_evdistill_u1x_600steps")
+    assert longer.base == Entry("evdistill", steps=600)
     w = parse_entry("evdistill-a2e").weights({"ce": 1.0, "recon": 1.0, "a2e": 1.0, "a2e_gen": 1.0})
     assert w == {"ce": 1.0, "recon": 1.0, "a2e": 0.0, "a2e_gen": 0.0}
     for bad, why in (("magic", "cannot read"), ("kd+labels", r"\+labels is for evdistill"),
                      ("evdistill-foo", "no loss term 'foo'"), ("kd-pixel", "ablations are of evdistill"),
-                     ("supervised@u2", "needs a distilled student"), ("evdistill@u0", "needs a distilled student")):
+                     ("supervised@u2", "needs a distilled student"), ("evdistill@u0", "needs a distilled student"),
+                     ("kd:0", "steps")):
         with pytest.raises(ValueError, match=why):
             parse_entry(bad)
 
@@ -105,8 +109,13 @@ def test_compare_with_seeds_scenarios_ablation_and_unlabelled_data(tmp_path):
     assert json.loads((out / "compare.json").read_text())["settings"]["methods"] == methods
     # a re-run trains nothing: every finished run is reused
     logs = []
-    run_compare(_config(tmp_path, methods), out_dir=out, progress=False, log=logs.append, seeds=2)
+    again = run_compare(_config(tmp_path, methods), out_dir=out, progress=False, log=logs.append, seeds=2)
     assert sum("reusing" in m for m in logs) == 8 and not any(m.startswith("simulating") for m in logs)
+    # ... and their evaluations, remembered beside each checkpoint (one per scenario)
+    scores = lambda runs: {s: {n: {k: v for k, v in res.items() if k != "train_seconds"} for n, res in nets.items()}
+                           for s, nets in json.loads(json.dumps(runs)).items()}  # noqa: E731
+    assert scores(again["runs"]) == scores(r["runs"])
+    assert len(json.loads((out / "seed5" / "teacher" / "eval.json").read_text())) == 3
     # ... but never a run or a bag made with other settings
     longer = _config(tmp_path, methods)
     longer["student"]["steps"] = 3

@@ -18,6 +18,8 @@ Networks, per seed: the APS teacher, then one student per entry of `compare.meth
                                             -a2e removes the crafted pairs and their generator)
     @uK                                     K times as many unlabelled sequences (event + APS, no
                                             labels topic) added to the labelled training bags
+    :N                                      N training steps instead of student.steps (a budget
+                                            that grows with the data: "evdistill@u1:600")
 
 e.g. "evdistill+labels", "evdistill-recon-affinity", "evdistill@u2". Seeds (`compare.seeds` or
 `--seeds N`) are train.seed, train.seed + 1, ...: every network of a seed is initialised and fed
@@ -47,6 +49,7 @@ import numpy as np
 
 import yaml
 
+from ..atomic import atomic_write_text
 from ..io.pair_cache import open_cache
 from ..models import load_checkpoint
 from ..sim import simulate_sequence
@@ -61,7 +64,7 @@ _SEED_OFFSETS = {"train": 0, "night_train": 500, "test": 1000, "night": 2000, "f
                  "unlabelled": 3000, "night_unlabelled": 6000}
 # ablation name -> the loss weights it zeroes (the A2E generator only serves the crafted pairs)
 ABLATIONS = {"recon": ("recon",), "pixel": ("pixel",), "affinity": ("affinity",), "a2e": ("a2e", "a2e_gen")}
-_ENTRY = re.compile(r"^(supervised|kd|evdistill)(\+labels)?((?:-[a-z0-9]+)*)(?:@u(\d+))?$")
+_ENTRY = re.compile(r"^(supervised|kd|evdistill)(\+labels)?((?:-[a-z0-9]+)*)(?:@u(\d+))?(?::(\d+))?$")
 
 
 @dataclass(frozen=True)
@@ -71,16 +74,18 @@ class Entry:
     use_labels: bool = False
     without: tuple[str, ...] = ()
     unlabelled: int = 0  # multiples of the labelled training sequences added without labels
+    steps: int | None = None  # training steps (None: student.steps)
 
     @property
     def name(self) -> str:
         return (f"student_{self.method}" + ("_labels" if self.use_labels else "")
-                + "".join(f"_no_{t}" for t in self.without) + (f"_u{self.unlabelled}x" if self.unlabelled else ""))
+                + "".join(f"_no_{t}" for t in self.without) + (f"_u{self.unlabelled}x" if self.unlabelled else "")
+                + (f"_{self.steps}steps" if self.steps else ""))
 
     @property
     def base(self) -> "Entry":
         """The same student without the unlabelled data (the curve's point at 0)."""
-        return Entry(self.method, self.use_labels, self.without)
+        return Entry(self.method, self.use_labels, self.without, 0, self.steps)
 
     def weights(self, weights: dict) -> dict:
         w = dict(weights)
@@ -96,7 +101,8 @@ def parse_entry(text: str) -> Entry:
     if not m:
         raise ValueError(f"compare.methods: cannot read {text!r} (METHOD[+labels][-TERM...][@uK], METHOD one of "
                          f"supervised, kd, evdistill; TERM one of {', '.join(ABLATIONS)})")
-    method, labels, terms, k = m.group(1), bool(m.group(2)), tuple(t for t in m.group(3).split("-") if t), m.group(4)
+    method, labels, terms, k, steps = (m.group(1), bool(m.group(2)), tuple(t for t in m.group(3).split("-") if t),
+                                       m.group(4), m.group(5))
     if labels and method != "evdistill":
         raise ValueError(f"compare.methods: {text!r}: +labels is for evdistill ({method} uses labels or not by itself)")
     bad = [t for t in terms if t not in ABLATIONS]
@@ -106,7 +112,10 @@ def parse_entry(text: str) -> Entry:
         raise ValueError(f"compare.methods: {text!r}: ablations are of evdistill's terms")
     if k is not None and (method == "supervised" or int(k) < 1):
         raise ValueError(f"compare.methods: {text!r}: unlabelled data (@uK, K >= 1) needs a distilled student")
-    return Entry(method, labels, tuple(sorted(set(terms), key=list(ABLATIONS).index)), int(k or 0))
+    if steps is not None and int(steps) < 1:
+        raise ValueError(f"compare.methods: {text!r}: steps (:N) must be >= 1")
+    return Entry(method, labels, tuple(sorted(set(terms), key=list(ABLATIONS).index)), int(k or 0),
+                 int(steps) if steps else None)
 
 
 def _simulate(out: Path, kind: str, count: int, c: dict, log: Callable[[str], None], classes: str = "ddd17",
@@ -126,10 +135,20 @@ def _simulate(out: Path, kind: str, count: int, c: dict, log: Callable[[str], No
 
 
 def _evaluate(ckpt: Path, cfg: dict, bags: list[str], progress: bool, log) -> dict:
+    """The network's metrics on `bags`, remembered beside the checkpoint (eval.json, keyed by the
+    checkpoint's size and time and the bag names): a re-run evaluates only what is new."""
+    st = ckpt.stat()
+    key = json.dumps([st.st_size, st.st_mtime_ns, [Path(b).name for b in bags]])
+    memo_path = ckpt.parent / "eval.json"
+    memo = json.loads(memo_path.read_text()) if memo_path.is_file() else {}
+    if key in memo:
+        return memo[key]
     model, meta = load_checkpoint(ckpt)
     cache = open_cache(extract_pairs(bags, cfg["data"], progress=progress, log=log))
     modality = "aps" if meta.get("representation") == "aps" else "events"
-    return validate(model, meta, cache, np.arange(len(cache)), modality)
+    memo[key] = validate(model, meta, cache, np.arange(len(cache)), modality)
+    atomic_write_text(memo_path, json.dumps(memo, default=float))
+    return memo[key]
 
 
 def _seeds(config: dict, seeds: int | Sequence[int] | None) -> list[int]:
@@ -182,7 +201,7 @@ def _pin_simulation(out: Path, c: dict) -> None:
                              "delete it or use another --out")
     else:
         pin.parent.mkdir(parents=True, exist_ok=True)
-        pin.write_text(json.dumps(want, indent=1))
+        atomic_write_text(pin, json.dumps(want, indent=1))
 
 
 def run_compare(config: dict, out_dir: str | os.PathLike | None = None, progress: bool = True,
@@ -238,6 +257,8 @@ def run_compare(config: dict, out_dir: str | os.PathLike | None = None, progress
         for e in entries:
             ecfg = copy.deepcopy(scfg)
             ecfg["student"]["weights"] = e.weights(ecfg["student"]["weights"])
+            if e.steps:
+                ecfg["student"]["steps"] = e.steps
             ckpts[e.name] = train_one(e.name, ecfg, train + unlabelled.get(e.unlabelled, []), stage="student",
                                       method=e.method, teacher=str(ckpts["teacher"]), use_labels=e.use_labels)
         runs[seed] = {}
@@ -265,8 +286,8 @@ def run_compare(config: dict, out_dir: str | os.PathLike | None = None, progress
                            "teacher_steps": cfg["teacher"].get("steps", cfg["train"]["steps"]),
                            "student_steps": cfg["student"].get("steps", cfg["train"]["steps"])}}
     md = markdown(result, cfg["data"]["class_set"])
-    (out / "compare.json").write_text(json.dumps(result, indent=1, default=float))
-    (out / "compare.md").write_text(md)
+    atomic_write_text(out / "compare.json", json.dumps(result, indent=1, default=float))
+    atomic_write_text(out / "compare.md", md)
     plots = plot_compare(result, out)
     log(md + "".join(f"\nfigure: {p}" for p in plots))
     return result
@@ -275,6 +296,12 @@ def run_compare(config: dict, out_dir: str | os.PathLike | None = None, progress
 def _stats(values: list[float]) -> tuple[float, float | None]:
     a = np.asarray(values, np.float64)
     return float(a.mean()), (float(a.std(ddof=1)) if len(a) > 1 else None)
+
+
+def _mean_present(values: list[float | None]) -> float:
+    """Mean over the seeds where the class was present (None: absent); NaN if absent in all."""
+    present = [v for v in values if v is not None and not np.isnan(v)]
+    return float(np.mean(present)) if present else float("nan")
 
 
 def summarize(runs: dict[int, dict[str, dict]]) -> dict:
@@ -291,9 +318,7 @@ def summarize(runs: dict[int, dict[str, dict]]) -> dict:
                 continue
             mean, std = _stats([r["miou"] for r in per])
             all_mean, all_std = _stats([r["miou_all"] for r in per])
-            iou = {c: (float(np.nanmean(v)) if not np.all(np.isnan(v)) else float("nan"))
-                   for c in per[0]["iou"] for v in [np.array([np.nan if r["iou"][c] is None else r["iou"][c]
-                                                               for r in per], np.float64)]}
+            iou = {c: _mean_present([r["iou"][c] for r in per]) for c in per[0]["iou"]}
             entry = {"miou": mean, "miou_std": std, "miou_all": all_mean, "miou_all_std": all_std, "iou": iou,
                      "seeds": {str(s): r["miou"] for s, r in zip(seeds, per)}, "frames": per[0].get("frames")}
             ref = [runs[s].get("student_supervised", {}).get(split) for s in seeds]
