@@ -5,7 +5,9 @@
 Builds the config's student (with the E2A reconstruction head), a teacher of the same
 architecture and the A2E generator on random inputs of the config's crop and batch size, and
 times (median of --repeats, after one warm-up) a supervised step, a full EvDistill step
-(all loss terms, as distill.methods.EvDistill) and its parts. Ratios are to the supervised
+(all loss terms, as distill.methods.EvDistill: the E2A head reconstructs the real half only), the
+same step with the head on both halves (before), and its parts. "student alone, batch 2B" is the
+floor of any step that trains the student on real and A2E-crafted events. Ratios are to the supervised
 step of the same run: quote those, not the milliseconds (machines differ).
 """
 from __future__ import annotations
@@ -53,7 +55,7 @@ def main() -> int:
         losses.cross_entropy(student(ev), label).backward()
         opt.step()
 
-    def evdistill(reconstruct: int | None = None) -> None:
+    def evdistill(reconstruct: int | None = b) -> None:
         opt.zero_grad()
         with torch.no_grad():
             t_out = teacher(aps, return_features=True)
@@ -74,11 +76,11 @@ def main() -> int:
         opt.zero_grad()
         losses.reconstruction_loss(a2e(aps), ev).backward()
 
-    def student_heads(x: torch.Tensor):
+    def student_heads(x: torch.Tensor, head: bool = True):
         def run() -> None:
             opt.zero_grad()
-            out = student(x, return_features=True)
-            (out["logits"].mean() + out["reconstruction"].mean()).backward()
+            out = student(x, return_features=True, reconstruct=None if head else 0)
+            (out["logits"].mean() + (out["reconstruction"].mean() if head else 0)).backward()
         return run
 
     def timed(fn) -> float:
@@ -90,11 +92,13 @@ def main() -> int:
             ts.append(time.perf_counter() - t0)
         return float(np.median(ts))
 
-    rows = [("supervised step (reference)", timed(supervised)), ("EvDistill step, all terms", timed(evdistill)),
-            ("EvDistill step, E2A head on the real half only", timed(lambda: evdistill(reconstruct=b))),
+    rows = [("supervised step (reference)", timed(supervised)),
+            ("EvDistill step, all terms (E2A head on the real half, as trained)", timed(evdistill)),
+            ("EvDistill step, E2A head on both halves (before)", timed(lambda: evdistill(reconstruct=None))),
             ("  teacher forward", timed(teacher_forward)), ("  A2E generator forward + backward", timed(a2e_step)),
             ("  student + E2A head, batch B, forward + backward", timed(student_heads(ev))),
-            ("  student + E2A head, batch 2B (real + crafted)", timed(student_heads(torch.cat([ev, ev]))))]
+            ("  student + E2A head, batch 2B (real + crafted)", timed(student_heads(torch.cat([ev, ev])))),
+            ("  student alone, batch 2B (floor: real + crafted)", timed(student_heads(torch.cat([ev, ev]), head=False)))]
     ref = rows[0][1]
     print(f"\n{mcfg['backbone']} width {mcfg.get('width_mult')}, batch {b}, crop {h}x{w}, {args.threads} threads, "
           f"median of {args.repeats}")

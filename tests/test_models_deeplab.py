@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import numpy as np
 import torch
 
 from evdistill_ros.models import A2EGenerator, BACKBONES, build_a2e, build_model
@@ -87,8 +88,7 @@ def test_gradients_reach_every_parameter(backbone):
 
 
 def test_reconstruction_of_the_first_images_only():
-    """reconstruct=n runs the E2A head on the first n images (in eval mode exactly their rows of the
-    full reconstruction); 0 skips it."""
+    """reconstruct=n gives the first n images' reconstruction of a full call; 0 skips it."""
     torch.manual_seed(0)
     model = build_model(backbone="mobilenetv2", in_channels=2, num_classes=6, width_mult=0.25, aspp_channels=16,
                         decoder_channels=16, with_reconstruction=True).eval()
@@ -99,6 +99,38 @@ def test_reconstruction_of_the_first_images_only():
     assert first["reconstruction"].shape == (2, 1, 33, 41) and "reconstruction" not in none
     torch.testing.assert_close(first["reconstruction"], full["reconstruction"][:2])
     assert torch.equal(first["logits"], full["logits"]) and torch.equal(none["logits"], full["logits"])
+
+
+def test_reconstruction_of_the_first_images_trains_as_the_full_head():
+    """EvDistill reconstructs the real half of a real + crafted batch only (reconstruct=B). The
+    head's BatchNorm layers still see the whole batch, so training with it is the training with
+    the full head whose crafted-half output is discarded: the same loss curve and weights on a
+    fixed seed (float tolerance), not only the same outputs in eval mode."""
+    import copy
+
+    torch.manual_seed(0)
+    base = build_model(backbone="mobilenetv2", in_channels=2, num_classes=6, width_mult=0.25, aspp_channels=16,
+                       decoder_channels=16, with_reconstruction=True).train()
+    data = [(torch.rand(4, 2, 32, 48), torch.rand(2, 1, 32, 48)) for _ in range(4)]
+    curves, models = [], []
+    for reconstruct in (None, 2):
+        model = copy.deepcopy(base)
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        curve = []
+        for step, (x, target) in enumerate(data):
+            torch.manual_seed(100 + step)  # the decoder's dropout draws the same masks in both runs
+            out = model(x, return_features=True, reconstruct=reconstruct)
+            loss = (out["reconstruction"][:2] - target).abs().mean() + out["logits"].square().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            curve.append(loss.item())
+        curves.append(curve)
+        models.append(model)
+    assert curves[0][0] != curves[0][-1]  # it trained
+    np.testing.assert_allclose(curves[1], curves[0], rtol=1e-5)
+    for (name, a), b in zip(models[0].state_dict().items(), models[1].state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=name)
 
 
 def test_batch_of_one_trains():

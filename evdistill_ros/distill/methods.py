@@ -216,11 +216,12 @@ class EvDistill(Method):
                 # crafted pairs: the student sees generated events, the teacher the APS frame they came
                 # from; detached so the generator learns from real events only (no shortcut through the student)
                 inputs = torch.cat([ev, fake.detach()])
-        out = nets.net(inputs, return_features=True)
+        # E2A reconstructs the real half only; its BatchNorm still sees both halves (models.heads)
+        out = nets.net(inputs, return_features=True, reconstruct=B)
         if self.use_labels and w["ce"] > 0:
             terms["ce"] = self.ce(out["logits"][:B], label)
         if w["recon"] > 0:
-            terms["recon"] = losses.reconstruction_loss(out["reconstruction"][:B], aps01)
+            terms["recon"] = losses.reconstruction_loss(out["reconstruction"], aps01)
         if w["pixel"] > 0:
             terms["pixel"] = losses.pixel_kd(out["logits_lowres"][:B], t_out["logits_lowres"], T)
         if w["affinity"] > 0:

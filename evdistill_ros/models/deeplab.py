@@ -147,7 +147,8 @@ class DeepLabV3Plus(nn.Module):
             )
 
     def forward_features(self, x: torch.Tensor, reconstruct: int | None = None) -> dict[str, torch.Tensor]:
-        """`reconstruct`: reconstruct the first n images of the batch only (None: all, 0: none)."""
+        """`reconstruct`: reconstruct the first n images of the batch only (None: all, 0: none); their
+        reconstructions equal the first n of a full call in training mode too (ReconstructionHead keep)."""
         self._check_input(x)
         high, low = self.backbone(x)
         aspp = self.aspp(high)
@@ -162,8 +163,8 @@ class DeepLabV3Plus(nn.Module):
             "decoder": dec,
         }
         if self.reconstruction is not None and reconstruct != 0:
-            n = x.shape[0] if reconstruct is None else int(reconstruct)
-            out["reconstruction"] = self.reconstruction(dec[:n], low[:n], x.shape[-2:])
+            keep = None if reconstruct is None else int(reconstruct)
+            out["reconstruction"] = self.reconstruction(dec, low, x.shape[-2:], keep=keep)
         return out
 
     def forward(self, x: torch.Tensor, return_features: bool = False, reconstruct: int | None = None):

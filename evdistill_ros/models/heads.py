@@ -5,7 +5,10 @@
     the backbone's low-level features to an image (B, out_channels, H, W) in [0, 1] (sigmoid).
     Two learned x2 upsamplings (transposed conv + residual conv block, as in the authors'
     DeepLab_Dual), then a bilinear resize to the exact input size so odd sizes work.
-    ``forward(decoder_features, low_level, out_hw)``.
+    ``forward(decoder_features, low_level, out_hw, keep=None)``: ``keep=n`` returns the first n
+    images only; the batch-normalised layers still see the whole batch (their batch statistics, and
+    so the n images' values and gradients, are those of the full call), the per-image upsampling
+    layers, the costly part at full resolution, run on n.
 
 ``A2EGenerator(in_channels=1, out_channels=2, base_channels=32, depth=2, activation="sigmoid")``
     The APS-to-event (A2E) generator used to craft (event, APS) pairs: a small U-Net from an APS
@@ -51,8 +54,13 @@ class ReconstructionHead(nn.Module):
         self.res2 = ResidualConv(channels // 2, channels // 2)
         self.out = nn.Conv2d(channels // 2, out_channels, 1)
 
-    def forward(self, decoder_features: torch.Tensor, low_level: torch.Tensor, out_hw: tuple[int, int] | torch.Size) -> torch.Tensor:
+    def forward(self, decoder_features: torch.Tensor, low_level: torch.Tensor, out_hw: tuple[int, int] | torch.Size,
+                keep: int | None = None) -> torch.Tensor:
         x = self.fuse(torch.cat((decoder_features, self.low_proj(low_level)), 1))
+        # BatchNorm ends here: the layers below act on each image alone, so images whose
+        # reconstruction nobody uses can leave the batch without changing the others' numbers
+        if keep is not None:
+            x = x[:keep]
         x = self.res2(self.up2(self.res1(self.up1(x))))
         x = self.out(x)
         if tuple(x.shape[-2:]) != tuple(out_hw):
