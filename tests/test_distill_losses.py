@@ -57,6 +57,9 @@ def test_median_frequency_weights():
     np.testing.assert_allclose(w.numpy()[[0, 1, 2]], want[:3], rtol=1e-6)
     assert w[3] == 1.0 and w[4] == 10.0  # absent: 1; rare: clipped at max_weight
     assert torch.equal(losses.median_frequency_weights([0, 0]), torch.ones(2))
+    root = losses.median_frequency_weights([600, 300, 100, 0, 1], power=0.5)
+    np.testing.assert_allclose(root.numpy()[[0, 1, 2, 4]], np.minimum(np.sqrt(want), 10.0), rtol=1e-6)
+    assert root[3] == 1.0
 
 
 def test_cross_entropy_upsamples_and_rejects_bad_shapes():

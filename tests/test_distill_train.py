@@ -293,3 +293,4 @@ def test_label_loss_options_reach_the_teacher(tmp_path):
         C.load_config(None, [{"teacher": {"ce_top_fraction": 0}}])
     with pytest.raises(ValueError, match="train.ce_class_weighting"):
         C.load_config(None, [{"train": {"ce_class_weighting": "inverse"}}])
+    assert C.load_config(None, [{"teacher": {"ce_class_weighting": "median_frequency_sqrt"}}])

@@ -36,6 +36,8 @@ from ..io.presets import PRESETS
 
 METHODS = ("supervised", "kd", "evdistill")
 STAGES = ("teacher", "student")
+# train.ce_class_weighting -> the power of the median-frequency weights (None: unweighted)
+CE_CLASS_WEIGHTINGS = {"none": None, "median_frequency": 1.0, "median_frequency_sqrt": 0.5}
 
 DEFAULTS: dict[str, Any] = {
     "data": {
@@ -87,7 +89,7 @@ DEFAULTS: dict[str, Any] = {
         "warmup_start": 0.1,
         "grad_clip": None,
         # the label loss (teacher, supervised, evdistill + labels): class weights and hardest fraction
-        "ce_class_weighting": "none",  # none | median_frequency (SegNet, from the training labels)
+        "ce_class_weighting": "none",  # one of CE_CLASS_WEIGHTINGS (median frequency: SegNet, from the training labels)
         "ce_top_fraction": 1.0,  # 1 = every labelled pixel; e.g. 0.25 = bootstrapped CE on the hardest quarter
         "amp": True,
         "seed": 0,
@@ -195,8 +197,8 @@ def validate(cfg: dict) -> dict:
         raise ValueError("config: student.temperature must be > 0")
     for where in ("train", *STAGES):
         section = cfg["train"] if where == "train" else cfg[where]
-        if section.get("ce_class_weighting", "none") not in ("none", "median_frequency"):
-            raise ValueError(f"config: {where}.ce_class_weighting must be none or median_frequency, "
+        if section.get("ce_class_weighting", "none") not in CE_CLASS_WEIGHTINGS:
+            raise ValueError(f"config: {where}.ce_class_weighting must be one of {', '.join(CE_CLASS_WEIGHTINGS)}, "
                              f"got {section['ce_class_weighting']!r}")
         top = section.get("ce_top_fraction", 1.0)
         if not isinstance(top, (int, float)) or not 0 < float(top) <= 1:

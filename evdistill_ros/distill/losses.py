@@ -11,9 +11,10 @@ All functions take NCHW tensors and return a scalar tensor (mean over valid pixe
         losses), so the many easy road / sky pixels stop drowning the few hard small-object ones.
     CrossEntropy(weight=None, top_fraction=1.0)        that, configured once (the trainer's
         `train.ce_class_weighting` and `train.ce_top_fraction`), called as ce(logits, labels)
-    median_frequency_weights(counts, max_weight=10.0)
+    median_frequency_weights(counts, max_weight=10.0, power=1.0)
         SegNet's class balancing: median(f) / f_c with f_c the pixel frequency of class c
-        (classes absent from the counts get 1), clipped to `max_weight`.
+        (classes absent from the counts get 1), raised to `power` (0.5: the square root, a
+        gentler balance), clipped to `max_weight`.
     pixel_kd(student_logits, teacher_logits, temperature=1.0, mask=None)
         Pixel-wise distillation: KL(p_t || p_s) of the temperature-softened class
         distributions at every pixel, averaged over pixels, times T^2 (Hinton et al. so the
@@ -91,14 +92,15 @@ class CrossEntropy:
         return cross_entropy(logits, labels, weight=self.weight, top_fraction=self.top_fraction)
 
 
-def median_frequency_weights(counts, max_weight: float = 10.0) -> torch.Tensor:
-    """(C,) pixel counts per class -> (C,) float32 weights median(f) / f_c, absent classes 1, <= max_weight."""
+def median_frequency_weights(counts, max_weight: float = 10.0, power: float = 1.0) -> torch.Tensor:
+    """(C,) pixel counts per class -> (C,) float32 weights (median(f) / f_c) ** power, absent classes 1,
+    <= max_weight."""
     c = np.asarray(counts, dtype=np.float64)
     present = c > 0
     w = np.ones(c.shape)
     if present.any():
         f = c[present] / c.sum()
-        w[present] = np.median(f) / f
+        w[present] = (np.median(f) / f) ** float(power)
     return torch.from_numpy(np.minimum(w, float(max_weight)).astype(np.float32))
 
 

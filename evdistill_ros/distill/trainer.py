@@ -53,7 +53,7 @@ from ..io.pair_cache import PairCache, cache_samples, open_cache
 from ..models import Preprocessor, build_model, save_checkpoint
 from . import losses
 from .cache import extract_pairs
-from .config import model_config, stage_config
+from .config import CE_CLASS_WEIGHTINGS, model_config, stage_config
 from .dataset import PairDataset, ResumableSampler, collate
 from .ddp import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed, unwrap, wrap
 from .methods import Method, Networks, method_for
@@ -111,14 +111,16 @@ def class_pixel_counts(cache: PairCache, indices: np.ndarray, num_classes: int, 
 
 def label_loss(scfg: dict, cache: PairCache, indices: np.ndarray, num_classes: int, device: torch.device,
                log: Callable[[str], None]) -> losses.CrossEntropy:
-    """The stage's cross-entropy: `train.ce_class_weighting` (none | median_frequency, from the
-    training labels) and `train.ce_top_fraction` (1 = every labelled pixel; < 1 bootstrapped)."""
+    """The stage's cross-entropy: `train.ce_class_weighting` (none | median_frequency |
+    median_frequency_sqrt, from the training labels) and `train.ce_top_fraction` (1 = every labelled
+    pixel; < 1 bootstrapped)."""
     weighting, top = scfg.get("ce_class_weighting") or "none", float(scfg.get("ce_top_fraction") or 1.0)
     weight = None
-    if weighting == "median_frequency":
+    power = CE_CLASS_WEIGHTINGS[weighting]
+    if power is not None:
         counts = class_pixel_counts(cache, indices, num_classes)
-        weight = losses.median_frequency_weights(counts).to(device)
-        log("cross-entropy class weights (median frequency): "
+        weight = losses.median_frequency_weights(counts, power=power).to(device)
+        log(f"cross-entropy class weights ({weighting.replace('_', ' ')}): "
             + ", ".join(f"{w:.2f}" for w in weight.tolist()))
     return losses.CrossEntropy(weight, top)
 
