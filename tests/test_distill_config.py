@@ -35,6 +35,12 @@ def test_unknown_keys_and_bad_values_raise(tmp_path):
         C.load_config(tmp_path / "missing.yaml")
     with pytest.raises(ValueError, match="data.frame must be one of"):
         C.load_config(None, [{"data": {"frame": "bgr"}}])
+    with pytest.raises(ValueError, match="teacher.stepz"):  # a stage section is checked too
+        C.load_config(None, [{"teacher": {"stepz": 3}}])
+    with pytest.raises(ValueError, match="teacher.augment.crops"):
+        C.load_config(None, [{"teacher": {"augment": {"crops": None}}}])
+    with pytest.raises(ValueError, match="student.augment.crop must be"):
+        C.load_config(None, [{"student": {"augment": {"crop": [0, 5]}}}])
 
 
 def test_overrides_and_stage_sections():
@@ -42,6 +48,11 @@ def test_overrides_and_stage_sections():
     assert C.stage_config(cfg, "teacher")["lr"] == 0.05
     assert C.stage_config(cfg, "student")["steps"] == 7
     assert C.stage_config(cfg, "teacher")["steps"] == C.DEFAULTS["train"]["steps"]
+    # augmentation per stage: a teacher on whole frames, students on the shared crops
+    cfg = C.load_config(None, [C.parse_override("teacher.augment.crop=null"), {"augment": {"crop": [32, 48]}}])
+    assert C.augment_config(cfg, "teacher")["crop"] is None
+    assert C.augment_config(cfg, "student") == cfg["augment"] and cfg["augment"]["crop"] == [32, 48]
+    assert C.augment_config(cfg, "teacher")["scale"] == cfg["augment"]["scale"]
 
 
 def test_augment_same_geometry_for_events_aps_labels():

@@ -272,15 +272,19 @@ def test_label_loss_options_reach_the_teacher(tmp_path):
     """train.ce_class_weighting / ce_top_fraction (here as teacher-stage overrides) configure the
     label loss the method uses: median-frequency weights of the cached training labels."""
     from evdistill_ros.distill import losses
+    from evdistill_ros.distill.state import load_state
     from evdistill_ros.distill.trainer import class_pixel_counts, run_training
     from evdistill_ros.models import read_metadata
 
     bag = tmp_path / "b.bag"
     write_bag(bag, seed=3, frames=8)
     cfg = tiny_config(tmp_path, steps=2, ckpt_every=2)
-    cfg["teacher"] = {"ce_class_weighting": "median_frequency", "ce_top_fraction": 0.25}
+    cfg["teacher"] = {"ce_class_weighting": "median_frequency", "ce_top_fraction": 0.25, "augment": {"crop": [16, 24]}}
     logs: list[str] = []
     ckpt = run_training(cfg, [str(bag)], "teacher", progress=False, log=logs.append)
+    # the stage's augmentation is the one it trained with (and resumes against)
+    state = load_state(ckpt.parent / "state.pt")
+    assert state["fingerprint"]["augment"]["crop"] == [16, 24] and cfg["augment"]["crop"] == [32, 32]
     cache = open_cache(extract_pairs([str(bag)], cfg["data"], progress=False, log=lambda s: None))
     counts = class_pixel_counts(cache, np.arange(len(cache)), 6)
     assert counts.sum() == int((np.asarray(cache.labels) < 6).sum())
@@ -288,7 +292,8 @@ def test_label_loss_options_reach_the_teacher(tmp_path):
     line = next(m for m in logs if m.startswith("cross-entropy class weights"))
     assert line.endswith(", ".join(f"{w:.2f}" for w in want.tolist()))
     conf = read_metadata(ckpt)["training"]["config"]
-    assert conf["teacher"] == {"ce_class_weighting": "median_frequency", "ce_top_fraction": 0.25}
+    assert conf["teacher"] == {"ce_class_weighting": "median_frequency", "ce_top_fraction": 0.25,
+                               "augment": {"crop": [16, 24]}}
     with pytest.raises(ValueError, match="teacher.ce_top_fraction"):
         C.load_config(None, [{"teacher": {"ce_top_fraction": 0}}])
     with pytest.raises(ValueError, match="train.ce_class_weighting"):

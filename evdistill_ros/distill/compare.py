@@ -54,7 +54,7 @@ from ..io.pair_cache import open_cache
 from ..models import load_checkpoint
 from ..sim import simulate_sequence
 from .cache import extract_pairs
-from .config import DEFAULTS, merge, model_config, stage_config
+from .config import DEFAULTS, augment_config, merge, model_config, stage_config
 from .state import changed_keys, fingerprint, plain
 from .trainer import run_training, validate
 
@@ -176,7 +176,7 @@ def _settings(cfg: dict, stage: str) -> dict:
     cfg = copy.deepcopy(cfg)
     cfg["data"]["bags"] = [Path(b).name for b in cfg["data"]["bags"]]
     losses = {k: cfg["student"].get(k) for k in ("temperature", "affinity_nodes", "weights")} if stage == "student" else {}
-    return fingerprint(cfg, stage_config(cfg, stage), model_config(cfg, stage), losses)
+    return fingerprint(cfg, stage_config(cfg, stage), model_config(cfg, stage), losses, augment_config(cfg, stage))
 
 
 def _changed_settings(run_dir: Path, run_cfg: dict, bags: list[str], stage: str) -> list[str]:

@@ -129,11 +129,11 @@ DEFAULTS: dict[str, Any] = {
 }
 
 # Sections whose keys may be anything (free keyword arguments passed on).
-_FREE = {("data", "representation_params"), ("model",), ("teacher",), ("student", "weights"), ("compare", "fast_sim")}
+_FREE = {("data", "representation_params"), ("model",), ("student", "weights"), ("compare", "fast_sim")}
 # Keys a stage section may carry besides `train` keys.
 _STAGE_EXTRA = {
-    "teacher": {"model"},
-    "student": {"method", "use_labels", "teacher", "temperature", "affinity_nodes", "weights", "model"},
+    "teacher": {"model", "augment"},
+    "student": {"method", "use_labels", "teacher", "temperature", "affinity_nodes", "weights", "model", "augment"},
 }
 
 
@@ -155,6 +155,10 @@ def _check_keys(cfg: dict, ref: dict, path: tuple[str, ...]) -> None:
             allowed = set(DEFAULTS["train"]) | _STAGE_EXTRA[path[0]] | set(DEFAULTS.get(path[0], {}))
             if key not in allowed:
                 raise ValueError(f"config: unknown key {'.'.join(here)} (allowed: {', '.join(sorted(allowed))})")
+            if key == "augment":
+                if not isinstance(value, dict):
+                    raise ValueError(f"config: {'.'.join(here)} must be a mapping of augment keys")
+                _check_keys(value, DEFAULTS["augment"], here)
             if key == "weights" and isinstance(value, dict):
                 bad = set(value) - set(DEFAULTS["student"]["weights"])
                 if bad:
@@ -190,9 +194,10 @@ def validate(cfg: dict) -> dict:
         raise ValueError(f"config: data: {exc}") from None
     if d["resize"] is not None and (len(d["resize"]) != 2 or min(d["resize"]) <= 0):
         raise ValueError(f"config: data.resize must be [height, width], got {d['resize']!r}")
-    crop = cfg["augment"]["crop"]
-    if crop is not None and (len(crop) != 2 or min(crop) <= 0):
-        raise ValueError(f"config: augment.crop must be [height, width], got {crop!r}")
+    for where in ("augment", *(f"{st}.augment" for st in STAGES if "augment" in cfg[st])):
+        crop = augment_config(cfg, where.split(".")[0] if "." in where else None)["crop"]
+        if crop is not None and (not isinstance(crop, (list, tuple)) or len(crop) != 2 or min(crop) <= 0):
+            raise ValueError(f"config: {where}.crop must be [height, width] or null, got {crop!r}")
     if cfg["student"]["temperature"] <= 0:
         raise ValueError("config: student.temperature must be > 0")
     for where in ("train", *STAGES):
@@ -265,6 +270,13 @@ def stage_config(cfg: dict, stage: str) -> dict:
         if key in out:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def augment_config(cfg: dict, stage: str | None) -> dict:
+    """`augment` with the stage's `augment` overrides (e.g. a teacher on whole frames, students on crops)."""
+    if stage is None:
+        return copy.deepcopy(cfg["augment"])
+    return merge(cfg["augment"], cfg.get(stage, {}).get("augment", {}) or {})
 
 
 def model_config(cfg: dict, stage: str) -> dict:

@@ -76,11 +76,12 @@ def plain(cfg: dict) -> dict:
     return json.loads(json.dumps({k: v for k, v in cfg.items() if not k.startswith("_")}, default=str))
 
 
-def fingerprint(cfg: dict, scfg: dict, model_cfg: dict, method_fp: dict) -> dict:
-    """What a resumed run must share with the saved one (not logging/checkpoint cadence or device)."""
+def fingerprint(cfg: dict, scfg: dict, model_cfg: dict, method_fp: dict, augment_cfg: dict | None = None) -> dict:
+    """What a resumed run must share with the saved one (not logging/checkpoint cadence or device).
+    `augment_cfg`: the stage's augmentation (config.augment_config; default cfg["augment"])."""
     data = {k: v for k, v in cfg["data"].items() if k not in ("cache_dir", "val_bags")}
     fp = {"train": {k: v for k, v in scfg.items() if k not in _FREE_TRAIN_KEYS}, "model": model_cfg,
-          "data": data, "augment": cfg["augment"]}
+          "data": data, "augment": cfg["augment"] if augment_cfg is None else augment_cfg}
     if method_fp:
         fp["student"] = method_fp
     return plain(fp)

@@ -53,7 +53,7 @@ from ..io.pair_cache import PairCache, cache_samples, open_cache
 from ..models import Preprocessor, build_model, save_checkpoint
 from . import losses
 from .cache import extract_pairs
-from .config import CE_CLASS_WEIGHTINGS, model_config, stage_config
+from .config import CE_CLASS_WEIGHTINGS, augment_config, model_config, stage_config
 from .dataset import PairDataset, ResumableSampler, collate
 from .ddp import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed, unwrap, wrap
 from .methods import Method, Networks, method_for
@@ -239,7 +239,7 @@ def _train(cfg: dict, scfg: dict, method: Method, teacher_path: str | None, out_
     stats = norm_stats(cache, all_idx)
     if method.needs_labels and not cache.meta["labelled"]:
         raise ValueError(f"{name}: the training bags have no labels on {data['labels_topic']}")
-    dataset = PairDataset(cache, all_idx, augment=cfg["augment"], labelled_only=method.needs_labels)
+    dataset = PairDataset(cache, all_idx, augment=augment_config(cfg, method.stage), labelled_only=method.needs_labels)
     method.ce = label_loss(scfg, cache, dataset.indices, int(model_config(cfg, method.stage)["num_classes"]), device, say)
 
     # --- networks
@@ -265,7 +265,7 @@ def _train(cfg: dict, scfg: dict, method: Method, teacher_path: str | None, out_
     method_fp = method.fingerprint()
     if method.stage == "student":
         method_fp = {**method_fp, "teacher": str(teacher_path) if teacher_path else None}
-    fp = fingerprint(cfg, scfg, model_config(cfg, method.stage), method_fp)
+    fp = fingerprint(cfg, scfg, model_config(cfg, method.stage), method_fp, augment_config(cfg, method.stage))
     step = 0
     state_path, ckpt_path = run_dir / "state.pt", run_dir / "checkpoint.pt"
     if resume:
