@@ -223,7 +223,6 @@ class Street:
         lights: list[tuple[float, float, float, float]] = []
         # ground: one plane; the shader picks road / curb / sidewalk / grass from world X
         static.add((0, 0, 0), EX, EZ, -400.0, 400.0, -200.0, length + 400.0, rd.GROUND, ROAD, 1.0)
-        movers: list[tuple[np.ndarray, np.ndarray, float, float, float, float, float]] = []
         n_seg = int(np.ceil((length + 40.0) / SEGMENT))
         for side in (-1.0, 1.0):
             zone = "build"
@@ -257,7 +256,7 @@ class Street:
         self.max_len = float(np.max(zmax - zmin)) if len(rest) else 0.0
         self.lights = np.array(lights, dtype=np.float64).reshape(-1, 4)
         # moving objects: oncoming cars, lead car, pedestrians (all deterministic functions of t)
-        dyn_rows, dyn_obj, dyn_anim = [], [], []
+        dyn_rows, dyn_anim = [], []
         objs = []  # (x, z0, vz, kind, phase0, step_hz)  kind 0 linear, 1 lead car
         if moving_objects:
             dur = seconds if seconds is not None else len(trajectory.z) * trajectory.dt
@@ -295,7 +294,6 @@ class Street:
 
     # --- generation helpers --------------------------------------------------------------
     def _segment(self, rows: _Rows, lights: list, rng: np.random.Generator, side: float, z0: float, zone: str) -> None:
-        night = self.night
         if zone == "build":
             gap0 = rng.uniform(0, 2.5) if rng.random() < 0.3 else 0.0
             gap1 = rng.uniform(0, 2.5) if rng.random() < 0.3 else 0.0
