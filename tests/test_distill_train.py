@@ -294,6 +294,14 @@ def test_label_loss_options_reach_the_teacher(tmp_path):
     conf = read_metadata(ckpt)["training"]["config"]
     assert conf["teacher"] == {"ce_class_weighting": "median_frequency", "ce_top_fraction": 0.25,
                                "augment": {"crop": [16, 24]}}
+    # a student distilled on other crops than the teacher's is told so (16x24 teacher, 32x32 student)
+    kd_logs: list[str] = []
+    run_training(cfg, [str(bag)], "student", method="kd", teacher=str(ckpt), progress=False, log=kd_logs.append)
+    assert any("teacher trained on 16x24 crops, the student's batches are 32x32 crops" in m for m in kd_logs)
+    cfg["student"]["augment"] = {"crop": [16, 24]}
+    kd_logs.clear()
+    run_training(cfg, [str(bag)], "student", method="kd", teacher=str(ckpt), progress=False, log=kd_logs.append)
+    assert not any("teacher trained on" in m for m in kd_logs)
     with pytest.raises(ValueError, match="teacher.ce_top_fraction"):
         C.load_config(None, [{"teacher": {"ce_top_fraction": 0}}])
     with pytest.raises(ValueError, match="train.ce_class_weighting"):

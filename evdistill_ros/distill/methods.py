@@ -3,6 +3,7 @@
     method_for(stage, method=None, use_labels=False, student_cfg) -> Method
     Method: name, needs_labels, needs_teacher, modality ("aps" | "events")
         check_teacher(path)                       before any expensive work (one-line errors)
+        teacher_notes(path, augment)              what differs between the teacher's training input and ours
         build(model_cfg, cache, device, log) -> Networks
         metadata(data_cfg, cache, stats) -> dict  what the checkpoint says about its input
         fingerprint() -> dict                     what a resumed run must share
@@ -30,7 +31,7 @@ from ..events.spec import EventInput
 from ..io.pair_cache import PairCache
 from ..models import Preprocessor, build_a2e, build_model, load_checkpoint, load_pretrained, read_metadata
 from . import losses
-from .config import METHODS
+from .config import METHODS, augment_config
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,24 @@ class Method:
         if frame is not None and teacher_frame != frame:
             raise ValueError(f"--teacher {path} takes {teacher_frame} frames but data.frame is {frame}: "
                              f"set data.frame: {teacher_frame} (the teacher sees the frames it was trained on)")
+
+    def teacher_notes(self, path: str | None, augment: dict) -> list[str]:
+        """Warnings (not errors) when the student's batches crop differently from the teacher's
+        training: the teacher then labels inputs unlike any it was trained on."""
+        if not self.needs_teacher or not path:
+            return []
+        conf = (read_metadata(path).get("training") or {}).get("config") or {}
+        if "augment" not in conf:
+            return []
+        theirs, ours = augment_config(conf, "teacher")["crop"], augment["crop"]
+        if theirs == ours:
+            return []
+
+        def say(crop) -> str:
+            return "whole frames" if crop is None else f"{crop[0]}x{crop[1]} crops"
+        return [f"note: the teacher trained on {say(theirs)}, the student's batches are {say(ours)}: the teacher "
+                "labels inputs unlike its training ones (README, small classes: a whole-frame teacher distilled "
+                "on crops taught a worse student); set student.augment.crop to match"]
 
     def build(self, mcfg: dict, cache: PairCache, teacher_path: str | None, device: torch.device,
               log: Callable[[str], None]) -> Networks:

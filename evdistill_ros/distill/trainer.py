@@ -193,6 +193,8 @@ def run_training(config: dict, bags: list[str] | None = None, stage: str = "teac
         st.update(method=strategy.extra["method"], use_labels=use_labels)
     teacher = teacher or st.get("teacher")
     strategy.check_teacher(teacher, class_set(cfg["data"]["class_set"]), cfg["data"]["frame"])  # before any extraction or network is built
+    for note in strategy.teacher_notes(teacher, augment_config(cfg, stage)):
+        log(note)
     if bags:
         cfg["data"]["bags"] = list(bags)
 
