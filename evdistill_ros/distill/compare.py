@@ -422,7 +422,7 @@ def plot_compare(result: dict, out: Path) -> list[Path]:
                 ax.errorbar([k for k, _ in pts], [100 * r["miou"] for _, r in pts],
                             yerr=[100 * (r["miou_std"] or 0) for _, r in pts], marker="o", capsize=3,
                             label=base.replace("student_", "") + " (labelled + unlabelled)")
-                ax.set_xticks([k for k, _ in pts])
+            ax.set_xticks(sorted({0, *(k for pts in curves.values() for k, _ in pts)}))
             for ref, style in (("student_supervised", "--"), ("teacher", ":")):
                 if split in nets.get(ref, {}):
                     ax.axhline(100 * nets[ref][split]["miou"], ls=style, color="grey" if ref != "teacher" else "black",

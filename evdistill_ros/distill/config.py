@@ -194,9 +194,10 @@ def validate(cfg: dict) -> dict:
         raise ValueError(f"config: data: {exc}") from None
     if d["resize"] is not None and (len(d["resize"]) != 2 or min(d["resize"]) <= 0):
         raise ValueError(f"config: data.resize must be [height, width], got {d['resize']!r}")
-    for where in ("augment", *(f"{st}.augment" for st in STAGES if "augment" in cfg[st])):
-        crop = augment_config(cfg, where.split(".")[0] if "." in where else None)["crop"]
+    for stage in (None, *(st for st in STAGES if "augment" in cfg[st])):
+        crop = augment_config(cfg, stage)["crop"]
         if crop is not None and (not isinstance(crop, (list, tuple)) or len(crop) != 2 or min(crop) <= 0):
+            where = f"{stage}.augment" if stage else "augment"
             raise ValueError(f"config: {where}.crop must be [height, width] or null, got {crop!r}")
     if cfg["student"]["temperature"] <= 0:
         raise ValueError("config: student.temperature must be > 0")

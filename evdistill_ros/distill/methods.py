@@ -2,8 +2,8 @@
 
     method_for(stage, method=None, use_labels=False, student_cfg) -> Method
     Method: name, needs_labels, needs_teacher, modality ("aps" | "events")
-        check_teacher(path)                       before any expensive work (one-line errors)
-        teacher_notes(path, augment)              what differs between the teacher's training input and ours
+        check_teacher(path, classes, frame, augment) -> notes   before any expensive work (one-line
+                                                  errors; notes: warnings, e.g. other crops than the teacher's)
         build(model_cfg, cache, device, log) -> Networks
         metadata(data_cfg, cache, stats) -> dict  what the checkpoint says about its input
         fingerprint() -> dict                     what a resumed run must share
@@ -97,10 +97,13 @@ class Method:
     def weights(self) -> dict[str, float]:
         return self.losses.weights
 
-    def check_teacher(self, path: str | None, classes: ClassSet | None = None, frame: str | None = None) -> None:
-        """A teacher must be an APS-frame network: said in one line before any work is done."""
+    def check_teacher(self, path: str | None, classes: ClassSet | None = None, frame: str | None = None,
+                      augment: dict | None = None) -> list[str]:
+        """A teacher must be an APS-frame network: said in one line before any work is done. Returns
+        warnings (not errors): the student's batches crop differently from the teacher's training
+        (`augment`), so the teacher labels inputs unlike any it was trained on."""
         if not self.needs_teacher:
-            return
+            return []
         if not path:
             raise ValueError(f"method {self.name} needs a teacher checkpoint (--teacher or student.teacher)")
         meta = read_metadata(path)
@@ -114,14 +117,8 @@ class Method:
         if frame is not None and teacher_frame != frame:
             raise ValueError(f"--teacher {path} takes {teacher_frame} frames but data.frame is {frame}: "
                              f"set data.frame: {teacher_frame} (the teacher sees the frames it was trained on)")
-
-    def teacher_notes(self, path: str | None, augment: dict) -> list[str]:
-        """Warnings (not errors) when the student's batches crop differently from the teacher's
-        training: the teacher then labels inputs unlike any it was trained on."""
-        if not self.needs_teacher or not path:
-            return []
-        conf = (read_metadata(path).get("training") or {}).get("config") or {}
-        if "augment" not in conf:
+        conf = (meta.get("training") or {}).get("config") or {}
+        if augment is None or "augment" not in conf:
             return []
         theirs, ours = augment_config(conf, "teacher")["crop"], augment["crop"]
         if theirs == ours:

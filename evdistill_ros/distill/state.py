@@ -4,7 +4,7 @@
     load_state(path) -> dict    torch.load(weights_only=True): never unpickles code; a truncated
                                 or foreign file is a one-line ValueError naming it
     rng_state() / set_rng_state(s)   python, numpy, torch (and CUDA) RNGs as tensors / numbers
-    fingerprint(cfg, scfg, stage, model_cfg, method_fp) -> dict
+    fingerprint(cfg, scfg, model_cfg, method_fp, augment_cfg) -> dict
     changed_keys(old, new) -> list[str]   "a.b: old -> new" for each difference
 """
 from __future__ import annotations
@@ -76,12 +76,13 @@ def plain(cfg: dict) -> dict:
     return json.loads(json.dumps({k: v for k, v in cfg.items() if not k.startswith("_")}, default=str))
 
 
-def fingerprint(cfg: dict, scfg: dict, model_cfg: dict, method_fp: dict, augment_cfg: dict | None = None) -> dict:
+def fingerprint(cfg: dict, scfg: dict, model_cfg: dict, method_fp: dict, augment_cfg: dict) -> dict:
     """What a resumed run must share with the saved one (not logging/checkpoint cadence or device).
-    `augment_cfg`: the stage's augmentation (config.augment_config; default cfg["augment"])."""
+    `scfg`, `model_cfg`, `augment_cfg`: the stage's sections (config.stage_config, model_config,
+    augment_config)."""
     data = {k: v for k, v in cfg["data"].items() if k not in ("cache_dir", "val_bags")}
     fp = {"train": {k: v for k, v in scfg.items() if k not in _FREE_TRAIN_KEYS}, "model": model_cfg,
-          "data": data, "augment": cfg["augment"] if augment_cfg is None else augment_cfg}
+          "data": data, "augment": augment_cfg}
     if method_fp:
         fp["student"] = method_fp
     return plain(fp)

@@ -192,8 +192,9 @@ def run_training(config: dict, bags: list[str] | None = None, stage: str = "teac
     if stage == "student":
         st.update(method=strategy.extra["method"], use_labels=use_labels)
     teacher = teacher or st.get("teacher")
-    strategy.check_teacher(teacher, class_set(cfg["data"]["class_set"]), cfg["data"]["frame"])  # before any extraction or network is built
-    for note in strategy.teacher_notes(teacher, augment_config(cfg, stage)):
+    # before any extraction or network is built
+    for note in strategy.check_teacher(teacher, class_set(cfg["data"]["class_set"]), cfg["data"]["frame"],
+                                       augment_config(cfg, stage)):
         log(note)
     if bags:
         cfg["data"]["bags"] = list(bags)
