@@ -106,6 +106,10 @@ def main() -> int:
     print("|---|---:|---:|")
     for name, t in rows:
         print(f"| {name} | {1e3 * t:.1f} | {t / ref:.2f} |")
+    # what any step with this method's maths must do at least, with the generator and the head free
+    floor = rows[3][1] + rows[7][1]
+    print(f"| floor: teacher forward + student alone at 2B (generator and head free) | {1e3 * floor:.1f} | "
+          f"{floor / ref:.2f} |")
     return 0
 
 

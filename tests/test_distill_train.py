@@ -302,6 +302,13 @@ def test_label_loss_options_reach_the_teacher(tmp_path):
     kd_logs.clear()
     run_training(cfg, [str(bag)], "student", method="kd", teacher=str(ckpt), progress=False, log=kd_logs.append)
     assert not any("teacher trained on" in m for m in kd_logs)
+    # ... and of another rescaling range (the other half of the geometry)
+    cfg["student"]["augment"] = {"crop": [16, 24], "scale": [0.5, 2.0]}
+    kd_logs.clear()
+    run_training(cfg, [str(bag)], "student", method="kd", teacher=str(ckpt), progress=False, log=kd_logs.append)
+    want = ("teacher trained on 16x24 crops rescaled by 0.9-1.1, the student's batches are 16x24 crops rescaled by "
+            "0.5-2.0")
+    assert any(want in m and "student.augment.scale to match" in m for m in kd_logs), kd_logs
     with pytest.raises(ValueError, match="teacher.ce_top_fraction"):
         C.load_config(None, [{"teacher": {"ce_top_fraction": 0}}])
     with pytest.raises(ValueError, match="train.ce_class_weighting"):

@@ -63,6 +63,10 @@ class Networks:
         return [m for m in (self.net, self.a2e) if m is not None]
 
 
+def _as_list(value) -> list | None:
+    return None if value is None else [float(v) for v in value]
+
+
 def build_net(mcfg: dict, in_channels: int, with_reconstruction: bool = False,
               log: Callable[[str], None] = print, reconstruction_channels: int = 1) -> nn.Module:
     """A network from the `model` section (plus `model.pretrained`, adapted to `in_channels`)."""
@@ -120,15 +124,22 @@ class Method:
         conf = (meta.get("training") or {}).get("config") or {}
         if augment is None or "augment" not in conf:
             return []
-        theirs, ours = augment_config(conf, "teacher")["crop"], augment["crop"]
-        if theirs == ours:
+        theirs = augment_config(conf, "teacher")
+        # the geometry decides what a teacher's input looks like (photometric changes are APS-only noise)
+        differs = [k for k in ("crop", "scale") if _as_list(theirs.get(k)) != _as_list(augment.get(k))]
+        if not differs:
             return []
 
-        def say(crop) -> str:
-            return "whole frames" if crop is None else f"{crop[0]}x{crop[1]} crops"
-        return [f"note: the teacher trained on {say(theirs)}, the student's batches are {say(ours)}: the teacher "
+        def say(a: dict) -> str:
+            crop = a.get("crop")
+            text = "whole frames" if crop is None else f"{crop[0]}x{crop[1]} crops"
+            if "scale" in differs:
+                scale = a.get("scale")
+                text += " not rescaled" if scale is None else f" rescaled by {scale[0]}-{scale[1]}"
+            return text
+        return [f"note: the teacher trained on {say(theirs)}, the student's batches are {say(augment)}: the teacher "
                 "labels inputs unlike its training ones (README, small classes: a whole-frame teacher distilled "
-                "on crops taught a worse student); set student.augment.crop to match"]
+                f"on crops taught a worse student); set student.augment.{'/'.join(differs)} to match"]
 
     def build(self, mcfg: dict, cache: PairCache, teacher_path: str | None, device: torch.device,
               log: Callable[[str], None]) -> Networks:
