@@ -37,6 +37,19 @@ def test_entries_parse_and_refuse():
             parse_entry(bad)
 
 
+def test_reuse_settings_hold_the_kd_weighting_for_distilled_students_only():
+    """A finished supervised run is reusable whatever student.kd_class_weighting says (it has no KD);
+    a distilled one is not."""
+    from evdistill_ros.distill.compare import _settings
+    from evdistill_ros.distill.state import changed_keys
+
+    plain = C.load_config(None)
+    weighted = C.load_config(None, [{"student": {"kd_class_weighting": "median_frequency_sqrt"}}])
+    assert changed_keys(_settings(plain, "student", "supervised"), _settings(weighted, "student", "supervised")) == []
+    for method in ("kd", "evdistill"):
+        assert changed_keys(_settings(plain, "student", method), _settings(weighted, "student", method))
+
+
 def test_summary_is_the_statistics_of_the_seeds():
     def run(miou, sup):
         return {"teacher": {"normal": {"miou": 0.5, "miou_all": 0.4, "iou": {"a": 0.5, "b": None}}, "train_seconds": 1},

@@ -84,6 +84,32 @@ def test_pixel_kd_matches_numpy_kl(T):
     assert losses.pixel_kd(s, t, T, mask=mask).item() == pytest.approx(ref_m, rel=1e-5)
 
 
+@pytest.mark.parametrize("masked", [False, True])
+def test_class_weighted_pixel_kd_matches_plain_python(masked):
+    """Each pixel's KL weighted by the class of the teacher's argmax there, the weighted mean;
+    weights of ones are the plain KD."""
+    g = torch.Generator().manual_seed(3)
+    s, t = torch.randn(2, 4, 3, 5, generator=g), torch.randn(2, 4, 3, 5, generator=g)
+    weight = torch.tensor([0.25, 1.0, 3.0, 8.0])
+    mask = torch.rand(2, 3, 5, generator=g) > 0.4 if masked else None
+    ps, pt = _np_softmax(s.numpy().astype(np.float64), 1), _np_softmax(t.numpy().astype(np.float64), 1)
+    num = den = 0.0
+    for n in range(2):
+        for i in range(3):
+            for j in range(5):
+                if mask is not None and not mask[n, i, j]:
+                    continue
+                kl = sum(pt[n, c, i, j] * np.log(pt[n, c, i, j] / ps[n, c, i, j]) for c in range(4))
+                w = float(weight[int(np.argmax(pt[n, :, i, j]))])
+                num, den = num + w * kl, den + w
+    got = losses.pixel_kd(s, t, 1.0, mask=mask, class_weight=weight)
+    assert got.item() == pytest.approx(num / den, rel=1e-5)
+    assert losses.pixel_kd(s, t, mask=mask, class_weight=torch.ones(4)).item() == pytest.approx(
+        losses.pixel_kd(s, t, mask=mask).item(), rel=1e-6)
+    with pytest.raises(ValueError, match="class_weight has 3 entries for 4 classes"):
+        losses.pixel_kd(s, t, class_weight=torch.ones(3))
+
+
 def test_pixel_kd_zero_when_equal_and_grad_only_to_student():
     s = torch.randn(2, 6, 8, 8, requires_grad=True)
     t = s.detach().clone().requires_grad_()

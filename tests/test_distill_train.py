@@ -309,6 +309,27 @@ def test_label_loss_options_reach_the_teacher(tmp_path):
     want = ("teacher trained on 16x24 crops rescaled by 0.9-1.1, the student's batches are 16x24 crops rescaled by "
             "0.5-2.0")
     assert any(want in m and "student.augment.scale to match" in m for m in kd_logs), kd_logs
+    # student.kd_class_weighting: median-frequency weights of the teacher's low-resolution argmax over
+    # the training frames (the label-free student's labels are the teacher's), logged and fingerprinted
+    import torch
+
+    from evdistill_ros.models import Preprocessor, load_checkpoint
+    cfg["student"]["kd_class_weighting"] = "median_frequency"
+    kd_logs.clear()
+    kd = run_training(cfg, [str(bag)], "student", method="kd", teacher=str(ckpt), progress=False, log=kd_logs.append,
+                      out_dir=tmp_path / "kd_weighted")
+    net, meta = load_checkpoint(ckpt)
+    prep = Preprocessor.from_metadata({**meta, "input_size": None})
+    aps = torch.from_numpy(np.array(cache.aps[:])).float()[:, None] / 255.0
+    with torch.no_grad():
+        pred = net.eval()(prep(aps, layout="bchw"), return_features=True)["logits_lowres"].argmax(1)
+    want = losses.median_frequency_weights(np.bincount(pred.flatten().numpy(), minlength=6))
+    line = next(m for m in kd_logs if m.startswith("pixel KD class weights (median frequency, from the teacher's "
+                                                   f"predictions on {len(cache)} training frames)"))
+    assert line.endswith(", ".join(f"{w:.2f}" for w in want.tolist())), (line, want)
+    assert load_state(kd.parent / "state.pt")["fingerprint"]["student"]["kd_class_weighting"] == "median_frequency"
+    with pytest.raises(ValueError, match="student.kd_class_weighting"):
+        C.load_config(None, [{"student": {"kd_class_weighting": "inverse"}}])
     with pytest.raises(ValueError, match="teacher.ce_top_fraction"):
         C.load_config(None, [{"teacher": {"ce_top_fraction": 0}}])
     with pytest.raises(ValueError, match="train.ce_class_weighting"):

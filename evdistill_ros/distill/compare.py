@@ -170,23 +170,25 @@ def _finished(metrics: Path) -> dict | None:
     return m if m.get("step") == m.get("steps") else None
 
 
-def _settings(cfg: dict, stage: str) -> dict:
-    """What a run's result depends on: the trainer's resume fingerprint plus the loss settings.
-    Bags by name: compare names its bags by kind and simulator seed (data/sim.json pins the rest)."""
+def _settings(cfg: dict, stage: str, method: str | None = None) -> dict:
+    """What a run's result depends on: the trainer's resume fingerprint plus the loss settings
+    (the KD class weighting for the methods that distil). Bags by name: compare names its bags by
+    kind and simulator seed (data/sim.json pins the rest)."""
     cfg = copy.deepcopy(cfg)
     cfg["data"]["bags"] = [Path(b).name for b in cfg["data"]["bags"]]
-    losses = {k: cfg["student"].get(k) for k in ("temperature", "affinity_nodes", "weights")} if stage == "student" else {}
+    keys = ("temperature", "affinity_nodes", "weights") + (("kd_class_weighting",) if method in ("kd", "evdistill") else ())
+    losses = {k: cfg["student"].get(k) for k in keys} if stage == "student" else {}
     return fingerprint(cfg, stage_config(cfg, stage), model_config(cfg, stage), losses, augment_config(cfg, stage))
 
 
-def _changed_settings(run_dir: Path, run_cfg: dict, bags: list[str], stage: str) -> list[str]:
+def _changed_settings(run_dir: Path, run_cfg: dict, bags: list[str], stage: str, method: str | None = None) -> list[str]:
     saved_path = run_dir / "config.yaml"
     if not saved_path.is_file():
         return ["config.yaml missing"]
     saved = merge(copy.deepcopy(DEFAULTS), yaml.safe_load(saved_path.read_text()))  # keys added since: defaults
     new = plain(run_cfg)
     new["data"]["bags"] = list(bags)
-    return changed_keys(_settings(saved, stage), _settings(new, stage))
+    return changed_keys(_settings(saved, stage, method), _settings(new, stage, method))
 
 
 def _pin_simulation(out: Path, c: dict) -> None:
@@ -241,7 +243,7 @@ def run_compare(config: dict, out_dir: str | os.PathLike | None = None, progress
         def train_one(name: str, run_cfg: dict, bags: list[str], **kw) -> Path:
             done = _finished(where / name / "metrics.json")
             if done:
-                changes = _changed_settings(where / name, run_cfg, bags, kw["stage"])
+                changes = _changed_settings(where / name, run_cfg, bags, kw["stage"], kw.get("method"))
                 if changes:
                     raise ValueError(f"{where / name}: finished with other settings ({'; '.join(changes[:3])}): "
                                      "delete it or use another --out")

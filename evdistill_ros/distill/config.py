@@ -36,7 +36,8 @@ from ..io.presets import PRESETS
 
 METHODS = ("supervised", "kd", "evdistill")
 STAGES = ("teacher", "student")
-# train.ce_class_weighting -> the power of the median-frequency weights (None: unweighted)
+# train.ce_class_weighting and student.kd_class_weighting -> the power of the median-frequency
+# weights (None: unweighted)
 CE_CLASS_WEIGHTINGS = {"none": None, "median_frequency": 1.0, "median_frequency_sqrt": 0.5}
 
 DEFAULTS: dict[str, Any] = {
@@ -109,6 +110,8 @@ DEFAULTS: dict[str, Any] = {
         "teacher": None,
         "temperature": 1.0,
         "affinity_nodes": 16,
+        # pixel KD class weights (kd, evdistill): one of CE_CLASS_WEIGHTINGS, from the teacher's predictions
+        "kd_class_weighting": "none",
         "weights": {"ce": 10.0, "recon": 10.0, "pixel": 20.0, "affinity": 0.1, "a2e": 1.0, "a2e_gen": 1.0},
     },
     "compare": {
@@ -133,7 +136,8 @@ _FREE = {("data", "representation_params"), ("model",), ("student", "weights"), 
 # Keys a stage section may carry besides `train` keys.
 _STAGE_EXTRA = {
     "teacher": {"model", "augment"},
-    "student": {"method", "use_labels", "teacher", "temperature", "affinity_nodes", "weights", "model", "augment"},
+    "student": {"method", "use_labels", "teacher", "temperature", "affinity_nodes", "kd_class_weighting", "weights",
+                "model", "augment"},
 }
 
 
@@ -201,6 +205,9 @@ def validate(cfg: dict) -> dict:
             raise ValueError(f"config: {where}.crop must be [height, width] or null, got {crop!r}")
     if cfg["student"]["temperature"] <= 0:
         raise ValueError("config: student.temperature must be > 0")
+    if cfg["student"]["kd_class_weighting"] not in CE_CLASS_WEIGHTINGS:
+        raise ValueError(f"config: student.kd_class_weighting must be one of {', '.join(CE_CLASS_WEIGHTINGS)}, "
+                         f"got {cfg['student']['kd_class_weighting']!r}")
     for where in ("train", *STAGES):
         section = cfg["train"] if where == "train" else cfg[where]
         if section.get("ce_class_weighting", "none") not in CE_CLASS_WEIGHTINGS:

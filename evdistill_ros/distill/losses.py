@@ -15,10 +15,11 @@ All functions take NCHW tensors and return a scalar tensor (mean over valid pixe
         SegNet's class balancing: median(f) / f_c with f_c the pixel frequency of class c
         (classes absent from the counts get 1), raised to `power` (0.5: the square root, a
         gentler balance), clipped to `max_weight`.
-    pixel_kd(student_logits, teacher_logits, temperature=1.0, mask=None)
+    pixel_kd(student_logits, teacher_logits, temperature=1.0, mask=None, class_weight=None)
         Pixel-wise distillation: KL(p_t || p_s) of the temperature-softened class
         distributions at every pixel, averaged over pixels, times T^2 (Hinton et al. so the
-        gradient scale does not depend on T). EvDistill's L_KD (paper Eq. 5) is this KL with
+        gradient scale does not depend on T). `class_weight` (C,): each pixel weighted by the
+        class of the teacher's argmax there, the weighted mean (as a weighted cross-entropy's). EvDistill's L_KD (paper Eq. 5) is this KL with
         the teacher's per-pixel softmax as target; same as the pixel-wise term of
         Liu et al. "Structured Knowledge Distillation for Semantic Segmentation" (CVPR'19),
         which EvDistill builds on. Zero iff the two distributions agree.
@@ -105,10 +106,11 @@ def median_frequency_weights(counts, max_weight: float = 10.0, power: float = 1.
 
 
 def pixel_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0,
-             mask: torch.Tensor | None = None) -> torch.Tensor:
+             mask: torch.Tensor | None = None, class_weight: torch.Tensor | None = None) -> torch.Tensor:
     """T^2 * mean over pixels of KL(softmax(t/T) || softmax(s/T)); teacher gets no gradient.
 
-    `mask` (N,H,W) bool at the student's resolution selects the pixels that count.
+    `mask` (N,H,W) bool at the student's resolution selects the pixels that count; `class_weight`
+    (C,) weights each pixel by the teacher's argmax class (weighted mean).
     """
     if student_logits.shape[:2] != teacher_logits.shape[:2]:
         raise ValueError(f"pixel_kd: student {tuple(student_logits.shape)} and teacher "
@@ -119,11 +121,20 @@ def pixel_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tempera
     log_ps = F.log_softmax(student_logits.float() / temperature, dim=1)
     log_pt = F.log_softmax(teacher_logits / temperature, dim=1)
     kl = (log_pt.exp() * (log_pt - log_ps)).sum(dim=1)  # (N, H, W)
+    w = None
+    if class_weight is not None:
+        if class_weight.numel() != student_logits.shape[1]:
+            raise ValueError(f"pixel_kd: class_weight has {class_weight.numel()} entries for "
+                             f"{student_logits.shape[1]} classes")
+        w = class_weight.to(kl.device, torch.float32)[teacher_logits.argmax(dim=1)]
     if mask is not None:
         mask = mask.to(kl.device, torch.bool)
         if not bool(mask.any()):
             return student_logits.sum() * 0.0
         kl = kl[mask]
+        w = w[mask] if w is not None else None
+    if w is not None:
+        return (kl * w).sum() / w.sum().clamp_min(1e-12) * temperature ** 2
     return kl.mean() * temperature ** 2
 
 

@@ -5,6 +5,7 @@
         check_teacher(path, classes, frame, augment) -> notes   before any expensive work (one-line
                                                   errors; notes: warnings, e.g. other crops than the teacher's)
         build(model_cfg, cache, device, log) -> Networks
+        prepare(nets, cache, indices, device, log)  once before the first step (the KD class weights)
         metadata(data_cfg, cache, stats) -> dict  what the checkpoint says about its input
         fingerprint() -> dict                     what a resumed run must share
         loss_terms(nets, ev, aps01, label) -> dict unweighted terms (weights in `weights`)
@@ -22,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -31,7 +33,8 @@ from ..events.spec import EventInput
 from ..io.pair_cache import PairCache
 from ..models import Preprocessor, build_a2e, build_model, load_checkpoint, load_pretrained, read_metadata
 from . import losses
-from .config import METHODS, augment_config
+from ..models.preprocess import unit_scale
+from .config import CE_CLASS_WEIGHTINGS, METHODS, augment_config
 
 
 @dataclass(frozen=True)
@@ -41,11 +44,12 @@ class LossConfig:
     weights: dict[str, float]
     temperature: float
     affinity_nodes: int
+    kd_class_weighting: str = "none"  # one of config.CE_CLASS_WEIGHTINGS, counted on the teacher's predictions
 
     @classmethod
     def from_config(cls, student: dict) -> "LossConfig":
         return cls({k: float(v) for k, v in student["weights"].items()}, float(student["temperature"]),
-                   int(student["affinity_nodes"]))
+                   int(student["affinity_nodes"]), str(student.get("kd_class_weighting") or "none"))
 
 
 @dataclass
@@ -96,6 +100,7 @@ class Method:
     needs_teacher: bool = False
     extra: dict[str, Any] = field(default_factory=dict)  # recorded in the checkpoint's training metadata
     ce: losses.CrossEntropy = field(default_factory=losses.CrossEntropy)  # the label loss (trainer configures it)
+    kd_weight: torch.Tensor | None = None  # per-class weights of the pixel KD terms (prepare sets them)
 
     @property
     def weights(self) -> dict[str, float]:
@@ -154,6 +159,28 @@ class Method:
     def _reconstruction(self) -> bool:
         return False
 
+    def prepare(self, nets: Networks, cache: PairCache, indices, device: torch.device,
+                log: Callable[[str], None], max_frames: int = 256) -> None:
+        """`student.kd_class_weighting`: the pixel KD terms weight each pixel by the class the teacher
+        gives it, median-frequency weights of the teacher's predictions (its low-resolution argmax,
+        what the KD sees) on up to `max_frames` evenly spaced training frames: the label-free
+        student's version of `train.ce_class_weighting`, whose labels are the teacher's."""
+        power = CE_CLASS_WEIGHTINGS[self.losses.kd_class_weighting]
+        if power is None or not self.needs_teacher:
+            return
+        idx = np.asarray(indices)
+        pick = np.unique(idx[np.linspace(0, len(idx) - 1, min(max_frames, len(idx))).astype(np.int64)])
+        counts = None
+        for s in range(0, len(pick), 16):
+            aps = unit_scale(torch.from_numpy(np.array(cache.aps[pick[s:s + 16]])))
+            aps = aps[:, None] if aps.dim() == 3 else aps.permute(0, 3, 1, 2)  # (B, 1|3, H, W), as a batch
+            logits = self._teacher_out(nets, aps.to(device))["logits_lowres"]
+            n = np.bincount(logits.argmax(1).flatten().cpu().numpy(), minlength=logits.shape[1])
+            counts = n if counts is None else counts + n
+        self.kd_weight = losses.median_frequency_weights(counts, power=power).to(device)
+        log(f"pixel KD class weights ({self.losses.kd_class_weighting.replace('_', ' ')}, from the teacher's "
+            f"predictions on {len(pick)} training frames): " + ", ".join(f"{w:.2f}" for w in self.kd_weight.tolist()))
+
     def metadata(self, data_cfg: dict, stats: dict) -> tuple[Any, dict]:
         """(representation, preprocessing) for the checkpoint. "resize": "area" names the
         conversion the cache applied (frames.resize), so inference repeats it."""
@@ -162,8 +189,11 @@ class Method:
             "mean": stats["events_mean"], "std": stats["events_std"]}
 
     def fingerprint(self) -> dict:
-        return {"temperature": self.losses.temperature, "affinity_nodes": self.losses.affinity_nodes,
-                "weights": self.losses.weights, **self.extra}
+        fp = {"temperature": self.losses.temperature, "affinity_nodes": self.losses.affinity_nodes,
+              "weights": self.losses.weights, **self.extra}
+        if self.needs_teacher and self.losses.kd_class_weighting != "none":  # (runs from before the option resume)
+            fp["kd_class_weighting"] = self.losses.kd_class_weighting
+        return fp
 
     def loss_terms(self, nets: Networks, ev: torch.Tensor | None, aps01: torch.Tensor, label: torch.Tensor) -> dict:
         raise NotImplementedError
@@ -210,7 +240,8 @@ class KD(Method):
     def loss_terms(self, nets, ev, aps01, label) -> dict:
         t_out = self._teacher_out(nets, aps01)
         out = nets.net(ev, return_features=True)
-        return {"pixel": losses.pixel_kd(out["logits_lowres"], t_out["logits_lowres"], self.losses.temperature)}
+        return {"pixel": losses.pixel_kd(out["logits_lowres"], t_out["logits_lowres"], self.losses.temperature,
+                                         class_weight=self.kd_weight)}
 
 
 class EvDistill(Method):
@@ -250,11 +281,11 @@ class EvDistill(Method):
         if w["recon"] > 0:
             terms["recon"] = losses.reconstruction_loss(out["reconstruction"], aps01)
         if w["pixel"] > 0:
-            terms["pixel"] = losses.pixel_kd(out["logits_lowres"][:B], t_out["logits_lowres"], T)
+            terms["pixel"] = losses.pixel_kd(out["logits_lowres"][:B], t_out["logits_lowres"], T, class_weight=self.kd_weight)
         if w["affinity"] > 0:
             terms["affinity"] = losses.affinity_kd(out["aspp"][:B], t_out["aspp"], self.losses.affinity_nodes)
         if inputs.shape[0] > B:
-            terms["a2e"] = losses.pixel_kd(out["logits_lowres"][B:], t_out["logits_lowres"], T)
+            terms["a2e"] = losses.pixel_kd(out["logits_lowres"][B:], t_out["logits_lowres"], T, class_weight=self.kd_weight)
         return terms
 
 

@@ -250,6 +250,7 @@ def _train(cfg: dict, scfg: dict, method: Method, teacher_path: str | None, out_
     seed_everything(int(scfg["seed"]))
     nets = method.build(model_config(cfg, method.stage), cache, teacher_path, device, say)
     net, a2e = nets.net, nets.a2e
+    method.prepare(nets, cache, dataset.indices, device, say)
     for m in nets.trained():
         m.to(device).train()
     params = [p for m in nets.trained() for p in m.named_parameters()]
