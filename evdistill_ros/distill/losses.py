@@ -19,8 +19,8 @@ All functions take NCHW tensors and return a scalar tensor (mean over valid pixe
         Pixel-wise distillation: KL(p_t || p_s) of the temperature-softened class
         distributions at every pixel, averaged over pixels, times T^2 (Hinton et al. so the
         gradient scale does not depend on T). `class_weight` (C,): each pixel weighted by the
-        class of the teacher's argmax there, the weighted mean (as a weighted cross-entropy's). EvDistill's L_KD (paper Eq. 5) is this KL with
-        the teacher's per-pixel softmax as target; same as the pixel-wise term of
+        class of the teacher's argmax there, the weighted mean (as a weighted cross-entropy's).
+        EvDistill's L_KD (paper Eq. 5) is this KL with the teacher's per-pixel softmax as target; same as the pixel-wise term of
         Liu et al. "Structured Knowledge Distillation for Semantic Segmentation" (CVPR'19),
         which EvDistill builds on. Zero iff the two distributions agree.
     affinity_matrix(features, nodes=16)

@@ -32,8 +32,8 @@ from ..classes import ClassSet, class_set_of
 from ..events.spec import EventInput
 from ..io.pair_cache import PairCache
 from ..models import Preprocessor, build_a2e, build_model, load_checkpoint, load_pretrained, read_metadata
-from . import losses
 from ..models.preprocess import unit_scale
+from . import losses
 from .config import CE_CLASS_WEIGHTINGS, METHODS, augment_config
 
 
@@ -177,6 +177,8 @@ class Method:
             logits = self._teacher_out(nets, aps.to(device))["logits_lowres"]
             n = np.bincount(logits.argmax(1).flatten().cpu().numpy(), minlength=logits.shape[1])
             counts = n if counts is None else counts + n
+        if counts is None:  # no training frames: the trainer stops on that itself
+            return
         self.kd_weight = losses.median_frequency_weights(counts, power=power).to(device)
         log(f"pixel KD class weights ({self.losses.kd_class_weighting.replace('_', ' ')}, from the teacher's "
             f"predictions on {len(pick)} training frames): " + ", ".join(f"{w:.2f}" for w in self.kd_weight.tolist()))
