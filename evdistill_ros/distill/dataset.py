@@ -13,6 +13,7 @@
         the same count, drop_last per rank batch) that yields (index, seed) pairs forever,
         epoch after epoch, starting at global step `start_step`: resuming at step k yields
         exactly what an uninterrupted run yields from its k-th batch on.
+    aps_batch(raw) -> (B, 1|3, H, W)  cached APS frames as the network-side tensor (items use it too)
     split_indices(cache, val_fraction, seed) -> (train, val) index arrays split by bag when there
         are several bags, else by time (last fraction of frames), never interleaved.
 """
@@ -63,8 +64,7 @@ class PairDataset(Dataset):
         j = int(self.indices[int(i)])
         c = self.cache
         events = torch.from_numpy(np.array(c.events[j], dtype=np.float32))
-        aps = unit_scale(torch.from_numpy(np.array(c.aps[j])))  # the inference path's scaling
-        aps = aps[None] if aps.dim() == 2 else aps.permute(2, 0, 1).contiguous()  # (1|3, H, W)
+        aps = aps_batch(np.array(c.aps[j:j + 1]))[0]  # (1|3, H, W)
         label = torch.from_numpy(np.array(c.labels[j], dtype=np.int64))
         if self.augment is not None:
             rng = np.random.default_rng(seed if seed is not None else j)
@@ -119,6 +119,13 @@ def split_indices(cache: PairCache, val_fraction: float, seed: int = 0) -> tuple
         return np.flatnonzero(~np.isin(bag, list(val_bags))), val
     cut = int(n * (1 - val_fraction))
     return np.arange(cut), np.arange(cut, n)
+
+
+def aps_batch(raw: np.ndarray) -> torch.Tensor:
+    """Cached APS frames, (B, H, W) grey or (B, H, W, 3) colour -> (B, 1|3, H, W) float32 in [0, 1]
+    (the inference path's scaling, models.preprocess.unit_scale)."""
+    aps = unit_scale(torch.from_numpy(np.ascontiguousarray(raw)))
+    return aps[:, None] if aps.dim() == 3 else aps.permute(0, 3, 1, 2).contiguous()
 
 
 def collate(items: list[dict]) -> dict:

@@ -32,9 +32,9 @@ from ..classes import ClassSet, class_set_of
 from ..events.spec import EventInput
 from ..io.pair_cache import PairCache
 from ..models import Preprocessor, build_a2e, build_model, load_checkpoint, load_pretrained, read_metadata
-from ..models.preprocess import unit_scale
 from . import losses
 from .config import CE_CLASS_WEIGHTINGS, METHODS, augment_config
+from .dataset import aps_batch
 
 
 @dataclass(frozen=True)
@@ -172,8 +172,7 @@ class Method:
         pick = np.unique(idx[np.linspace(0, len(idx) - 1, min(max_frames, len(idx))).astype(np.int64)])
         counts = None
         for s in range(0, len(pick), 16):
-            aps = unit_scale(torch.from_numpy(np.array(cache.aps[pick[s:s + 16]])))
-            aps = aps[:, None] if aps.dim() == 3 else aps.permute(0, 3, 1, 2)  # (B, 1|3, H, W), as a batch
+            aps = aps_batch(np.array(cache.aps[pick[s:s + 16]]))  # as the training batches hold them
             logits = self._teacher_out(nets, aps.to(device))["logits_lowres"]
             n = np.bincount(logits.argmax(1).flatten().cpu().numpy(), minlength=logits.shape[1])
             counts = n if counts is None else counts + n
@@ -283,11 +282,13 @@ class EvDistill(Method):
         if w["recon"] > 0:
             terms["recon"] = losses.reconstruction_loss(out["reconstruction"], aps01)
         if w["pixel"] > 0:
-            terms["pixel"] = losses.pixel_kd(out["logits_lowres"][:B], t_out["logits_lowres"], T, class_weight=self.kd_weight)
+            terms["pixel"] = losses.pixel_kd(out["logits_lowres"][:B], t_out["logits_lowres"], T,
+                                             class_weight=self.kd_weight)
         if w["affinity"] > 0:
             terms["affinity"] = losses.affinity_kd(out["aspp"][:B], t_out["aspp"], self.losses.affinity_nodes)
         if inputs.shape[0] > B:
-            terms["a2e"] = losses.pixel_kd(out["logits_lowres"][B:], t_out["logits_lowres"], T, class_weight=self.kd_weight)
+            terms["a2e"] = losses.pixel_kd(out["logits_lowres"][B:], t_out["logits_lowres"], T,
+                                           class_weight=self.kd_weight)
         return terms
 
 
