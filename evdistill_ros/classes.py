@@ -8,10 +8,14 @@ so nodes, evaluation, overlays and legends follow the network they run.
         .num_classes, .colorize(labels), .validate(label, where), .to_dict(), ClassSet.from_dict(d)
     CLASS_SETS    {"ddd17": 6 classes (DDD17 / Ev-SegNet / EvDistill), "dsec11": DSEC-Semantic's
                   11, "dsec19": Cityscapes' 19 train ids (DSEC-Semantic's 19classes), "sim": the
-                  simulator's 12 (road ... sky; maps onto ddd17 and dsec11)}
+                  simulator's 12 (road ... sky; maps onto ddd17 and dsec11)}; "cityscapes" names
+                  dsec19 (CLASS_SET_ALIASES)
     class_set(name_or_yaml) -> ClassSet
     class_set_of(checkpoint metadata) -> ClassSet   ("ddd17" for checkpoints that name none)
     class_map(source, target) -> (256,) uint8 lookup table; ValueError when no mapping is known
+    class_matrix(source, target) -> (K_source, K_target) float32 0/1 matrix of the same mapping:
+                  probabilities of a `source` network map to `target` as p @ M (each target class
+                  the sum of its source classes; distillation maps a teacher's soft output so)
 
 DDD17's set stays the package default (the names below):
     CLASS_NAMES   ("flat", "background", "object", "vegetation", "human", "vehicle"), id = index
@@ -170,6 +174,8 @@ SIM = ClassSet("sim", ("road", "sidewalk", "building", "wall", "vegetation", "te
                ((128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (107, 142, 35), (152, 251, 152),
                 (153, 153, 153), (220, 220, 0), (250, 170, 30), (0, 0, 142), (220, 20, 60), (70, 130, 180)))
 CLASS_SETS: dict[str, ClassSet] = {c.name: c for c in (DDD17, DSEC11, DSEC19, SIM)}
+# other names of built-in sets (teacher cards name what the network was trained on)
+CLASS_SET_ALIASES: dict[str, str] = {"cityscapes": "dsec19"}
 
 # Mappings between sets, by class name (this package's convention, README "Class sets"): each
 # source class goes to the coarser class that contains it. 19 -> 11: sky is background,
@@ -226,6 +232,20 @@ def class_map(source: ClassSet | str, target: ClassSet | str) -> np.ndarray:
     return lut
 
 
+def class_matrix(source: ClassSet | str, target: ClassSet | str) -> np.ndarray:
+    """(K_source, K_target) float32 with M[s, t] = 1 where class_map takes s to t: a probability
+    vector over `source` classes times M sums the probabilities of each target class's sources."""
+    src = class_set(source) if isinstance(source, str) else source
+    dst = class_set(target) if isinstance(target, str) else target
+    lut = class_map(src, dst)[: src.num_classes]
+    if np.any(lut >= dst.num_classes):  # a source class mapped to ignore has no target to add to
+        raise ValueError(f"mapping {src.name} -> {dst.name} sends {src.names[int(np.argmax(lut >= dst.num_classes))]!r} "
+                         "to ignore: its probability would be lost")
+    m = np.zeros((src.num_classes, dst.num_classes), np.float32)
+    m[np.arange(src.num_classes), lut] = 1.0
+    return m
+
+
 _USER_MAPS: dict[tuple[str, str], dict[str, str]] = {}
 
 
@@ -233,6 +253,7 @@ def class_set(name_or_path: str | os.PathLike) -> ClassSet:
     """A built-in set by name, or a YAML file: {name, classes: [...], palette: [[r, g, b], ...],
     ignore_index: 255, maps_to: {ddd17: {my class: ddd17 class, ...}}} (palette optional)."""
     key = str(name_or_path)
+    key = CLASS_SET_ALIASES.get(key, key)
     if key in CLASS_SETS:
         return CLASS_SETS[key]
     path = Path(key)

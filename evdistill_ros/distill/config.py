@@ -36,6 +36,7 @@ from ..io.presets import PRESETS
 
 METHODS = ("supervised", "kd", "evdistill")
 STAGES = ("teacher", "student")
+TEACHER_OUTPUTS = ("auto", "cached", "live")
 # train.ce_class_weighting and student.kd_class_weighting -> the power of the median-frequency
 # weights (None: unweighted)
 CE_CLASS_WEIGHTINGS = {"none": None, "median_frequency": 1.0, "median_frequency_sqrt": 0.5}
@@ -112,6 +113,10 @@ DEFAULTS: dict[str, Any] = {
         "affinity_nodes": 16,
         # pixel KD class weights (kd, evdistill): one of CE_CLASS_WEIGHTINGS, from the teacher's predictions
         "kd_class_weighting": "none",
+        # the teacher's soft predictions: cached (run once per training frame, stored beside the pair
+        # cache, augmented like the labels) | live (run on every batch) | auto (cached for a teacher
+        # card, live for this package's teachers, whose photometric augmentation then reaches the teacher)
+        "teacher_outputs": "auto",
         "weights": {"ce": 10.0, "recon": 10.0, "pixel": 20.0, "affinity": 0.1, "a2e": 1.0, "a2e_gen": 1.0},
     },
     "compare": {
@@ -137,7 +142,7 @@ _FREE = {("data", "representation_params"), ("model",), ("student", "weights"), 
 _STAGE_EXTRA = {
     "teacher": {"model", "augment"},
     "student": {"method", "use_labels", "teacher", "temperature", "affinity_nodes", "kd_class_weighting", "weights",
-                "model", "augment"},
+                "teacher_outputs", "model", "augment"},
 }
 
 
@@ -208,6 +213,9 @@ def validate(cfg: dict) -> dict:
     if cfg["student"]["kd_class_weighting"] not in CE_CLASS_WEIGHTINGS:
         raise ValueError(f"config: student.kd_class_weighting must be one of {', '.join(CE_CLASS_WEIGHTINGS)}, "
                          f"got {cfg['student']['kd_class_weighting']!r}")
+    if cfg["student"]["teacher_outputs"] not in TEACHER_OUTPUTS:
+        raise ValueError(f"config: student.teacher_outputs must be one of {', '.join(TEACHER_OUTPUTS)}, "
+                         f"got {cfg['student']['teacher_outputs']!r}")
     for where in ("train", *STAGES):
         section = cfg["train"] if where == "train" else cfg[where]
         if section.get("ce_class_weighting", "none") not in CE_CLASS_WEIGHTINGS:

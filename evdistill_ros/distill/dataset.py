@@ -19,7 +19,9 @@
 """
 from __future__ import annotations
 
+import os
 import zlib
+from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -45,6 +47,14 @@ class PairDataset(Dataset):
         self.indices = idx
         self.augment = augment
         self.crop = tuple(crop) if crop else None
+        self.teacher_outputs_path: Path | None = None
+        self.teacher_outputs: np.ndarray | None = None
+
+    def use_teacher_outputs(self, path: str | os.PathLike) -> None:
+        """Items carry "teacher": the stored teacher log-probabilities of their frame (distill.teacher)
+        plus a validity map, through the same geometry as the label (K + 1, h, w) float32."""
+        self.teacher_outputs_path = Path(path)
+        self.teacher_outputs = np.load(self.teacher_outputs_path / "log_probs.npy", mmap_mode="r")
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -53,11 +63,14 @@ class PairDataset(Dataset):
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["cache"] = None
+        state["teacher_outputs"] = None
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self.cache = open_cache(self.cache_path)
+        if self.teacher_outputs_path is not None:
+            self.use_teacher_outputs(self.teacher_outputs_path)
 
     def __getitem__(self, item) -> dict:
         i, seed = item if isinstance(item, tuple) else (item, None)
@@ -66,12 +79,22 @@ class PairDataset(Dataset):
         events = torch.from_numpy(np.array(c.events[j], dtype=np.float32))
         aps = aps_batch(np.array(c.aps[j:j + 1]))[0]  # (1|3, H, W)
         label = torch.from_numpy(np.array(c.labels[j], dtype=np.int64))
+        channels = events.shape[0]
+        if self.teacher_outputs is not None:
+            # the stored teacher maps and a map of ones ride along as extra event channels: the same
+            # bilinear resampling, crop and flip; padding gives 0 in the ones map (no teacher there)
+            soft = torch.from_numpy(np.array(self.teacher_outputs[j], dtype=np.float32))
+            events = torch.cat([events, soft, torch.ones_like(soft[:1])])
         if self.augment is not None:
             rng = np.random.default_rng(seed if seed is not None else j)
             events, aps, label = augment_pair(events, aps, label, self.augment, rng)
         else:
             events, aps, label = center_crop_pad(events, aps, label, self.crop)
-        return {"events": events, "aps": aps, "label": label, "has_label": bool(c.has_label[j]), "index": j}
+        item = {"events": events[:channels], "aps": aps, "label": label, "has_label": bool(c.has_label[j]),
+                "index": j}
+        if self.teacher_outputs is not None:
+            item["teacher"] = events[channels:].contiguous()
+        return item
 
 
 def _mix(*values: int) -> int:
@@ -135,4 +158,5 @@ def collate(items: list[dict]) -> dict:
         "label": torch.stack([it["label"] for it in items]),
         "has_label": torch.tensor([it["has_label"] for it in items]),
         "index": torch.tensor([it["index"] for it in items]),
+        **({"teacher": torch.stack([it["teacher"] for it in items])} if "teacher" in items[0] else {}),
     }

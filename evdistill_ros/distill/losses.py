@@ -23,6 +23,8 @@ All functions take NCHW tensors and return a scalar tensor (mean over valid pixe
         EvDistill's L_KD (paper Eq. 5) is this KL with the teacher's per-pixel softmax as target; same as the pixel-wise term of
         Liu et al. "Structured Knowledge Distillation for Semantic Segmentation" (CVPR'19),
         which EvDistill builds on. Zero iff the two distributions agree.
+    pixel_kd_soft(student_logits, teacher_log_probs, temperature=1.0, mask=None, class_weight=None)
+        The same with the teacher as log-probabilities (a mapped or cached teacher, distill.teacher).
     affinity_matrix(features, nodes=16)
         The affinity graph of a feature map: average-pool to at most nodes x nodes positions,
         L2-normalise each position's feature vector, and take all pairwise cosine
@@ -118,15 +120,29 @@ def pixel_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tempera
     if temperature <= 0:
         raise ValueError(f"pixel_kd: temperature must be > 0, got {temperature}")
     teacher_logits = _resize_like(teacher_logits.detach().float(), student_logits.shape[-2:])
+    return pixel_kd_soft(student_logits, F.log_softmax(teacher_logits / temperature, dim=1), temperature,
+                         mask, class_weight)
+
+
+def pixel_kd_soft(student_logits: torch.Tensor, teacher_log_probs: torch.Tensor, temperature: float = 1.0,
+                  mask: torch.Tensor | None = None, class_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """pixel_kd with the teacher given as log-probabilities at temperature T, at the student's
+    resolution (distill.teacher.soft_targets: a teacher of another class set, mapped)."""
+    if student_logits.shape[:2] != teacher_log_probs.shape[:2] or \
+            student_logits.shape[-2:] != teacher_log_probs.shape[-2:]:
+        raise ValueError(f"pixel_kd: student {tuple(student_logits.shape)} and teacher "
+                         f"{tuple(teacher_log_probs.shape)} differ in batch, class count or size")
+    if temperature <= 0:
+        raise ValueError(f"pixel_kd: temperature must be > 0, got {temperature}")
+    log_pt = teacher_log_probs.detach().float()
     log_ps = F.log_softmax(student_logits.float() / temperature, dim=1)
-    log_pt = F.log_softmax(teacher_logits / temperature, dim=1)
     kl = (log_pt.exp() * (log_pt - log_ps)).sum(dim=1)  # (N, H, W)
     w = None
     if class_weight is not None:
         if class_weight.numel() != student_logits.shape[1]:
             raise ValueError(f"pixel_kd: class_weight has {class_weight.numel()} entries for "
                              f"{student_logits.shape[1]} classes")
-        w = class_weight.to(kl.device, torch.float32)[teacher_logits.argmax(dim=1)]
+        w = class_weight.to(kl.device, torch.float32)[log_pt.argmax(dim=1)]
     if mask is not None:
         mask = mask.to(kl.device, torch.bool)
         if not bool(mask.any()):

@@ -4,11 +4,13 @@
     Method: name, needs_labels, needs_teacher, modality ("aps" | "events")
         check_teacher(path, classes, frame, augment) -> notes   before any expensive work (one-line
                                                   errors; notes: warnings, e.g. other crops than the teacher's)
-        build(model_cfg, cache, device, log) -> Networks
+        build(model_cfg, cache, device, log) -> Networks   (the teacher: a distill.teacher.TeacherView
+                                                  of a checkpoint or a teacher card, mapped to the student's classes)
         prepare(nets, cache, indices, device, log)  once before the first step (the KD class weights)
         metadata(data_cfg, cache, stats) -> dict  what the checkpoint says about its input
         fingerprint() -> dict                     what a resumed run must share
-        loss_terms(nets, ev, aps01, label) -> dict unweighted terms (weights in `weights`)
+        loss_terms(nets, ev, aps01, label, soft=None) -> dict unweighted terms (weights in `weights`);
+                                                  `soft`: the batch's cached teacher outputs, when cached
 
     Teacher       DeepLabv3+ on grey APS frames, cross-entropy on labels
     Supervised    event student, cross-entropy on event labels (the baseline)
@@ -25,16 +27,19 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .. import frames
 from ..classes import ClassSet, class_set_of
 from ..events.spec import EventInput
 from ..io.pair_cache import PairCache
-from ..models import Preprocessor, build_a2e, build_model, load_checkpoint, load_pretrained, read_metadata
+from ..models import Preprocessor, build_a2e, build_model, load_pretrained
+from ..models.teacher_card import load_image_network, read_image_network_metadata
 from . import losses
 from .config import CE_CLASS_WEIGHTINGS, METHODS, augment_config
 from .dataset import aps_batch
+from .teacher import TeacherView, class_groups
 
 
 @dataclass(frozen=True)
@@ -59,9 +64,7 @@ class Networks:
     net: nn.Module
     prep: Preprocessor | None = None  # network input from a batch (set by the loop)
     a2e: nn.Module | None = None
-    teacher: nn.Module | None = None
-    teacher_meta: dict | None = None
-    teacher_prep: Preprocessor | None = None
+    teacher: TeacherView | None = None
 
     def trained(self) -> list[nn.Module]:
         return [m for m in (self.net, self.a2e) if m is not None]
@@ -115,25 +118,37 @@ class Method:
             return []
         if not path:
             raise ValueError(f"method {self.name} needs a teacher checkpoint (--teacher or student.teacher)")
-        meta = read_metadata(path)
+        meta = read_image_network_metadata(path)
         if meta.get("representation") != "aps":
             raise ValueError(f"--teacher {path} is not an APS-frame network (its input is "
-                             f"{meta.get('representation')!r}): give the teacher's checkpoint.pt")
-        if classes is not None and class_set_of(meta) != classes:
-            raise ValueError(f"--teacher {path} predicts {class_set_of(meta).describe()}, the student is trained "
-                             f"in {classes.describe()}: distil from a teacher of the same class set")
-        teacher_frame = (meta.get("preprocessing") or {}).get("frame") or "gray"
-        if frame is not None and teacher_frame != frame:
+                             f"{meta.get('representation')!r}): give the teacher's checkpoint.pt or a teacher card")
+        if classes is not None:
+            try:
+                class_groups(class_set_of(meta), classes)
+            except ValueError as exc:
+                raise ValueError(f"--teacher {path}: {exc}") from None
+        pre = meta.get("preprocessing") or {}
+        teacher_frame = pre.get("frame") or "gray"
+        # an RGB network that repeats a grey frame sees exactly what frames.to_frame(grey, "rgb") gives
+        grey_to_rgb = teacher_frame == "rgb" and frame == "gray" and pre.get("channels") == "repeat"
+        if frame is not None and teacher_frame != frame and not grey_to_rgb:
             raise ValueError(f"--teacher {path} takes {teacher_frame} frames but data.frame is {frame}: "
                              f"set data.frame: {teacher_frame} (the teacher sees the frames it was trained on)")
+        notes = []
+        if class_set_of(meta) != classes and classes is not None:
+            notes.append(f"note: the teacher's {class_set_of(meta).name} probabilities are summed into the "
+                         f"student's {classes.name} classes before the KD terms")
+        if meta.get("source") == "teacher_card" and self.weights.get("affinity", 0) > 0:
+            notes.append("note: a teacher card's network offers no features: the affinity term compares the "
+                         "student's features with the teacher's (mapped) probabilities")
         conf = (meta.get("training") or {}).get("config") or {}
         if augment is None or "augment" not in conf:
-            return []
+            return notes
         theirs = augment_config(conf, "teacher")
         # the geometry decides what a teacher's input looks like (photometric changes are APS-only noise)
         differs = [k for k in ("crop", "scale") if _as_list(theirs.get(k)) != _as_list(augment.get(k))]
         if not differs:
-            return []
+            return notes
 
         def say(a: dict) -> str:
             crop = a.get("crop")
@@ -142,25 +157,24 @@ class Method:
                 scale = a.get("scale")
                 text += " not rescaled" if scale is None else f" rescaled by {scale[0]}-{scale[1]}"
             return text
-        return [f"note: the teacher trained on {say(theirs)}, the student's batches are {say(augment)}: the teacher "
+        return notes + [f"note: the teacher trained on {say(theirs)}, the student's batches are {say(augment)}: the teacher "
                 "labels inputs unlike its training ones (README, small classes: a whole-frame teacher distilled "
                 f"on crops taught a worse student); set student.augment.{'/'.join(differs)} to match"]
 
     def build(self, mcfg: dict, cache: PairCache, teacher_path: str | None, device: torch.device,
-              log: Callable[[str], None]) -> Networks:
+              log: Callable[[str], None], classes: ClassSet | None = None) -> Networks:
         nets = Networks(build_net(mcfg, int(cache.meta["channels"]), self._reconstruction(), log=log,
                                   reconstruction_channels=frames.frame_channels(cache.frame)))
         if self.needs_teacher:
-            nets.teacher, nets.teacher_meta = load_checkpoint(teacher_path, device=device)
-            nets.teacher.eval().requires_grad_(False)
-            nets.teacher_prep = Preprocessor.from_metadata({**nets.teacher_meta, "input_size": None})
+            net, meta = load_image_network(teacher_path, device=device)
+            nets.teacher = TeacherView(net, meta, classes, self.losses.temperature, device, teacher_path)
         return nets
 
     def _reconstruction(self) -> bool:
         return False
 
     def prepare(self, nets: Networks, cache: PairCache, indices, device: torch.device,
-                log: Callable[[str], None], max_frames: int = 256) -> None:
+                log: Callable[[str], None], max_frames: int = 256, outputs=None) -> None:
         """`student.kd_class_weighting`: the pixel KD terms weight each pixel by the class the teacher
         gives it, median-frequency weights of the teacher's predictions (its low-resolution argmax,
         what the KD sees) on up to `max_frames` evenly spaced training frames: the label-free
@@ -172,9 +186,12 @@ class Method:
         pick = np.unique(idx[np.linspace(0, len(idx) - 1, min(max_frames, len(idx))).astype(np.int64)])
         counts = None
         for s in range(0, len(pick), 16):
-            aps = aps_batch(np.array(cache.aps[pick[s:s + 16]]))  # as the training batches hold them
-            logits = self._teacher_out(nets, aps.to(device))["logits_lowres"]
-            n = np.bincount(logits.argmax(1).flatten().cpu().numpy(), minlength=logits.shape[1])
+            if outputs is not None:  # the stored teacher outputs: no teacher run
+                pred = torch.from_numpy(np.asarray(outputs.log_probs[pick[s:s + 16]]).argmax(1))
+            else:
+                aps = aps_batch(np.array(cache.aps[pick[s:s + 16]])).to(device)  # as the training batches hold them
+                pred = self._teacher_native(nets, aps).argmax(1)
+            n = np.bincount(pred.flatten().cpu().numpy(), minlength=nets.teacher.student_classes.num_classes)
             counts = n if counts is None else counts + n
         if counts is None:  # no training frames: the trainer stops on that itself
             return
@@ -196,19 +213,34 @@ class Method:
             fp["kd_class_weighting"] = self.losses.kd_class_weighting
         return fp
 
-    def loss_terms(self, nets: Networks, ev: torch.Tensor | None, aps01: torch.Tensor, label: torch.Tensor) -> dict:
+    def loss_terms(self, nets: Networks, ev: torch.Tensor | None, aps01: torch.Tensor, label: torch.Tensor,
+                   soft: torch.Tensor | None = None) -> dict:
         raise NotImplementedError
 
-    def _teacher_out(self, nets: Networks, aps01: torch.Tensor) -> dict:
+    def _teacher_native(self, nets: Networks, aps01: torch.Tensor) -> torch.Tensor:
+        """The teacher's log-probabilities in the student's classes at its own output resolution."""
         with torch.no_grad():
-            return nets.teacher(nets.teacher_prep(aps01, layout="bchw"), return_features=True)
+            out = nets.teacher.net(nets.teacher.prep(aps01, layout="bchw"), return_features=True)
+        return nets.teacher.soft(out["logits_lowres"])
 
+    def _teacher_targets(self, nets: Networks, aps01: torch.Tensor, soft: torch.Tensor | None,
+                         size: tuple[int, int]) -> dict:
+        """{"log_probs", "features", "mask"} at the student's low resolution `size`: the live teacher
+        on the batch's frames, or the batch's cached outputs (K maps + a validity map, augmented as
+        the labels were; pixels padded by the augmentation's crop do not count)."""
+        if soft is None:
+            return {**nets.teacher(aps01, size), "mask": None}
+        soft = soft.float()
+        if tuple(soft.shape[-2:]) != tuple(size):
+            soft = F.interpolate(soft, size=tuple(size), mode="bilinear", align_corners=False)
+        log_probs = F.log_softmax(soft[:, :-1], dim=1)  # renormalised after the geometric resampling
+        return {"log_probs": log_probs, "features": log_probs.exp(), "mask": soft[:, -1] > 0.5}
 
 class Teacher(Method):
     def __init__(self, losses_cfg: LossConfig):
         super().__init__(losses_cfg, name="teacher", stage="teacher", modality="aps", needs_labels=True)
 
-    def build(self, mcfg, cache, teacher_path, device, log) -> Networks:
+    def build(self, mcfg, cache, teacher_path, device, log, classes=None) -> Networks:
         return Networks(build_net(mcfg, frames.frame_channels(cache.frame), log=log))
 
     def metadata(self, data_cfg: dict, stats: dict) -> tuple[Any, dict]:
@@ -220,7 +252,7 @@ class Teacher(Method):
     def fingerprint(self) -> dict:
         return {}
 
-    def loss_terms(self, nets, ev, aps01, label) -> dict:
+    def loss_terms(self, nets, ev, aps01, label, soft=None) -> dict:
         return {"ce": self.ce(nets.net(nets.prep(aps01, layout="bchw")), label)}
 
 
@@ -229,7 +261,7 @@ class Supervised(Method):
         super().__init__(losses_cfg, name="student_supervised", needs_labels=True,
                          extra={"method": "supervised", "use_labels": False})
 
-    def loss_terms(self, nets, ev, aps01, label) -> dict:
+    def loss_terms(self, nets, ev, aps01, label, soft=None) -> dict:
         return {"ce": self.ce(nets.net(ev), label)}
 
 
@@ -238,11 +270,11 @@ class KD(Method):
         super().__init__(losses_cfg, name="student_kd", needs_teacher=True,
                          extra={"method": "kd", "use_labels": False})
 
-    def loss_terms(self, nets, ev, aps01, label) -> dict:
-        t_out = self._teacher_out(nets, aps01)
+    def loss_terms(self, nets, ev, aps01, label, soft=None) -> dict:
         out = nets.net(ev, return_features=True)
-        return {"pixel": losses.pixel_kd(out["logits_lowres"], t_out["logits_lowres"], self.losses.temperature,
-                                         class_weight=self.kd_weight)}
+        t = self._teacher_targets(nets, aps01, soft, out["logits_lowres"].shape[-2:])
+        return {"pixel": losses.pixel_kd_soft(out["logits_lowres"], t["log_probs"], self.losses.temperature,
+                                              mask=t["mask"], class_weight=self.kd_weight)}
 
 
 class EvDistill(Method):
@@ -254,21 +286,20 @@ class EvDistill(Method):
     def _reconstruction(self) -> bool:
         return self.weights["recon"] > 0
 
-    def build(self, mcfg, cache, teacher_path, device, log) -> Networks:
-        nets = super().build(mcfg, cache, teacher_path, device, log)
+    def build(self, mcfg, cache, teacher_path, device, log, classes=None) -> Networks:
+        nets = super().build(mcfg, cache, teacher_path, device, log, classes)
         if self.weights["a2e"] > 0 or self.weights["a2e_gen"] > 0:
             nets.a2e = build_a2e(in_channels=nets.teacher.in_channels, out_channels=int(cache.meta["channels"]),
                                  activation="none")
         return nets
 
-    def loss_terms(self, nets, ev, aps01, label) -> dict:
+    def loss_terms(self, nets, ev, aps01, label, soft=None) -> dict:
         w, T = self.weights, self.losses.temperature
-        t_out = self._teacher_out(nets, aps01)
         terms: dict = {}
         B = ev.shape[0]
         inputs = ev
         if nets.a2e is not None:
-            fake = nets.a2e(nets.teacher_prep(aps01, layout="bchw"))
+            fake = nets.a2e(nets.teacher.frame_prep(aps01, layout="bchw"))
             if w["a2e_gen"] > 0:
                 terms["a2e_gen"] = losses.reconstruction_loss(fake, ev)
             if w["a2e"] > 0:
@@ -277,18 +308,19 @@ class EvDistill(Method):
                 inputs = torch.cat([ev, fake.detach()])
         # E2A reconstructs the real half only; its BatchNorm still sees both halves (models.heads)
         out = nets.net(inputs, return_features=True, reconstruct=B)
+        t = self._teacher_targets(nets, aps01, soft, out["logits_lowres"].shape[-2:])
         if self.use_labels and w["ce"] > 0:
             terms["ce"] = self.ce(out["logits"][:B], label)
         if w["recon"] > 0:
             terms["recon"] = losses.reconstruction_loss(out["reconstruction"], aps01)
         if w["pixel"] > 0:
-            terms["pixel"] = losses.pixel_kd(out["logits_lowres"][:B], t_out["logits_lowres"], T,
-                                             class_weight=self.kd_weight)
+            terms["pixel"] = losses.pixel_kd_soft(out["logits_lowres"][:B], t["log_probs"], T, mask=t["mask"],
+                                                  class_weight=self.kd_weight)
         if w["affinity"] > 0:
-            terms["affinity"] = losses.affinity_kd(out["aspp"][:B], t_out["aspp"], self.losses.affinity_nodes)
+            terms["affinity"] = losses.affinity_kd(out["aspp"][:B], t["features"], self.losses.affinity_nodes)
         if inputs.shape[0] > B:
-            terms["a2e"] = losses.pixel_kd(out["logits_lowres"][B:], t_out["logits_lowres"], T,
-                                           class_weight=self.kd_weight)
+            terms["a2e"] = losses.pixel_kd_soft(out["logits_lowres"][B:], t["log_probs"], T, mask=t["mask"],
+                                                class_weight=self.kd_weight)
         return terms
 
 

@@ -10,6 +10,10 @@
         student.method):
           supervised  cross-entropy on event labels (the baseline)
           kd          pixel-wise KD from the teacher's predictions on the paired APS frames, no labels
+        The teacher (`teacher`) is a checkpoint of this package or a teacher card (models.teacher_card);
+        a teacher of another class set is mapped into data.class_set (distill.teacher). With
+        student.teacher_outputs cached (auto: for cards) it runs once per training frame before
+        the loop (distill.teacher.TeacherOutputs), not per step.
           evdistill   E2A reconstruction + pixel-wise KD + affinity-graph KD + A2E crafted pairs
                       (+ cross-entropy when `use_labels`); every term weighted by
                       student.weights (0 switches it off). See distill.losses for the formulas.
@@ -57,6 +61,7 @@ from .config import CE_CLASS_WEIGHTINGS, augment_config, model_config, stage_con
 from .dataset import PairDataset, ResumableSampler, collate
 from .ddp import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed, unwrap, wrap
 from .methods import Method, Networks, method_for
+from .teacher import TeacherOutputs, TeacherView
 from .optim import build_optimizer, build_scheduler
 from .state import STATE_FORMAT, changed_keys, fingerprint, load_state, plain, save_state, seed_everything, \
     set_rng_state
@@ -133,6 +138,11 @@ def checkpoint_metadata(method: Method, data_cfg: dict, cache: PairCache, stats:
     return {"representation": rep, "input_size": size, "preprocessing": pre,
             **class_set(data_cfg.get("class_set", "ddd17")).to_dict(),
             "training": {"stage": method.stage, **extra, "config": plain(cfg)}}
+
+
+def teacher_outputs_cached(mode: str, teacher: TeacherView) -> bool:
+    """`student.teacher_outputs`: auto caches a teacher card's outputs, runs this package's live."""
+    return mode == "cached" or (mode == "auto" and teacher.foreign)
 
 
 def _deployable(model: nn.Module) -> nn.Module:
@@ -248,9 +258,20 @@ def _train(cfg: dict, scfg: dict, method: Method, teacher_path: str | None, out_
     # --- networks
     w = method.weights
     seed_everything(int(scfg["seed"]))
-    nets = method.build(model_config(cfg, method.stage), cache, teacher_path, device, say)
+    nets = method.build(model_config(cfg, method.stage), cache, teacher_path, device, say,
+                        classes=class_set(data["class_set"]))
     net, a2e = nets.net, nets.a2e
-    method.prepare(nets, cache, dataset.indices, device, say)
+    outputs = None
+    if nets.teacher is not None and teacher_outputs_cached(cfg["student"]["teacher_outputs"], nets.teacher):
+        if main:
+            outputs = TeacherOutputs.build(nets.teacher, cache, device, say, progress=progress)
+        barrier(info)
+        if not main:
+            outputs = TeacherOutputs.open(TeacherOutputs.location(nets.teacher, cache), cache)
+        dataset.use_teacher_outputs(outputs.path)
+        say(f"{name}: the teacher's outputs are read from {outputs.path} (computed once; "
+            "student.teacher_outputs: live runs the teacher on every batch)")
+    method.prepare(nets, cache, dataset.indices, device, say, outputs=outputs)
     for m in nets.trained():
         m.to(device).train()
     params = [p for m in nets.trained() for p in m.named_parameters()]
@@ -269,6 +290,8 @@ def _train(cfg: dict, scfg: dict, method: Method, teacher_path: str | None, out_
     method_fp = method.fingerprint()
     if method.stage == "student":
         method_fp = {**method_fp, "teacher": str(teacher_path) if teacher_path else None}
+        if outputs is not None:  # (runs from before the option ran the teacher live: they still resume)
+            method_fp["teacher_outputs"] = "cached"
     fp = fingerprint(cfg, scfg, model_config(cfg, method.stage), method_fp, augment_config(cfg, method.stage))
     step = 0
     state_path, ckpt_path = run_dir / "state.pt", run_dir / "checkpoint.pt"
@@ -303,7 +326,7 @@ def _train(cfg: dict, scfg: dict, method: Method, teacher_path: str | None, out_
         persistent_workers=False, pin_memory=device.type == "cuda")
     # the loop's view: DDP-wrapped trained networks, the frozen teacher as it is
     run_nets = Networks(net=wrap(net, info, device), prep=prep, a2e=wrap(a2e, info, device) if a2e is not None else None,
-                        teacher=nets.teacher, teacher_meta=nets.teacher_meta, teacher_prep=nets.teacher_prep)
+                        teacher=nets.teacher)
 
     writer = None
     if main:
@@ -345,8 +368,9 @@ def _train(cfg: dict, scfg: dict, method: Method, teacher_path: str | None, out_
                                                             layout="bchw")
             aps01 = batch["aps"].to(device, non_blocking=True)
             label = batch["label"].to(device, non_blocking=True)
+            soft = batch["teacher"].to(device, non_blocking=True) if "teacher" in batch else None
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
-                terms = method.loss_terms(run_nets, ev, aps01, label)
+                terms = method.loss_terms(run_nets, ev, aps01, label, soft)
                 loss = sum(w[k] * v for k, v in terms.items() if w[k] > 0)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()

@@ -46,6 +46,7 @@ from ..io.samples import iter_samples
 from ..models import Preprocessor, authors_metadata, load_checkpoint, restore_output
 from ..models.backends import BackendModule, create_backend
 from ..models.export import read_onnx_metadata
+from ..models.teacher_card import is_card, load_image_network
 from .metrics import ConfusionMatrix
 
 MODALITIES = ("aps", "events")
@@ -292,13 +293,15 @@ def evaluate_model(model: torch.nn.Module, meta: Mapping[str, Any], samples: Ite
 
 def load_network(path: str | Path, modality: str, device: str | torch.device = "cpu",
                  backend: str = "torch") -> tuple[torch.nn.Module, dict]:
-    """load_checkpoint (or an exported .onnx model), then check that the network is of the
+    """load_checkpoint (or an exported .onnx model, or a teacher card), then check that the network is of the
     expected modality; with a backend other than torch the network runs there (BackendModule).
 
     The authors' released state_dicts carry no metadata; their kind is guessed from the file name
     by load_checkpoint, so here the flag that names them (--aps-ckpt / --event-ckpt) decides.
     """
-    if Path(path).suffix == ".onnx":
+    if is_card(path):
+        model, meta = load_image_network(path, device)
+    elif Path(path).suffix == ".onnx":
         meta = read_onnx_metadata(path)
         run = create_backend("onnxruntime" if backend == "torch" else backend, None, meta, torch.device(device),
                              onnx_model=Path(path).read_bytes())

@@ -6,9 +6,10 @@
     p.event_input                           # its EventInput (None for an APS-frame network)
     p.backend                               # models.backends.Backend that runs the network
 
-`checkpoint` is a checkpoint (ours or the authors') or an .onnx file written by `evdistill
+`checkpoint` is a checkpoint (ours or the authors'), an .onnx file written by `evdistill
 export` (it carries the same metadata; it runs with backend onnxruntime or openvino, and
-"torch" falls back to onnxruntime for it). Used by the segmentation node and evaluation;
+"torch" falls back to onnxruntime for it), or a teacher card (models.teacher_card: an image
+network trained elsewhere; it runs as its card says, whatever the backend). Used by the segmentation node and evaluation;
 preprocessing and restoring are models.preprocess whatever the backend, so every backend sees
 the network's inputs the same way.
 """
@@ -29,6 +30,7 @@ from .backends import create_backend
 from .checkpoint import load_checkpoint
 from .export import read_onnx_metadata
 from .preprocess import Preprocessor, restore_output
+from .teacher_card import CardNetwork, read_teacher_card
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -48,6 +50,15 @@ class Predictor:
                  backend: str = "torch", log: Callable[[str], None] = lambda s: None):
         self.device = resolve_device(device)
         path = Path(checkpoint)
+        if path.suffix.lower() in (".yaml", ".yml"):
+            card = read_teacher_card(path)
+            self.meta = card.metadata()
+            self.preprocess = Preprocessor.from_metadata(self.meta)
+            self.event_input = None
+            if backend not in ("torch", "auto"):
+                log(f"{path.name}: a teacher card's network runs as its card says ({card.kind}), not with {backend}")
+            self.backend = create_backend("torch", CardNetwork(card, self.device), self.meta, self.device, fp16)
+            return
         if path.suffix == ".onnx":
             self.meta = read_onnx_metadata(path)
             onnx_model, model = path.read_bytes(), None

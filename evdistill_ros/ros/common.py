@@ -22,7 +22,7 @@ from .. import wire
 from ..events import DEFAULT_EVENT_INPUT, EventInput, warmup
 from ..wire import EventArrayMsg
 from ..events.windows import SlidingWindow, Window, WindowStats
-from ..models.checkpoint import read_metadata
+from ..models.teacher_card import read_image_network_metadata as read_metadata
 from .event_subscriber import EventSubscriber
 from .health import LEVEL_NAMES, Health, HealthLimits
 
