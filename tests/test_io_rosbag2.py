@@ -121,10 +121,44 @@ def test_rosbag2_files_and_folders_are_recognised(bags):
     for p in (folder, mcap, db3, bags["dvs"]):
         assert detect_format(p) == "bag"
         assert bag_info(p)["topics"][EV_TOPIC]["events"] > 0
-    lonely = folder.parent / "lonely.mcap"
-    lonely.write_bytes(mcap.read_bytes())
-    with pytest.raises(BagError, match="metadata.yaml"):
-        bag_info(lonely)
+    broken = folder.parent / "broken.mcap"
+    broken.write_bytes(b"\x89MCAP0\r\n" + b"\0" * 40)
+    with pytest.raises(BagError, match="broken.mcap"):
+        bag_info(broken)
+
+
+@pytest.mark.parametrize("name", ["mcap_libcaer", "db3_libcaer_cmp"])
+def test_rosbag2_quirks_of_real_recorders_read(bags, name, tmp_path):
+    """A lone .mcap / .db3 (no metadata.yaml: the file says enough), in a folder or alone, and a
+    metadata.yaml whose storage_identifier is empty (seen in the wild) read as the bag does."""
+    import shutil
+
+    import yaml
+
+    want = Events.concatenate(scene()[0])
+    (data,) = [f for f in bags[name].iterdir() if f.suffix in (".mcap", ".db3")]
+    lone = tmp_path / f"lone{data.suffix}"
+    shutil.copy(data, lone)
+    folder = tmp_path / "lone_folder"
+    folder.mkdir()
+    shutil.copy(data, folder / data.name)
+    empty_id = tmp_path / "empty_id"
+    shutil.copytree(bags[name], empty_id)
+    meta = yaml.safe_load((empty_id / "metadata.yaml").read_text())
+    meta["rosbag2_bagfile_information"]["storage_identifier"] = ""
+    (empty_id / "metadata.yaml").write_text(yaml.safe_dump(meta))
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    for p in (lone, folder, empty_id):
+        assert detect_format(p) == "bag"
+        got = read_events(p, EV_TOPIC)
+        for a in "xytp":
+            assert np.array_equal(getattr(got, a), getattr(want, a)), (p, a)
+        info = bag_info(p)
+        assert info["topics"][IMG_TOPIC]["messages"] == 6 and info["topics"][EV_TOPIC]["messages"] == 6
+        samples = list(iter_bag_samples(p, image_topic=IMG_TOPIC, labels_topic=LAB_TOPIC, events_topic=EV_TOPIC))
+        assert len(samples) == 6 and all(s.label is not None for s in samples)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written beside the user's files
+    assert meta["rosbag2_bagfile_information"]["storage_identifier"] == ""
 
 
 def test_image_only_and_unknown_types_are_listed_never_parsed(tmp_path):

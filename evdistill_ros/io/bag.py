@@ -3,8 +3,14 @@ read alike, ROS1 bags written.
 
     Bag(path)            one bag opened once: .topics, .event_messages(topic), .events(topic),
                          .images(topic), .raw_messages(topics); ROS1 file, rosbag2 folder, or
-                         a rosbag2 .db3 / .mcap file (with its metadata.yaml beside it)
+                         a rosbag2 .db3 / .mcap file. Quirks of real recorders are repaired in a
+                         temporary folder (links + a metadata.yaml; the user's files are never
+                         written): a metadata.yaml with an empty storage_identifier (taken from the
+                         file's magic bytes), a lone .db3 / .mcap without one (topics, types and
+                         counts read from the file: SQLite tables, MCAP summary / chunk indexes)
     bag_kind(path)       "ros1" | "rosbag2" (BagError when it is neither)
+    open_recording(path) a Bag, or for DV's .aedat4 / Prophesee's .raw an io.recordings
+                         FileRecording with the same reading interface; recording_kind, is_recording
     bag_info(path)       per topic: type, count; event topics: events, span, rate, sensor size
     iter_event_messages / iter_events / read_events / iter_images / topics   one-shot helpers
     BagWriter(path)      a ROS1 bag (events, images, camera info, raw messages), atomic
@@ -36,15 +42,12 @@ from ..wire.event_camera_msgs import (EVENT_ARRAY_MSGS_TYPE, EVENT_PACKET_MD5, E
                                       EVENT_TYPES, decoder_for, event_packet_definition)
 from ..wire.ros1 import CodecError
 from ..wire.sensor_msgs import ImageMsg, decode_image, encode_camera_info, encode_image
+from .recordings import AEDAT4_SUFFIXES, RAW_SUFFIXES, Aedat4Recording, BagError, FileRecording, RawRecording, TopicInfo
 
 # Image and CameraInfo definitions with their md5 sums (from the ROS1 Noetic typestore).
 _SENSOR_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo")
 EVENT_ARRAY_ROS2_NAME = "dvs_msgs/msg/EventArray"
 ROSBAG2_SUFFIXES = (".db3", ".mcap")
-
-
-class BagError(RuntimeError):
-    """A bag cannot be read as asked (missing file, topic or type, corrupt data)."""
 
 
 def ros1_type_name(msgtype: str) -> str:
@@ -57,33 +60,173 @@ def ros2_type_name(msgtype: str) -> str:
     return msgtype if "/msg/" in msgtype else msgtype.replace("/", "/msg/", 1)
 
 
-@dataclass(frozen=True)
-class TopicInfo:
-    topic: str
-    msgtype: str  # ROS1 style, e.g. dvs_msgs/EventArray
-    md5: str  # ROS1 md5 sum; "" in rosbag2 bags (they carry none)
-    count: int
-
-
 def bag_kind(path: str | os.PathLike) -> tuple[str, Path]:
-    """("ros1", file) or ("rosbag2", folder) for a path; BagError naming what was expected."""
+    """("ros1", file) or ("rosbag2", folder or lone .db3 / .mcap file) for a path; BagError naming
+    what was expected."""
     p = Path(path)
     if p.is_dir():
         if (p / "metadata.yaml").is_file():
             return "rosbag2", p
-        raise BagError(f"{p}: a folder without metadata.yaml is not a rosbag2 bag")
+        lone = sorted(f for f in p.iterdir() if f.suffix in ROSBAG2_SUFFIXES)
+        if len(lone) == 1:
+            return "rosbag2", lone[0]
+        raise BagError(f"{p}: a folder without metadata.yaml (and not one .db3 / .mcap) is not a rosbag2 bag")
     if p.is_file():
         if p.suffix in ROSBAG2_SUFFIXES:
             if (p.parent / "metadata.yaml").is_file():
                 return "rosbag2", p.parent
-            raise BagError(f"{p}: a rosbag2 {p.suffix} file needs the metadata.yaml of its bag folder beside it")
+            return "rosbag2", p  # a lone storage file: its metadata is read from the file itself
         return "ros1", p
     raise BagError(f"no such bag: {p}")
 
 
+def _storage_of(file: Path) -> str:
+    """"mcap" | "sqlite3" from a storage file's first bytes (not its name)."""
+    with open(file, "rb") as f:
+        magic = f.read(16)
+    if magic.startswith(b"\x89MCAP0\r\n"):
+        return "mcap"
+    if magic.startswith(b"SQLite format 3\x00"):
+        return "sqlite3"
+    raise BagError(f"{file}: neither MCAP nor SQLite data (first bytes {magic[:8]!r})")
+
+
+def _topics_from_sqlite(file: Path) -> tuple[list[dict], int, int]:
+    import sqlite3
+
+    con = sqlite3.connect(f"file:{file}?mode=ro", uri=True)
+    try:
+        cols = {r[1] for r in con.execute("PRAGMA table_info(topics)")}
+        rows = con.execute("SELECT id, name, type, serialization_format"
+                           + (", offered_qos_profiles" if "offered_qos_profiles" in cols else "") + " FROM topics")
+        topics = {r[0]: r[1:] for r in rows}
+        stats = {r[0]: r[1:] for r in con.execute(
+            "SELECT topic_id, COUNT(*), MIN(timestamp), MAX(timestamp) FROM messages GROUP BY topic_id")}
+    except sqlite3.DatabaseError as exc:
+        raise BagError(f"{file}: not a rosbag2 database ({exc})") from None
+    finally:
+        con.close()
+    out = [{"topic_metadata": {"name": name, "type": msgtype, "serialization_format": fmt,
+                               "offered_qos_profiles": (qos[0] if qos else "") or ""},
+            "message_count": int(stats.get(tid, (0,))[0])} for tid, (name, msgtype, fmt, *qos) in topics.items()]
+    times = [v[1:] for v in stats.values()]
+    return out, min((t[0] for t in times), default=0), max((t[1] for t in times), default=0)
+
+
+def _topics_from_mcap(file: Path) -> tuple[list[dict], int, int]:
+    from rosbags.rosbag2.errors import ReaderError
+    from rosbags.rosbag2.storage_mcap import MCAPFile
+
+    mcap = MCAPFile(file)
+    try:
+        mcap.open()
+        if not mcap.channels:
+            mcap.meta_scan()
+        counts: dict[int, int] = {}
+        if mcap.statistics is not None and mcap.statistics.channel_message_counts:
+            import struct as _struct
+
+            raw = mcap.statistics.channel_message_counts
+            counts = {k: v for k, v in _struct.iter_unpack("<HQ", raw[: len(raw) - len(raw) % 10])}
+            start, end = mcap.statistics.start_time, mcap.statistics.end_time
+        else:  # no summary statistics: the chunk indexes count (a file cut short has none: counted as 0)
+            for chunk in mcap.chunks:
+                for cid, n in chunk.channel_count.items():
+                    counts[cid] = counts.get(cid, 0) + n
+            start = min((c.message_start_time for c in mcap.chunks), default=0)
+            end = max((c.message_end_time for c in mcap.chunks), default=0)
+    except ReaderError as exc:
+        raise BagError(f"{file}: not a readable MCAP file ({exc})") from None
+    finally:
+        if mcap.bio is not None:
+            mcap.close()
+    out = [{"topic_metadata": {"name": ch.topic, "type": ch.schema, "serialization_format": ch.message_encoding,
+                               "offered_qos_profiles": ""},
+            "message_count": int(counts.get(cid, 0))} for cid, ch in mcap.channels.items()]
+    return out, int(start), int(end)
+
+
+def _metadata_for(folder: Path, file: Path | None) -> tuple[str, dict] | None:
+    """A metadata.yaml rosbags can open, when the bag's own cannot be used as written: a lone
+    storage file (no metadata.yaml: made from the file), or metadata whose storage_identifier is
+    empty (taken from the file's magic bytes). None when the bag's own metadata is fine."""
+    import yaml
+
+    meta_path = folder / "metadata.yaml"
+    if file is None and meta_path.is_file():
+        try:
+            doc = yaml.safe_load(meta_path.read_text())
+            info = doc["rosbag2_bagfile_information"]
+        except (OSError, yaml.YAMLError, KeyError, TypeError):
+            return None  # rosbags says what is wrong with it
+        if info.get("storage_identifier"):
+            return None
+        files = [folder / Path(x).name for x in info.get("relative_file_paths") or []]
+        if not files or not files[0].is_file():
+            return None
+        info["storage_identifier"] = _storage_of(files[0])
+        return "storage_identifier was empty", doc
+    storage = _storage_of(file)
+    topics, start, end = (_topics_from_mcap if storage == "mcap" else _topics_from_sqlite)(file)
+    info = {"version": 9 if storage == "mcap" else 5, "storage_identifier": storage,
+            "relative_file_paths": [file.name], "duration": {"nanoseconds": max(0, end - start)},
+            "starting_time": {"nanoseconds_since_epoch": start},
+            "message_count": sum(t["message_count"] for t in topics), "topics_with_message_count": topics,
+            "compression_format": "", "compression_mode": ""}
+    return "no metadata.yaml: read from the file", {"rosbag2_bagfile_information": info}
+
+
+def _shadow_folder(target: Path) -> tuple[Path, object | None]:
+    """The folder rosbags opens: the bag's own, or a temporary one holding links to its files and
+    a repaired metadata.yaml (the user's files are never written)."""
+    import tempfile
+
+    import yaml
+
+    folder, file = (target, None) if target.is_dir() else (target.parent, target)
+    fixed = _metadata_for(folder, file)
+    if fixed is None:
+        return folder, None
+    tmp = tempfile.TemporaryDirectory(prefix="evdistill-rosbag2-")
+    info = fixed[1]["rosbag2_bagfile_information"]
+    for name in info["relative_file_paths"]:
+        os.symlink((folder / Path(name).name).resolve(), Path(tmp.name) / Path(name).name)
+    (Path(tmp.name) / "metadata.yaml").write_text(yaml.safe_dump(fixed[1], sort_keys=False))
+    return Path(tmp.name), tmp
+
+
 def is_bag(path: str | os.PathLike) -> bool:
     p = Path(path)
-    return (p.is_file() and p.suffix in (".bag",) + ROSBAG2_SUFFIXES) or (p.is_dir() and (p / "metadata.yaml").is_file())
+    if p.is_dir():
+        return (p / "metadata.yaml").is_file() or len([f for f in p.iterdir() if f.suffix in ROSBAG2_SUFFIXES]) == 1
+    return p.is_file() and p.suffix in (".bag",) + ROSBAG2_SUFFIXES
+
+
+def recording_kind(path: str | os.PathLike) -> str:
+    """"ros1" | "rosbag2" | "aedat4" | "raw"; BagError when `path` is none of them."""
+    p = Path(path)
+    if p.is_file() and p.suffix.lower() in AEDAT4_SUFFIXES:
+        return "aedat4"
+    if p.is_file() and p.suffix.lower() in RAW_SUFFIXES:
+        return "raw"
+    return bag_kind(p)[0]
+
+
+def is_recording(path: str | os.PathLike) -> bool:
+    """A bag, DV's .aedat4 or Prophesee's .raw."""
+    p = Path(path)
+    return is_bag(p) or (p.is_file() and p.suffix.lower() in AEDAT4_SUFFIXES + RAW_SUFFIXES)
+
+
+def open_recording(path: str | os.PathLike) -> "Bag | FileRecording":
+    """One reader for any recording, opened once: a Bag for ROS1 / rosbag2, an
+    io.recordings.FileRecording for .aedat4 and .raw (same reading interface)."""
+    kind = recording_kind(path)
+    if kind == "aedat4":
+        return Aedat4Recording(path)
+    if kind == "raw":
+        return RawRecording(path)
+    return Bag(path)
 
 
 # rosbag2 bags often carry no message definitions (older sqlite3 ones): the event types are
@@ -126,6 +269,7 @@ def ros2_typestore(connections) -> "object":
 
 def _open_reader(path: str | os.PathLike):
     kind, target = bag_kind(path)
+    shadow = None
     if kind == "ros1":
         from rosbags.rosbag1 import Reader, ReaderError
     else:
@@ -135,16 +279,19 @@ def _open_reader(path: str | os.PathLike):
             if f.read(13) != b"#ROSBAG V2.0\n":
                 raise BagError(f"{path}: not a ROS1 bag (no '#ROSBAG V2.0' header; rosbag2 bags are folders "
                                "or .db3 / .mcap files)")
-    reader = Reader(target)
+    else:
+        target, shadow = _shadow_folder(target)
     try:
+        reader = Reader(target)
         reader.open()
     except (ReaderError, OSError, ValueError, KeyError) as exc:
+        if shadow is not None:
+            shadow.cleanup()
         hint = (" - was the recording cut short? `rosbag reindex` can rebuild a ROS1 bag's index"
                 if kind == "ros1" and "index" in str(exc).lower() else "")
         raise BagError(f"{path}: a damaged {'ROS1' if kind == 'ros1' else 'rosbag2'} bag ({exc}){hint}") from exc
+    reader._evdistill_shadow = shadow  # the repaired metadata's folder lives as long as the reader
     return reader
-
-
 @contextmanager
 def open_bag(path: str | os.PathLike):
     """Context manager around an opened rosbags Reader (ROS1 or rosbag2)."""
@@ -153,6 +300,8 @@ def open_bag(path: str | os.PathLike):
         yield reader
     finally:
         reader.close()
+        if getattr(reader, "_evdistill_shadow", None) is not None:
+            reader._evdistill_shadow.cleanup()
 
 
 class Bag:
@@ -190,6 +339,9 @@ class Bag:
 
     def close(self) -> None:
         self.reader.close()
+        shadow = getattr(self.reader, "_evdistill_shadow", None)
+        if shadow is not None:
+            shadow.cleanup()
 
     @property
     def start_ns(self) -> int:
@@ -296,16 +448,16 @@ class Bag:
 
 
 def topics(path: str | os.PathLike) -> dict[str, TopicInfo]:
-    """Topics of a bag with their ROS1 type names, md5 sums and message counts."""
-    with Bag(path) as bag:
+    """Topics of a recording with their ROS1 type names, md5 sums and message counts."""
+    with open_recording(path) as bag:
         return bag.topics
 
 
 def iter_event_messages(
     path: str | os.PathLike, topic: str | None = None, start_ns: int | None = None, stop_ns: int | None = None
 ) -> Iterator[tuple[int, EventArrayMsg]]:
-    """`Bag.event_messages` of a bag opened for this one iteration."""
-    with Bag(path) as bag:
+    """`Bag.event_messages` of a recording opened for this one iteration."""
+    with open_recording(path) as bag:
         yield from bag.event_messages(topic, start_ns, stop_ns)
 
 
@@ -313,7 +465,7 @@ def iter_events(
     path: str | os.PathLike, topic: str | None = None, start_ns: int | None = None, stop_ns: int | None = None
 ) -> Iterator[Events]:
     """Stream the events of one topic as `Events` chunks (one per message), in bag order."""
-    with Bag(path) as bag:
+    with open_recording(path) as bag:
         yield from bag.events(topic, start_ns, stop_ns)
 
 
@@ -325,8 +477,8 @@ def read_events(path: str | os.PathLike, topic: str | None = None) -> Events:
 def iter_images(
     path: str | os.PathLike, topic: str, start_ns: int | None = None, stop_ns: int | None = None
 ) -> Iterator[ImageMsg]:
-    """`Bag.images` of a bag opened for this one iteration."""
-    with Bag(path) as bag:
+    """`Bag.images` of a recording opened for this one iteration."""
+    with open_recording(path) as bag:
         yield from bag.images(topic, start_ns, stop_ns)
 
 
@@ -335,7 +487,7 @@ def bag_info(path: str | os.PathLike) -> dict:
     events (decoded, so the count is exact for every encoding), first/last event time, rate,
     sensor size and the non-CD words skipped. Other types are listed, never parsed."""
     info: dict = {"path": str(path), "topics": {}}
-    with Bag(path) as bag:
+    with open_recording(path) as bag:
         info["format"] = bag.kind
         info["start_ns"], info["end_ns"] = bag.start_ns, bag.end_ns
         info["duration_s"] = (bag.end_ns - bag.start_ns) / 1e9
@@ -360,6 +512,8 @@ def bag_info(path: str | os.PathLike) -> dict:
                 sensor_size={"height": s["height"], "width": s["width"]},
                 non_cd_skipped=s["skipped"], out_of_bounds_dropped=s["dropped"],
             )
+        if getattr(bag, "other_streams", None):
+            info["other_streams"] = dict(bag.other_streams)  # AEDAT4 triggers: counted, no ROS1 form here
     return info
 
 

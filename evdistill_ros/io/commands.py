@@ -36,6 +36,8 @@ def _info(args: argparse.Namespace) -> int:
             if t.get("non_cd_skipped"):
                 line += f", {t['non_cd_skipped']} non-CD words skipped"
         print(line)
+    for stream, n in info.get("other_streams", {}).items():
+        print(f"  ({stream}: {n}, not read as ROS messages)")
     return 0
 
 

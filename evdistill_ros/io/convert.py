@@ -22,7 +22,7 @@ from .. import frames
 from ..events.spec import DEFAULT_EVENT_INPUT
 from ..wire.dvs_msgs import EVENT_ARRAY_TYPE as DVS_TYPE
 from ..wire.event_camera_msgs import EVENT_TYPES, decoder_for
-from .bag import Bag, BagWriter, ros2_type_name
+from .bag import BagWriter, open_recording, ros2_type_name
 from .bag import topics as bag_topics
 from .evdistill_png import write_evdistill_sample
 from .evsegnet import write_evsegnet_sample
@@ -86,7 +86,7 @@ def convert_event_packets(
     counted, and so are non-CD words (triggers, ...).
     """
     counts = {"messages": 0, "events": 0, "dropped": 0, "non_cd_skipped": 0, "copied": 0}
-    with Bag(src) as bag:
+    with open_recording(src) as bag:
         packet_topics = sorted(t for t, info in bag.topics.items()
                                if info.msgtype in EVENT_TYPES and info.msgtype != DVS_TYPE)
         if topic is not None:
@@ -119,10 +119,11 @@ def convert_event_packets(
 
 def convert_to_ros1(src: str | os.PathLike, dst: str | os.PathLike, *, topics: list[str] | None = None,
                     progress: bool = True) -> dict:
-    """Copy every message of `topics` (default: all) of a rosbag2 (or ROS1) bag into a ROS1 bag,
-    as the ROS1 equivalent of each message, same bag times, so `rosbag play` on ROS1 plays it."""
+    """Copy every message of `topics` (default: all) of a rosbag2 (or ROS1) bag, a DV .aedat4 or a
+    Prophesee .raw into a ROS1 bag, as the ROS1 equivalent of each message, same times, so
+    `rosbag play` on ROS1 plays it (files: rpg_dvs_ros' topics, io.recordings)."""
     counts: dict = {"messages": 0}
-    with Bag(src) as bag:
+    with open_recording(src) as bag:
         chosen = list(bag.topics) if not topics else topics
         missing = [t for t in chosen if t not in bag.topics]
         if missing:

@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass, replace
 
 from .bag import Bag, topics
+from .recordings import FileRecording
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ def preset(name: str) -> TopicPreset:
 def detect_preset(bag: str | os.PathLike | Bag) -> TopicPreset:
     """Pick the preset matching a bag's topics ("sim" before "mvsec" when labels are present);
     `bag` is a path or an opened `Bag`."""
-    have = bag.topics if isinstance(bag, Bag) else topics(bag)
+    have = bag.topics if isinstance(bag, (Bag, FileRecording)) else topics(bag)
     for name in ("sim", "mvsec", "davis", "ddd17", "dsec"):
         p = PRESETS[name]
         if p.events in have and (p.labels is None or p.labels in have):

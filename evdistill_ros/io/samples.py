@@ -14,7 +14,8 @@ Layout-specific readers (options are passed through by iter_samples):
     dsec.iter_dsec(root, split="test", classes=11, event_input=None, label_every=1, ...)
     pair_cache.iter_cache_samples(path, event_input=None)   training-pair caches
 
-Bag samples: for every APS frame, the event window ending at the frame's stamp (the
+Bag samples (any recording io.bag.open_recording reads: ROS1, rosbag2, DV's .aedat4, Prophesee's
+.raw): for every APS frame, the event window ending at the frame's stamp (the
 `event_input`'s window, `EventInput.windows_at`), the frame (`frames.canonical`: colour as RGB,
 mono16 kept), and the label image with the same stamp when the bag has a labels topic (frames
 without one get label None, or are an error with require_labels). `crop_rows` keeps the top
@@ -36,7 +37,8 @@ import numpy as np
 from .. import frames
 from ..classes import DDD17, ClassSet
 from ..events.spec import DEFAULT_EVENT_INPUT, ByCount, ByTime, EventInput
-from .bag import Bag, is_bag
+from .bag import Bag, is_recording, open_recording
+from .recordings import FileRecording
 from .dsec import is_dsec, iter_dsec
 from .ess import iter_ess
 from .evdistill_png import iter_evdistill_png
@@ -58,10 +60,11 @@ def detect_format(path: str | os.PathLike) -> str:
         raise ValueError(f"no such file or directory: {p}")
     if p.is_dir() and is_cache(p):
         return "cache"
-    if is_bag(p):
+    if is_recording(p):
         return "bag"
     if p.is_file():
-        raise ValueError(f"{p}: a file that is not a bag (.bag, rosbag2 .db3 / .mcap); datasets are directories "
+        raise ValueError(f"{p}: a file that is not a recording (.bag, rosbag2 .db3 / .mcap, DV .aedat4, Prophesee "
+                         ".raw); datasets are directories "
                          "(evdistill-png, evsegnet, ess, a rosbag2 folder)")
     if is_dsec(p):  # before Ev-SegNet: a DSEC sequence has an events/ folder too
         return "dsec"
@@ -130,12 +133,12 @@ def iter_bag_samples(
     """Samples of a bag, one per APS frame (see the module doc); labels are checked against
     `classes` (the class set the bag is labelled in)."""
     spec = event_input_from_options(event_input, representation, window_ns, window_events, **params)
-    with Bag(bag) as b:
+    with open_recording(bag) as b:
         yield from _bag_samples(b, spec, events_topic, image_topic, labels_topic, crop_rows, require_labels,
                                 need_events, classes)
 
 
-def _bag_samples(bag: Bag, spec: EventInput, events_topic: str | None, image_topic: str | None,
+def _bag_samples(bag: Bag | FileRecording, spec: EventInput, events_topic: str | None, image_topic: str | None,
                  labels_topic: str | None, crop_rows: int | None, require_labels: bool,
                  need_events: bool, classes: ClassSet) -> Iterator[Sample]:
     have = bag.topics

@@ -6,6 +6,7 @@ against these in the tests, and bench/bench_wire.py times both in the same run. 
 
     libcaer(raw, time_base)                                   "libcaer"
     LibcaerCmp()(raw, time_base, width, height) -> (events, non-CD words skipped)   "libcaer_cmp"
+    evt2(raw, width, height), evt3(raw, width, height)         Prophesee RAW data (wire.prophesee)
 """
 from __future__ import annotations
 
@@ -60,3 +61,58 @@ class LibcaerCmp:
             else:
                 skipped += 1
         return out, skipped
+
+
+def evt2(raw: bytes, width: int, height: int) -> list[tuple[int, int, int, int]]:
+    """Prophesee EVT 2.0 words, one at a time, as docs.prophesee.ai describes them (events
+    outside the sensor and CD words before the first EVT_TIME_HIGH left out)."""
+    out, high = [], None
+    for (w,) in struct.iter_unpack("<I", raw[: len(raw) - len(raw) % 4]):
+        kind = w >> 28
+        if kind == 8:
+            h = (w & 0x0FFFFFFF) << 6
+            if high is not None and h < high % (1 << 34):
+                high += 1 << 34
+            high = (0 if high is None else high - high % (1 << 34)) + h
+        elif kind in (0, 1) and high is not None:
+            x, y = (w >> 11) & 0x7FF, w & 0x7FF
+            if x < width and y < height:
+                out.append(((high + ((w >> 22) & 0x3F)) * 1000, x, y, kind))
+    return out
+
+
+def evt3(raw: bytes, width: int, height: int) -> list[tuple[int, int, int, int]]:
+    """Prophesee EVT 3.0 words, one at a time (the 24-bit time: TIME_HIGH bits 23-12, TIME_LOW
+    bits 11-0; a TIME_HIGH more than 10 below the last is a rollover, as event_camera_codecs)."""
+    out = []
+    high = low = y = base_x = pol = 0
+    rollover = 0
+    have_high = valid = False
+    for (w,) in struct.iter_unpack("<H", raw[: len(raw) - len(raw) % 2]):
+        code, rest = w >> 12, w & 0xFFF
+        if code == 8:
+            if have_high and rest < high and high - rest > 10:
+                rollover += 1 << 24
+            high, have_high = rest, True
+            continue
+        if code == 6:
+            low, valid = rest, valid or have_high
+            continue
+        if not valid:
+            continue
+        t = (rollover + (high << 12) + low) * 1000
+        if code == 0:
+            y = rest & 0x7FF
+        elif code == 2:
+            x = rest & 0x7FF
+            if x < width and y < height:
+                out.append((t, x, y, (rest >> 11) & 1))
+        elif code == 3:
+            base_x, pol = rest & 0x7FF, (rest >> 11) & 1
+        elif code in (4, 5):
+            n = 12 if code == 4 else 8
+            for k in range(n):
+                if rest & (1 << k) and base_x + k < width and y < height:
+                    out.append((t, base_x + k, y, pol))
+            base_x += n
+    return out
