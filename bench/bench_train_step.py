@@ -9,6 +9,11 @@ times (median of --repeats, after one warm-up) a supervised step, a full EvDisti
 same step with the head on both halves (before), and its parts. "student alone, batch 2B" is the
 floor of any step that trains the student on real and A2E-crafted events. Ratios are to the supervised
 step of the same run: quote those, not the milliseconds (machines differ).
+
+The second table runs the package's own KD / EvDistill steps (distill.methods, as training does)
+with the teacher live (run on every batch) and with its outputs cached (student.teacher_outputs:
+computed once per training frame, read with the batch), for the config's teacher and for a larger
+teacher (DeepLabV3+ ResNet-50, --big-teacher-backbone), the size of a network brought on a card.
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ def main() -> int:
     ap.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "config" / "demo.yaml"))
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--big-teacher-backbone", default="resnet50")
     args = ap.parse_args()
 
     import torch
@@ -110,6 +116,41 @@ def main() -> int:
     floor = rows[3][1] + rows[7][1]
     print(f"| floor: teacher forward + student alone at 2B (generator and head free) | {1e3 * floor:.1f} | "
           f"{floor / ref:.2f} |")
+
+    # the package's own steps, teacher live against teacher outputs cached
+    from evdistill_ros.distill.methods import Networks, method_for
+    from evdistill_ros.distill.teacher import TeacherView
+    from evdistill_ros.models import default_metadata
+
+    def view(backbone: str) -> TeacherView:
+        net = build_net({**mcfg, "backbone": backbone, "width_mult": mcfg.get("width_mult") if backbone == mcfg[
+            "backbone"] else None}, 1, False)
+        meta = {**default_metadata(), "representation": "aps", "in_channels": 1, "num_classes": k,
+                "preprocessing": {"scale": "auto", "channels": "exact"}}
+        return TeacherView(net, meta, None, T, torch.device("cpu"))
+
+    soft = torch.randn(b, k + 1, h, w)
+    soft[:, -1] = 1.0  # the validity map the dataset adds
+    method_rows = []
+    for tname, tv in (("config's teacher", view(mcfg["backbone"])),
+                      (f"DeepLabV3+ {args.big_teacher_backbone} teacher", view(args.big_teacher_backbone))):
+        for mname in ("kd", "evdistill"):
+            method = method_for("student", mname, False, st)
+            nets = Networks(net=student, a2e=a2e if mname == "evdistill" else None, teacher=tv)
+
+            def step(cached: bool, method=method, nets=nets) -> None:
+                opt.zero_grad()
+                terms = method.loss_terms(nets, ev, aps, label, soft if cached else None)
+                sum(method.weights[n] * v for n, v in terms.items()).backward()
+                opt.step()
+            live, cached = timed(lambda: step(False)), timed(lambda: step(True))
+            method_rows.append((f"{mname} step, {tname}", live, cached))
+    print("\n| step (distill.methods) | teacher live: ms | x supervised | teacher outputs cached: ms | x supervised "
+          "| live / cached |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, live, cached in method_rows:
+        print(f"| {name} | {1e3 * live:.1f} | {live / ref:.2f} | {1e3 * cached:.1f} | {cached / ref:.2f} | "
+              f"{live / cached:.2f} |")
     return 0
 
 

@@ -225,3 +225,36 @@ def test_raw_fuzz_never_crashes_or_lies(tmp_path, encoding):
         usable = body[: len(body) - len(body) % (4 if encoding == "evt2" else 2)]
         ref = (reference.evt2 if encoding == "evt2" else reference.evt3)(usable, 100, 80)
         assert [r[0] for r in ref] == ev.t.tolist() and [r[1] for r in ref] == ev.x.tolist()
+
+
+@needs_sample
+def test_visualize_an_unlabelled_real_recording_with_a_card_teacher(tmp_path):
+    """`evdistill visualize --data REC --video out.mp4` with default options on a recording without
+    labels: the video and the panels are written (ground truth n/a), nothing temporary is left,
+    and a Cityscapes teacher card beside a DDD17 student is drawn in DDD17's classes."""
+    import torch
+    import yaml
+
+    from evdistill_ros.events.spec import ByTime, EventInput
+    from evdistill_ros.models import build_model, save_checkpoint
+
+    student = build_model("deeplabv3plus", "mobilenetv2", 2, 6, 16, width_mult=0.25, aspp_channels=16,
+                          decoder_channels=16)
+    ckpt = save_checkpoint(tmp_path / "student.pt", student, {
+        "representation": EventInput("count", {}, ByTime(20_000_000)).to_dict(), "input_size": None,
+        "preprocessing": {"scale": 1.0, "channels": "exact"}})
+    teacher = torch.jit.trace(torch.nn.Conv2d(3, 19, 3, padding=1).eval(), torch.rand(1, 3, 16, 16))
+    teacher.save(str(tmp_path / "t.ts"))
+    card = tmp_path / "t.yaml"
+    card.write_text(yaml.safe_dump({"path": "t.ts", "classes": "cityscapes", "frame": "rgb", "mean": 128,
+                                    "std": 64}))
+    out = tmp_path / "viz"
+    r = subprocess.run([sys.executable, "-m", "evdistill_ros.cli", "visualize", "--data", str(SAMPLE),
+                        "--event-ckpt", str(ckpt), "--aps-ckpt", str(card), "--video", str(out / "rec.mp4"),
+                        "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["panels.png", "rec.mp4"], files
+    import imageio.v2 as imageio
+
+    assert len(imageio.mimread(out / "rec.mp4")) == 4

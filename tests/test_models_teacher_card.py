@@ -245,3 +245,30 @@ def test_cached_teacher_outputs_follow_the_label_geometry(tmp_path, bag):
         valid = label != 255
         np.testing.assert_array_equal(soft[:6].argmax(0)[valid].numpy(), label[valid].numpy())
         assert bool((soft[6][valid] > 0.5).all())
+
+
+@pytest.mark.parametrize("kind", ["huggingface", "onnx"])
+def test_export_writes_the_card_inside_the_onnx(tmp_path, teachers, kind):
+    """`evdistill export CARD.yaml --out t.onnx`: the .onnx then needs no card, and it predicts
+    what the card's network predicts."""
+    from evdistill_ros.models.teacher_card import export_card
+    from evdistill_ros.models.predictor import Predictor
+
+    out = tmp_path / f"{kind}.onnx"
+    report = export_card(teachers[kind], out)
+    assert report.argmax_agreement > 0.999 and report.max_logit_diff < 1e-3
+    net, meta = load_image_network(out)  # no card beside it
+    assert meta["class_set"] == "dsec19" and meta["preprocessing"]["frame"] == "rgb"
+    frame = np.random.default_rng(0).integers(0, 256, (64, 96), dtype=np.uint8)
+    a, b = Predictor(teachers[kind], device="cpu")(frame), Predictor(out, device="cpu")(frame)
+    assert (a == b).mean() > 0.999
+    r = subprocess_cli("export", str(teachers[kind]), "--out", str(tmp_path / "cli.onnx"))
+    assert r.returncode == 0 and "argmax agreement" in r.stdout, r.stderr
+
+
+def subprocess_cli(*args: str):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "evdistill_ros.cli", *args], capture_output=True, text=True,
+                          timeout=300)

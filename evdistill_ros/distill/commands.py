@@ -1,7 +1,7 @@
 """`evdistill train`: teacher, student and compare subcommands.
 
     evdistill train teacher --config CFG [--bags B ...] [--out DIR] [--resume] [--set KEY=VALUE ...]
-    evdistill train student --config CFG --method supervised|kd|evdistill [--teacher CKPT]
+    evdistill train student --config CFG --method supervised|kd|evdistill [--teacher CKPT | CARD.yaml]
                             [--use-labels | --no-labels] [--bags B ...] [--out DIR] [--resume] [--set ...]
     evdistill train compare --config CFG [--out DIR] [--seeds N] [--set ...]
 
@@ -21,7 +21,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _stage_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bags", nargs="+", help="training bags (replace data.bags)")
+    p.add_argument("--bags", nargs="+", help="training recordings: ROS1 / rosbag2 bags, DV .aedat4 (replace data.bags)")
     p.add_argument("--val-bags", nargs="+", help="validation bags (replace data.val_bags)")
     p.add_argument("--out", help="run directory (default train.out_dir/<run name>)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
@@ -38,7 +38,9 @@ def register(subparsers) -> None:
     _common(s)
     _stage_args(s)
     s.add_argument("--method", choices=("supervised", "kd", "evdistill"), help="default: student.method")
-    s.add_argument("--teacher", help="teacher checkpoint (kd, evdistill)")
+    s.add_argument("--teacher", help="teacher (kd, evdistill): a checkpoint of this package, or a teacher card "
+                                      "(.yaml naming an ONNX / TorchScript / Hugging Face network trained elsewhere; "
+                                      "its classes are mapped onto data.class_set)")
     lab = s.add_mutually_exclusive_group()
     lab.add_argument("--use-labels", dest="use_labels", action="store_true", default=None,
                      help="evdistill: add cross-entropy on event labels")

@@ -31,8 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "skipped and counted). Prints a markdown table: per-class IoU, mIoU in the EvDistill "
                     "convention (absent classes dropped) and the Ev-SegNet/ESS one (absent class = 0), "
                     "pixel accuracy.")
-    p.add_argument("--data", required=True, help="a .bag, a test-set directory or a training-pair cache")
-    p.add_argument("--aps-ckpt", help="APS-frame network checkpoint (this project's or the authors' .pth)")
+    p.add_argument("--data", required=True, help="a recording (.bag, rosbag2, .aedat4, .raw), a test-set directory "
+                                                "or a training-pair cache")
+    p.add_argument("--aps-ckpt", help="APS-frame network: a checkpoint (this project's or the authors' .pth), an "
+                                      "exported .onnx or a teacher card (.yaml)")
     p.add_argument("--event-ckpt", help="event network checkpoint (this project's or the authors' .pth)")
     p.add_argument("--format", choices=FORMAT_CHOICES, help="data format (default: detected from the path)")
     p.add_argument("--split", default=None, help="split of a test-set directory (default test)")
@@ -59,8 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "prediction | ground truth) of --num labelled samples to OUT/panels.png, and with --video "
                     "a video of the sequence. With --metrics: confusion matrices and a per-class IoU chart "
                     "from an `evdistill evaluate --json` file.")
-    v.add_argument("--data", help="a .bag, a test-set directory or a training-pair cache")
-    v.add_argument("--aps-ckpt", help="APS-frame network checkpoint")
+    v.add_argument("--data", help="a recording (.bag, rosbag2, .aedat4, .raw), a test-set directory or a "
+                                  "training-pair cache; without labels the ground-truth panel says n/a")
+    v.add_argument("--aps-ckpt", help="APS-frame network: checkpoint, exported .onnx or teacher card (.yaml)")
     v.add_argument("--event-ckpt", help="event network checkpoint")
     v.add_argument("--format", choices=FORMAT_CHOICES, help="data format (default: detected)")
     v.add_argument("--split", default=None, help="split of a test-set directory (default test)")

@@ -2,6 +2,7 @@
 optionally quantised to int8 on calibration windows from bags.
 
     evdistill export CHECKPOINT --out model.onnx [--static] [--height H --width W] [--opset N]
+    evdistill export CARD.yaml --out teacher.onnx     a teacher card's network, the card inside
     evdistill export CHECKPOINT --out model_int8.onnx --int8 --calibration BAG [BAG ...]
                                 [--calibration-windows 300]
 
@@ -58,8 +59,11 @@ def _export(args: argparse.Namespace) -> int:
         print(report.summary())
         print("its accuracy cost: evdistill evaluate --event-ckpt (or --aps-ckpt) on labelled data, beside the fp32 one")
         return 0
-    report = export_onnx(args.checkpoint, args.out, dynamic=not args.static, opset=args.opset,
-                         height=args.height, width=args.width)
+    from ..models.teacher_card import export_card, is_card  # on use: the CLI parses without torch/numba
+
+    export = export_card if is_card(args.checkpoint) else export_onnx
+    report = export(args.checkpoint, args.out, dynamic=not args.static, opset=args.opset,
+                    height=args.height, width=args.width)
     print(report.summary())
     if report.argmax_agreement < 0.995:
         print(f"evdistill export: argmax agreement below 99.5 %: do not deploy {args.out}")
@@ -69,7 +73,8 @@ def _export(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="checkpoint -> ONNX (metadata embedded; checked after writing), or int8")
-    p.add_argument("checkpoint", help="checkpoint.pt of this project, or an EvDistill authors' .pth")
+    p.add_argument("checkpoint", help="checkpoint.pt of this project, an EvDistill authors' .pth, or a teacher card "
+                                      "(.yaml): its network is written with the card inside (no card needed after)")
     p.add_argument("--out", required=True, help="output .onnx")
     p.add_argument("--static", action="store_true", help="fix the input size (default: batch, height, width free)")
     p.add_argument("--height", type=int, default=None, help="traced / fixed input height (default: the checkpoint's, "

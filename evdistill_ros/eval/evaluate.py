@@ -344,7 +344,7 @@ def scoring_maps(net: ClassSet, labels: ClassSet, target: ClassSet | None, what:
     if target is None:
         if net != labels:
             hint = next((f"; --class-map {t.name} scores both in {t.name}" for t in (net, labels)
-                         if _maps(net, t) and _maps(labels, t)), "")
+                         if maps_onto(net, t) and maps_onto(labels, t)), "")
             raise ValueError(f"{what} predicts {net.describe()}, the labels are {labels.name} "
                              f"({labels.num_classes} classes){hint}")
         return {"classes": net}
@@ -352,7 +352,7 @@ def scoring_maps(net: ClassSet, labels: ClassSet, target: ClassSet | None, what:
             "label_map": None if labels == target else class_map(labels, target)}
 
 
-def _maps(source: ClassSet, target: ClassSet) -> bool:
+def maps_onto(source: ClassSet, target: ClassSet) -> bool:
     try:
         class_map(source, target)
         return True

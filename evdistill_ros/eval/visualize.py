@@ -32,8 +32,8 @@ from ..atomic import PendingFile
 from ..classes import DDD17, IGNORE_COLOR, ClassSet, class_map, class_set, class_set_of
 from ..events.spec import DEFAULT_EVENT_INPUT
 from ..render import event_image, legend_strip, to_rgb
-from .evaluate import (FIXED_REPRESENTATION, detect_format, layout_class_set, load_network, open_samples, predict,
-                       scoring_maps)
+from .evaluate import (FIXED_REPRESENTATION, detect_format, layout_class_set, load_network, maps_onto, open_samples,
+                       predict, scoring_maps)
 from .metrics import ConfusionMatrix
 
 PANEL_TITLES = ("events", "event prediction", "APS frame", "APS prediction", "ground truth")
@@ -380,7 +380,8 @@ def visualize_samples(data: str | Path, *, aps_ckpt: str | Path | None = None, e
         if ck is not None:
             nets[modality] = load_network(ck, modality, device)
     data_classes = class_set(labels_classes) if labels_classes else layout_class_set(fmt, sample_options)
-    target = class_set(class_map_to) if class_map_to else None
+    target = class_set(class_map_to) if class_map_to else _common_set(data_classes, [class_set_of(m) for _, m in
+                                                                                    nets.values()])
     ckpts = {"aps": aps_ckpt, "events": event_ckpt}
     maps = {m: scoring_maps(class_set_of(meta), data_classes, target, str(ckpts[m])) for m, (_, meta) in nets.items()}
     shown = target or next((mp["classes"] for mp in maps.values()), data_classes)
@@ -401,8 +402,9 @@ def visualize_samples(data: str | Path, *, aps_ckpt: str | Path | None = None, e
     samples = open_samples(data, fmt, event_meta, sample_options)
 
     rows: list[PanelRow] = []
+    unlabelled_rows: list[PanelRow] = []  # drawn (ground truth n/a) when the data holds no label at all
     writer = VideoWriter(video, fps) if video is not None else None
-    labelled_seen = 0
+    labelled_seen = seen = 0
     t_first: int | None = None
     bar = tqdm(desc="visualize", unit="frame", disable=not progress, total=limit)
     try:
@@ -410,8 +412,10 @@ def visualize_samples(data: str | Path, *, aps_ckpt: str | Path | None = None, e
             if (limit is not None and i >= limit) or (writer is None and len(rows) >= num):
                 break
             take_row = s.label is not None and len(rows) < num and labelled_seen % every == 0
+            take_spare = not take_row and not rows and len(unlabelled_rows) < num and seen % every == 0
             labelled_seen += s.label is not None
-            if not take_row and writer is None:
+            seen += 1
+            if not take_row and not take_spare and writer is None:
                 continue
             hw = _row_hw(PanelRow(events=s.events, aps=s.aps, label=s.label))
             if s.t_ns is not None and t_first is None:
@@ -426,9 +430,13 @@ def visualize_samples(data: str | Path, *, aps_ckpt: str | Path | None = None, e
                 row.aps_pred = in_shown(predict(*nets["aps"], [s.aps], [hw])[0], "aps")
             if take_row:
                 rows.append(row)
+            elif take_spare:
+                unlabelled_rows.append(row)
             if writer is not None:
                 writer.append(compose_frame(row, representation=rep_name, caption=name))
             bar.update(1)
+        if seen == 0:
+            raise ValueError(f"{data}: no sample to draw (no APS frame{' in the first --limit' if limit else ''})")
     except BaseException:
         if writer is not None:
             writer.abort()  # interrupted or failed: no truncated video under the final name
@@ -436,11 +444,21 @@ def visualize_samples(data: str | Path, *, aps_ckpt: str | Path | None = None, e
     finally:
         bar.close()
     written: list[Path] = []
-    out = Path(out)
-    if num > 0:
-        if not rows:
-            raise ValueError(f"{data}: no labelled sample to draw (use --video for unlabelled sequences)")
-        written.append(five_panel_figure(rows, out / "panels.png", representation=rep_name))
     if writer is not None:
         written.append(writer.close())
+    if num > 0:
+        written.append(five_panel_figure(rows or unlabelled_rows, Path(out) / "panels.png", representation=rep_name))
     return written
+
+
+def _common_set(labels: ClassSet, nets: list[ClassSet]) -> ClassSet | None:
+    """Where the networks predict other classes than the labels' (a Cityscapes teacher card beside
+    a DDD17 student, say): the first of the labels' set and the networks' sets that every one of
+    them maps onto, so predictions are drawn side by side without a --class-map. None when all
+    agree or none fits (then scoring_maps says what to do)."""
+    if all(n == labels for n in nets):
+        return None
+    for candidate in (labels, *nets):
+        if all(maps_onto(n, candidate) for n in (labels, *nets)):
+            return candidate
+    return None

@@ -81,10 +81,11 @@ class OnnxRuntimeBackend(Backend):
         opts.intra_op_num_threads = torch.get_num_threads()
         self.session = ort.InferenceSession(onnx_model, sess_options=opts, providers=providers)
         self.providers = self.session.get_providers()
+        self.input_name = self.session.get_inputs()[0].name  # "input" when exported here; a card's graph may differ
         self.device = device if self.providers[0] != "CPUExecutionProvider" else torch.device("cpu")
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.session.run(None, {"input": x.detach().cpu().numpy()})[0]
+        out = self.session.run(None, {self.input_name: x.detach().cpu().numpy()})[0]
         return torch.from_numpy(out)
 
 

@@ -1,6 +1,7 @@
 """ONNX export of a checkpoint, with its metadata inside, and the parity check that follows it.
 
     export_onnx(checkpoint, out, *, dynamic=True, opset=18, height=None, width=None) -> ExportReport
+    check_onnx(reference_fn, onnx_bytes, meta, height, width, out) -> ExportReport   the check after writing
     read_onnx_metadata(path) -> dict      the checkpoint metadata an exported model carries
     quantize_int8(fp32_onnx, calibration, out) -> ExportReport   post-training static int8 (ONNX Runtime)
     parity(reference_fn, candidate_fn, inputs) -> (max |logit difference|, argmax agreement)
@@ -131,22 +132,30 @@ _CHECK_SEEDS = (0, 1, 2)
 
 def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, *, dynamic: bool = True,
                 opset: int = DEFAULT_OPSET, height: int | None = None, width: int | None = None) -> ExportReport:
-    """Export a checkpoint (ours or the authors') to ONNX, then run both on random inputs."""
+    """Export a checkpoint (ours or the authors') to ONNX, then run both on random inputs
+    (a teacher card: models.teacher_card.export_card)."""
     model, meta = load_checkpoint(checkpoint)
     data = onnx_bytes(model, meta, dynamic=dynamic, opset=opset, height=height, width=width)
     with atomic_write(out, "wb") as f:
         f.write(data)
-    ort = require("onnxruntime", "the check after export")
-    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-    h, w = input_hw(meta, height, width)
-    shape = (1, int(meta["in_channels"]), h, w)
-    inputs = [np.random.default_rng(s).standard_normal(shape).astype(np.float32) for s in _CHECK_SEEDS]
 
     def torch_fn(x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             return _Logits(model)(torch.from_numpy(x)).numpy()
 
-    diff, agree = parity(torch_fn, lambda x: session.run(None, {"input": x})[0], inputs)
+    return check_onnx(torch_fn, data, meta, height, width, out)
+
+
+def check_onnx(reference: Callable[[np.ndarray], np.ndarray], data: bytes, meta: dict, height: int | None,
+           width: int | None, out: str | os.PathLike) -> ExportReport:
+    """Run the written model beside its reference on random inputs of the network's size."""
+    ort = require("onnxruntime", "the check after export")
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    h, w = input_hw(meta, height, width)
+    shape = (1, int(meta["in_channels"]), h, w)
+    inputs = [np.random.default_rng(s).standard_normal(shape).astype(np.float32) for s in _CHECK_SEEDS]
+    diff, agree = parity(reference, lambda x: session.run(None, {name: x})[0], inputs)
     return ExportReport(Path(out), diff, agree, shape)
 
 

@@ -26,6 +26,8 @@ frame repeated to three channels (what `frames.to_frame(image, "rgb")` gives a g
         checkpoint of this package / the EvDistill authors (models.load_checkpoint)
     read_image_network_metadata(path) -> metadata    the same without building the network
     is_card(path) -> bool
+    export_card(card, out, dynamic=True, ...) -> ExportReport   the card's network as an .onnx with the
+        card inside (`evdistill export CARD.yaml --out teacher.onnx`): it then needs no card
 
 Hugging Face folders load offline with the installed `transformers` (local files only, never
 `trust_remote_code`, safetensors preferred); semantic-segmentation heads whose output has
@@ -48,7 +50,8 @@ from torch import nn
 from ..classes import ClassSet, class_set
 from ..frames import FRAME_MODES
 from .checkpoint import load_checkpoint, read_metadata
-from .export import read_onnx_metadata, require
+from ..atomic import atomic_write
+from .export import DEFAULT_OPSET, METADATA_KEY, ExportReport, check_onnx, onnx_bytes, read_onnx_metadata, require
 
 CARD_SUFFIXES = (".yaml", ".yml")
 TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript", ".jit")
@@ -349,3 +352,25 @@ def class_set_of_meta(meta: Mapping[str, Any]) -> ClassSet:
     from ..classes import class_set_of
 
     return class_set_of(meta)
+
+
+def export_card(card_path: str | os.PathLike, out: str | os.PathLike, *, dynamic: bool = True,
+                opset: int = DEFAULT_OPSET, height: int | None = None, width: int | None = None) -> ExportReport:
+    """Write a card's network as ONNX with the card's metadata inside, then check it against the
+    card's network on random inputs. An ONNX card keeps its graph (the metadata is added)."""
+    import json
+
+    net, meta = load_image_network(card_path)
+    if net.card.kind == "onnx":
+        onnx = require("onnx", "ONNX export")
+        proto = onnx.load(str(net.card.path))
+        del proto.metadata_props[:]
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = METADATA_KEY, json.dumps({**meta, "onnx": {"from_card": True}})
+        data = proto.SerializeToString()
+    else:
+        data = onnx_bytes(net, meta, dynamic=dynamic and meta["input_size"] is None, opset=opset, height=height,
+                          width=width)
+    with atomic_write(out, "wb") as f:
+        f.write(data)
+    return check_onnx(lambda x: net(torch.from_numpy(x)).numpy(), data, meta, height, width, out)
