@@ -239,8 +239,8 @@ def class_matrix(source: ClassSet | str, target: ClassSet | str) -> np.ndarray:
     dst = class_set(target) if isinstance(target, str) else target
     lut = class_map(src, dst)[: src.num_classes]
     if np.any(lut >= dst.num_classes):  # a source class mapped to ignore has no target to add to
-        raise ValueError(f"mapping {src.name} -> {dst.name} sends {src.names[int(np.argmax(lut >= dst.num_classes))]!r} "
-                         "to ignore: its probability would be lost")
+        lost = src.names[int(np.argmax(lut >= dst.num_classes))]
+        raise ValueError(f"mapping {src.name} -> {dst.name} sends {lost!r} to ignore: its probability would be lost")
     m = np.zeros((src.num_classes, dst.num_classes), np.float32)
     m[np.arange(src.num_classes), lut] = 1.0
     return m

@@ -18,7 +18,7 @@ from torch import nn
 from evdistill_ros.classes import CLASS_SETS, class_map, class_matrix
 from evdistill_ros.distill import losses
 from evdistill_ros.distill.teacher import LOG_FLOOR, class_groups, soft_targets
-from evdistill_ros.models.teacher_card import CardNetwork, load_image_network, read_teacher_card
+from evdistill_ros.models.teacher_card import load_image_network, read_teacher_card
 
 from test_distill_train import tiny_config, write_bag
 
@@ -272,3 +272,25 @@ def subprocess_cli(*args: str):
 
     return subprocess.run([sys.executable, "-m", "evdistill_ros.cli", *args], capture_output=True, text=True,
                           timeout=300)
+
+
+SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "sample.aedat4"
+
+
+@pytest.mark.skipif(not SAMPLE.is_file(), reason="the real recording ../shared/data/real is not here")
+def test_walkthrough_distils_on_the_real_aedat4(tmp_path, teachers):
+    """docs/real_cameras.md step 3 as a user types it: config/davis.yaml, the real DV recording,
+    a card teacher (small steps and a small student, so it runs in seconds)."""
+    config = Path(__file__).resolve().parents[1] / "config" / "davis.yaml"
+    r = subprocess_cli("train", "student", "--config", str(config), "--bags", str(SAMPLE), "--teacher",
+                       str(teachers["torchscript"]), "--out", str(tmp_path / "run"),
+                       "--set", "train.steps=4", "--set", "train.batch_size=2", "--set", "train.num_workers=0",
+                       "--set", "train.device=cpu", "--set", "train.image_every=0", "--set", "train.threads=1",
+                       "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", "model.width_mult=0.25",
+                       "--set", "augment.crop=[128,160]")
+    assert r.returncode == 0, r.stderr[-3000:]
+    from evdistill_ros.models import load_checkpoint
+
+    _, meta = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert meta["representation"]["name"] == "voxel_grid" and meta["input_size"] == {"height": 260, "width": 346}
+    assert meta["training"]["bags"] == [str(SAMPLE)]

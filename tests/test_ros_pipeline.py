@@ -226,3 +226,57 @@ make = lambda: Message(data="not events")
     assert acc["windows_emitted"] == len(_offline_windows(sim_bag))
     assert seg["published"] > 0, seg
     assert "Traceback" not in err, err
+
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "sample.aedat4"
+
+
+@pytest.mark.skipif(not REAL.is_file(), reason="the real recording ../shared/data/real is not here")
+def test_real_davis_recording_with_a_teacher_card_live(roscore, student_ckpt, tmp_path):
+    """docs/real_cameras.md step 4: the real DV recording converted to an rpg_dvs_ros bag, played
+    through segment.launch with a teacher card beside the student: the card's network segments
+    the APS frames live exactly as offline."""
+    import torch
+    import yaml
+
+    from evdistill_ros.io.convert import convert_to_ros1
+    from evdistill_ros.io.bag import iter_images
+    from evdistill_ros.models.predictor import Predictor
+
+    bag = tmp_path / "real.bag"
+    convert_to_ros1(REAL, bag, progress=False)
+    torch.manual_seed(0)
+    torch.jit.trace(torch.nn.Conv2d(3, 19, 3, padding=1).eval(), torch.rand(1, 3, 16, 16)).save(str(tmp_path / "t.ts"))
+    card = tmp_path / "teacher.yaml"
+    card.write_text(yaml.safe_dump({"path": "t.ts", "classes": "cityscapes", "frame": "rgb", "mean": 128, "std": 64}))
+    record = tmp_path / "out.bag"
+    launch = subprocess.Popen(["roslaunch", "evdistill_ros", "segment.launch", f"checkpoint:={student_ckpt}",
+                               f"teacher_checkpoint:={card}", "events_topic:=/dvs/events",
+                               "image_topic:=/dvs/image_raw", "record:=true", f"record_path:={record}", "device:=cpu"],
+                              env=roscore, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline:  # until both networks are loaded
+            try:
+                s = _stats(roscore, "/segmentation_node/stats", timeout=10)
+                if "inference_ms" in s and s.get("teacher_error") is None and "teacher_ms" in s:
+                    break
+            except ValueError:
+                pass
+            time.sleep(0.5)
+        time.sleep(2.0)
+        subprocess.run(["rosbag", "play", "--quiet", "--rate=0.1", "--delay=1", str(bag)], env=roscore, timeout=60,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(3.0)
+        seg = _stats(roscore, "/segmentation_node/stats")
+    finally:
+        err = _stop(launch)
+    assert "Traceback" not in err, err
+    assert seg.get("teacher_error") is None and seg["teacher_published"] >= 1, seg
+    frames = {m.stamp_ns: m.image for m in iter_images(bag, "/dvs/image_raw")}
+    teacher = Predictor(card, device="cpu")
+    got = _recorded(record, "/segmentation_node/teacher/labels")
+    assert len(got) == seg["teacher_published"]
+    for stamp, labels in got.items():
+        assert labels.shape == (260, 346) and np.mean(labels == teacher(frames[stamp])) > 0.999

@@ -157,9 +157,10 @@ class Method:
                 scale = a.get("scale")
                 text += " not rescaled" if scale is None else f" rescaled by {scale[0]}-{scale[1]}"
             return text
-        return notes + [f"note: the teacher trained on {say(theirs)}, the student's batches are {say(augment)}: the teacher "
-                "labels inputs unlike its training ones (README, small classes: a whole-frame teacher distilled "
-                f"on crops taught a worse student); set student.augment.{'/'.join(differs)} to match"]
+        return notes + [f"note: the teacher trained on {say(theirs)}, the student's batches are {say(augment)}: "
+                        "the teacher labels inputs unlike its training ones (README, small classes: a whole-frame "
+                        f"teacher distilled on crops taught a worse student); set student.augment."
+                        f"{'/'.join(differs)} to match"]
 
     def build(self, mcfg: dict, cache: PairCache, teacher_path: str | None, device: torch.device,
               log: Callable[[str], None], classes: ClassSet | None = None) -> Networks:

@@ -380,12 +380,21 @@ def visualize_samples(data: str | Path, *, aps_ckpt: str | Path | None = None, e
         if ck is not None:
             nets[modality] = load_network(ck, modality, device)
     data_classes = class_set(labels_classes) if labels_classes else layout_class_set(fmt, sample_options)
-    target = class_set(class_map_to) if class_map_to else _common_set(data_classes, [class_set_of(m) for _, m in
-                                                                                    nets.values()])
+    target = class_set(class_map_to) if class_map_to else None
     ckpts = {"aps": aps_ckpt, "events": event_ckpt}
-    maps = {m: scoring_maps(class_set_of(meta), data_classes, target, str(ckpts[m])) for m, (_, meta) in nets.items()}
+    label_error = ""  # networks whose classes are not the labels': refused at the first label, drawn without
+    try:
+        maps = {m: scoring_maps(class_set_of(meta), data_classes, target, str(ckpts[m]))
+                for m, (_, meta) in nets.items()}
+    except ValueError as exc:
+        label_error = str(exc)
+        target = None if class_map_to else _common_set([class_set_of(meta) for _, meta in nets.values()])
+        if target is None:
+            raise
+        maps = {m: scoring_maps(class_set_of(meta), target, target, str(ckpts[m])) for m, (_, meta) in nets.items()}
     shown = target or next((mp["classes"] for mp in maps.values()), data_classes)
-    label_map = class_map(data_classes, target) if target is not None and data_classes != target else None
+    label_map = class_map(data_classes, target) if target is not None and data_classes != target and not label_error \
+        else None
 
     def in_shown(pred: np.ndarray, modality: str) -> np.ndarray:
         lut = maps[modality].get("pred_map")
@@ -411,6 +420,8 @@ def visualize_samples(data: str | Path, *, aps_ckpt: str | Path | None = None, e
         for i, s in enumerate(samples):
             if (limit is not None and i >= limit) or (writer is None and len(rows) >= num):
                 break
+            if s.label is not None and label_error:
+                raise ValueError(label_error)
             take_row = s.label is not None and len(rows) < num and labelled_seen % every == 0
             take_spare = not take_row and not rows and len(unlabelled_rows) < num and seen % every == 0
             labelled_seen += s.label is not None
@@ -444,21 +455,24 @@ def visualize_samples(data: str | Path, *, aps_ckpt: str | Path | None = None, e
     finally:
         bar.close()
     written: list[Path] = []
+    try:
+        if num > 0:
+            written.append(five_panel_figure(rows or unlabelled_rows, Path(out) / "panels.png",
+                                             representation=rep_name))
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
     if writer is not None:
         written.append(writer.close())
-    if num > 0:
-        written.append(five_panel_figure(rows or unlabelled_rows, Path(out) / "panels.png", representation=rep_name))
     return written
 
 
-def _common_set(labels: ClassSet, nets: list[ClassSet]) -> ClassSet | None:
-    """Where the networks predict other classes than the labels' (a Cityscapes teacher card beside
-    a DDD17 student, say): the first of the labels' set and the networks' sets that every one of
-    them maps onto, so predictions are drawn side by side without a --class-map. None when all
-    agree or none fits (then scoring_maps says what to do)."""
-    if all(n == labels for n in nets):
-        return None
-    for candidate in (labels, *nets):
-        if all(maps_onto(n, candidate) for n in (labels, *nets)):
+def _common_set(nets: list[ClassSet]) -> ClassSet | None:
+    """For a recording without labels whose networks predict other classes than the layout's (a
+    Cityscapes teacher card beside a DDD17 student, say): the first of the networks' sets that
+    every one of them maps onto, so their predictions are drawn side by side. None when none fits."""
+    for candidate in nets:
+        if all(maps_onto(n, candidate) for n in nets):
             return candidate
     return None

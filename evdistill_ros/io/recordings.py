@@ -290,7 +290,8 @@ class Aedat4Recording(FileRecording):
     def _frame(self, sid: int, f: dict) -> tuple[str, np.ndarray]:
         encoding = _FRAME_ENCODINGS.get(str(f["format"]))
         if encoding is None:
-            raise BagError(f"{self.path}: frame format {f['format']!r} is not supported ({', '.join(_FRAME_ENCODINGS)})")
+            raise BagError(f"{self.path}: frame format {f['format']!r} is not supported "
+                           f"({', '.join(_FRAME_ENCODINGS)})")
         pixels = np.asarray(f["pixels"])
         h, w = self.size.get(sid) or pixels.shape[:2]
         ox, oy = int(f.get("offset_x", 0)), int(f.get("offset_y", 0))

@@ -6,12 +6,12 @@
     p.event_input                           # its EventInput (None for an APS-frame network)
     p.backend                               # models.backends.Backend that runs the network
 
-`checkpoint` is a checkpoint (ours or the authors'), an .onnx file written by `evdistill
-export` (it carries the same metadata; it runs with backend onnxruntime or openvino, and
-"torch" falls back to onnxruntime for it), or a teacher card (models.teacher_card: an image
-network trained elsewhere; it runs as its card says, whatever the backend). Used by the segmentation node and evaluation;
-preprocessing and restoring are models.preprocess whatever the backend, so every backend sees
-the network's inputs the same way.
+`checkpoint` is a checkpoint (ours or the authors'), an .onnx file written by `evdistill export`
+(it carries the same metadata; it runs with backend onnxruntime or openvino, and "torch" falls
+back to onnxruntime for it), or a teacher card (models.teacher_card: an image network trained
+elsewhere; it runs as its card says, whatever the backend). Used by the segmentation node and
+evaluation; preprocessing and restoring are models.preprocess whatever the backend, so every
+backend sees the network's inputs the same way.
 """
 from __future__ import annotations
 

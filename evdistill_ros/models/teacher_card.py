@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..classes import ClassSet, class_set
+from ..classes import CLASS_SETS, ClassSet, class_set, class_set_of
 from ..frames import FRAME_MODES
 from .checkpoint import load_checkpoint, read_metadata
 from ..atomic import atomic_write
@@ -158,8 +158,6 @@ def _hf_classes(card: Path, folder: Path) -> ClassSet:
     if not id2label or sorted(id2label) != list(range(len(id2label))):
         raise _fail(card, "classes", f"{folder / 'config.json'} has no usable id2label: name the class set")
     names = tuple(id2label[i] for i in range(len(id2label)))
-    from ..classes import CLASS_SETS
-
     for cs in CLASS_SETS.values():  # Cityscapes' 19 train ids are dsec19: keep the name (class maps)
         if tuple(n.lower() for n in cs.names) == tuple(n.lower() for n in names):
             return cs
@@ -340,18 +338,12 @@ def load_image_network(path: str | os.PathLike, device: str | torch.device = "cp
         return CardNetwork(card, device), card.metadata()
     if path.suffix.lower() == ".onnx":
         meta = _onnx_metadata(path)
-        card = TeacherCard(path, path, "onnx", class_set_of_meta(meta), (meta.get("preprocessing") or {}).get(
+        card = TeacherCard(path, path, "onnx", class_set_of(meta), (meta.get("preprocessing") or {}).get(
             "frame") or "gray", (0.0,), (1.0,), None)
         net = CardNetwork(card, device)
         net.in_channels = int(meta["in_channels"])
         return net, meta
     return load_checkpoint(path, device=device)
-
-
-def class_set_of_meta(meta: Mapping[str, Any]) -> ClassSet:
-    from ..classes import class_set_of
-
-    return class_set_of(meta)
 
 
 def export_card(card_path: str | os.PathLike, out: str | os.PathLike, *, dynamic: bool = True,

@@ -13,7 +13,8 @@ Publishes   ~labels (mono8 class ids, stamp = window end), ~overlay (rgb8) and
             ~warn_drop_fraction of the windows are dropped or latency p95 > ~warn_latency_ms)
 Parameters  ~backend (torch | torch-compile | onnxruntime | openvino | auto, models.backends;
             a checkpoint may also be an .onnx file from `evdistill export`),
-            ~checkpoint, ~teacher_checkpoint (each watched every ~checkpoint_check_s = 5 s: a
+            ~checkpoint, ~teacher_checkpoint (a checkpoint, an exported .onnx or a teacher card .yaml
+            of an image network trained elsewhere; each watched every ~checkpoint_check_s = 5 s: a
             missing one is retried, a replaced one reloaded), ~device (auto|cpu|cuda), ~fp16,
             ~in_process, ~overlay_on (events|aps), ~overlay_alpha, ~max_height / ~max_width, and
             the accumulator's window parameters, ~publish_frame (a static transform
