@@ -20,6 +20,7 @@
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -36,6 +37,7 @@ from ..atomic import atomic_dir, atomic_write_text, clean_stale
 from ..classes import ClassSet, class_matrix, class_set_of
 from ..io.pair_cache import PairCache
 from ..models import Preprocessor
+from ..models.teacher_card import content_hash, is_card
 from .dataset import aps_batch
 
 LOG_FLOOR = -60.0  # exp(-60) ~ 1e-26: a class without probability, finite in fp16 and in the KL
@@ -71,11 +73,11 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
 
-def file_identity(path: str | os.PathLike, meta: dict) -> str:
-    """What identifies a teacher's outputs: a card's content hash, else the file's sha256."""
-    card = meta.get("teacher_card") or {}
-    if card.get("sha256"):
-        return str(card["sha256"])
+def file_identity(path: str | os.PathLike) -> str:
+    """What identifies a teacher's outputs: a card's content hash (the card and its network's
+    files), else the file's sha256."""
+    if is_card(path):
+        return content_hash(path)
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 22), b""):
@@ -106,8 +108,10 @@ class TeacherView:
     def has_features(self) -> bool:
         return not self.foreign
 
+    @functools.cached_property
     def identity(self) -> dict[str, Any]:
-        return {"teacher": file_identity(self.path, self.meta) if self.path else None,
+        """What the teacher's stored outputs depend on (their key)."""
+        return {"teacher": file_identity(self.path) if self.path else None,
                 "temperature": self.temperature, "student_classes": list(self.student_classes.names)}
 
     def soft(self, logits: torch.Tensor) -> torch.Tensor:
@@ -123,7 +127,7 @@ class TeacherView:
 
 
 def _key(view: TeacherView, cache: PairCache) -> str:
-    ident = {**view.identity(), "cache": cache.path.name, "n": len(cache), "version": TEACHER_OUTPUTS_VERSION}
+    ident = {**view.identity, "cache": cache.path.name, "n": len(cache), "version": TEACHER_OUTPUTS_VERSION}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -169,7 +173,7 @@ class TeacherOutputs:
                 arr[s:s + len(aps)] = view(aps, (H, W))["log_probs"].cpu().numpy().astype(np.float16)
             arr.flush()
             del arr
-            atomic_write_text(tmp / "meta.json", json.dumps({**view.identity(), "n": n, "classes": K, "height": H,
+            atomic_write_text(tmp / "meta.json", json.dumps({**view.identity, "n": n, "classes": K, "height": H,
                                                              "width": W, "version": TEACHER_OUTPUTS_VERSION}))
         log(f"teacher outputs: {n} frames through the teacher once -> {final}")
         return cls.open(final, cache)

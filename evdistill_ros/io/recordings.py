@@ -84,8 +84,9 @@ class FileRecording:
         if not self.path.is_file():
             raise BagError(f"no such recording: {self.path}")
 
-    # one pass over the file, in file order
-    def _items(self, topics: set[str] | None = None) -> Iterator[_Item]:
+    # one pass over the file, in file order; `counting` adds "(name)" items (value: a count) for
+    # the streams without a ROS1 form
+    def _items(self, topics: set[str] | None = None, counting: bool = False) -> Iterator[_Item]:
         raise NotImplementedError
 
     def __enter__(self) -> "FileRecording":
@@ -103,17 +104,19 @@ class FileRecording:
 
     @functools.cached_property
     def _scan(self) -> tuple[dict[str, TopicInfo], int, int, dict[str, int]]:
+        """One pass: messages per topic, first and last time, and what has no ROS1 form (counted)."""
         counts: dict[str, int] = {t: 0 for t in self._declared_topics()}
+        others: dict[str, int] = {}
         start, end = None, None
-        for item in self._items():
+        for item in self._items(counting=True):
+            if item.topic.startswith("("):  # "(triggers)": a stream without a ROS1 form here
+                others[item.topic.strip("()")] = others.get(item.topic.strip("()"), 0) + int(item.value)
+                continue
             counts[item.topic] = counts.get(item.topic, 0) + 1
             start = item.t_ns if start is None else min(start, item.t_ns)
             end = item.t_ns if end is None else max(end, item.t_ns)
         info = {t: TopicInfo(t, self._type(t), self._md5(t), n) for t, n in counts.items()}
-        return info, start or 0, end or 0, self._other_counts()
-
-    def _other_counts(self) -> dict[str, int]:
-        return {}
+        return info, start or 0, end or 0, others
 
     @staticmethod
     def _type(topic: str) -> str:
@@ -246,10 +249,6 @@ class Aedat4Recording(FileRecording):
         return ([EVENTS_TOPIC] if "events" in kinds else []) + ([IMAGE_TOPIC, EXPOSURE_TOPIC] if "frame" in kinds
                                                                  else []) + ([IMU_TOPIC] if "imus" in kinds else [])
 
-    def _other_counts(self) -> dict[str, int]:
-        triggers = sum(len(p["triggers"]) for p in self._packets() if "triggers" in p)
-        return {"triggers": triggers} if triggers else {}
-
     def _packets(self) -> Iterator[dict]:
         try:
             for packet in self._aedat.Decoder(str(self.path)):
@@ -257,7 +256,7 @@ class Aedat4Recording(FileRecording):
         except Exception as exc:  # noqa: BLE001 - a truncated or corrupt file: one line, never a traceback
             raise BagError(f"{self.path}: damaged AEDAT4 data ({type(exc).__name__}: {exc})") from None
 
-    def _items(self, topics: set[str] | None = None) -> Iterator[_Item]:
+    def _items(self, topics: set[str] | None = None, counting: bool = False) -> Iterator[_Item]:
         def want(t: str) -> bool:
             return topics is None or t in topics
 
@@ -286,6 +285,8 @@ class Aedat4Recording(FileRecording):
             elif "imus" in packet and want(IMU_TOPIC):
                 for imu in packet["imus"]:
                     yield _Item(IMU_TOPIC, int(imu["t"]) * 1000, imu)
+            elif "triggers" in packet and counting and len(packet["triggers"]):
+                yield _Item("(triggers)", int(packet["triggers"]["t"][0]) * 1000, len(packet["triggers"]))
 
     def _frame(self, sid: int, f: dict) -> tuple[str, np.ndarray]:
         encoding = _FRAME_ENCODINGS.get(str(f["format"]))
@@ -320,7 +321,7 @@ class RawRecording(FileRecording):
     def _declared_topics(self) -> list[str]:
         return [EVENTS_TOPIC]
 
-    def _items(self, topics: set[str] | None = None) -> Iterator[_Item]:
+    def _items(self, topics: set[str] | None = None, counting: bool = False) -> Iterator[_Item]:
         if topics is not None and EVENTS_TOPIC not in topics:
             return
         decode = decoder_for_encoding(self.header.encoding)

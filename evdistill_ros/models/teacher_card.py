@@ -26,6 +26,7 @@ frame repeated to three channels (what `frames.to_frame(image, "rgb")` gives a g
         checkpoint of this package / the EvDistill authors (models.load_checkpoint)
     read_image_network_metadata(path) -> metadata    the same without building the network
     is_card(path) -> bool
+    content_hash(card_path) -> str                   sha256 of the card and its network's files
     export_card(card, out, dynamic=True, ...) -> ExportReport   the card's network as an .onnx with the
         card inside (`evdistill export CARD.yaml --out teacher.onnx`): it then needs no card
 
@@ -36,10 +37,11 @@ programs (no Python pickle), loaded with torch.jit.load.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -75,7 +77,6 @@ class TeacherCard:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     input_size: tuple[int, int] | None = None
-    content_hash: str = field(default="", compare=False)
 
     @property
     def in_channels(self) -> int:
@@ -95,8 +96,7 @@ class TeacherCard:
                               "mean": [m / 255.0 for m in self.mean], "std": [s / 255.0 for s in self.std]},
             **self.classes.to_dict(),
             "source": "teacher_card",
-            "teacher_card": {"card": str(self.card_path), "path": str(self.path), "kind": self.kind,
-                             "sha256": self.content_hash},
+            "teacher_card": {"card": str(self.card_path), "path": str(self.path), "kind": self.kind},
         }
 
 
@@ -137,11 +137,20 @@ def _hf_weights(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".safetensors", ".bin", ".json"))
 
 
-def _content_hash(card_text: bytes, path: Path, kind: str) -> str:
-    """sha256 over the card and the network's files: the key of cached teacher outputs."""
-    h = hashlib.sha256(card_text)
-    files = _hf_weights(path) if kind == "huggingface" else [path]
-    for f in files:
+def content_hash(card_path: str | os.PathLike) -> str:
+    """sha256 over a card and its network's files: what identifies the teacher's outputs (the key
+    of cached teacher outputs). Hashed once per file version (path, size, mtime) in a process."""
+    card = read_teacher_card(card_path)
+    files = [card.card_path] + (_hf_weights(card.path) if card.kind == "huggingface" else [card.path])
+    stats = tuple((str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    return _hash_files(stats)
+
+
+@functools.lru_cache(maxsize=16)
+def _hash_files(stats: tuple[tuple[str, int, int], ...]) -> str:
+    h = hashlib.sha256()
+    for name, _, _ in stats:
+        f = Path(name)
         h.update(f.name.encode())
         with open(f, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 22), b""):
@@ -212,7 +221,7 @@ def read_teacher_card(card: str | os.PathLike) -> TeacherCard:
             raise _fail(card, "input_size", f"[height, width] with integers in 8..8192 expected, got {size!r}")
         size = (int(size[0]), int(size[1]))
     return TeacherCard(card, path, kind, classes, frame, _vector(card, "mean", d["mean"], channels),
-                       _vector(card, "std", d["std"], channels), size, _content_hash(text, path, kind))
+                       _vector(card, "std", d["std"], channels), size)
 
 
 # --------------------------------------------------------------------------------------------
