@@ -215,3 +215,57 @@ def test_live_event_packets_of_libcaer_driver(roscore, msg_type, encoding):
     assert s["events_in"] == 6 * 3000 and s["wrong_type_messages"] == 0 and s["bad_messages"] == 0
     assert s["windows_emitted"] >= 10
     assert "Traceback" not in err
+
+
+def test_nonfinite_windows_are_rejected_and_counted_never_labelled(roscore, checkpoints, tmp_path):
+    """NaN, +-inf and 3e38 embeddings (a broken accumulator or publisher) are counted in
+    rejected_nonfinite and never published as labels (they were all-class-0 labels, status OK);
+    a checkpoint with one NaN weight is refused at load, the node reporting why."""
+    import torch
+
+    from evdistill_ros.models import load_checkpoint, save_checkpoint
+
+    seg = _node(roscore, "segmentation_node", f"_checkpoint:={checkpoints['count']}", "_device:=cpu",
+                "embedding:=/fake/embedding")
+    script = f"""
+import json, time, numpy as np, rospy
+from rospy.numpy_msg import numpy_msg
+from evdistill_ros.msg import EventEmbedding
+rospy.init_node("fake_accumulator", anonymous=True)
+pub = rospy.Publisher("/fake/embedding", numpy_msg(EventEmbedding), queue_size=20)
+deadline = time.time() + 20
+while pub.get_num_connections() == 0 and time.time() < deadline:
+    time.sleep(0.1)
+spec = json.dumps({{"name": "count", "params": {{}}, "window_ns": 50000000}})
+for k, value in enumerate([np.nan, np.inf, -np.inf, 3e38, 1.0, np.nan, 2.0]):
+    data = np.zeros((2, 40, 60), np.float32) + np.float32(value)
+    msg = numpy_msg(EventEmbedding)(representation="count", event_input=spec, channels=2, height=40, width=60,
+                                    data=data.reshape(-1), num_events=10)
+    msg.header.stamp = rospy.Time(1000 + k)
+    pub.publish(msg)
+    time.sleep(0.6)
+"""
+    try:
+        _wait(roscore, "segmentation_node", lambda s: "inference_ms" in s and not s.get("student_error"), timeout=90)
+        r = subprocess.run(["python3" if not os.environ.get("VIRTUAL_ENV") else os.path.join(
+            os.environ["VIRTUAL_ENV"], "bin", "python"), "-c", script], env=roscore, capture_output=True, text=True,
+            timeout=60)
+        assert r.returncode == 0, r.stderr
+        s = _wait(roscore, "segmentation_node", lambda s: s["windows_in"] == 7)
+        time.sleep(1.0)
+        s = _stats(roscore, "segmentation_node")
+    finally:
+        err = _stop(seg)
+    assert s["rejected_nonfinite"] == 5 and s["published"] == 2, s
+    assert "NaN, infinite or absurd" in err
+
+    model, meta = load_checkpoint(checkpoints["count"])
+    with torch.no_grad():
+        next(p for n, p in model.named_parameters() if n.endswith("bias")).fill_(float("nan"))
+    bad = save_checkpoint(tmp_path / "nan.pth", model, meta)
+    seg = _node(roscore, "segmentation_node", f"_checkpoint:={bad}", "_device:=cpu", "embedding:=/fake/embedding")
+    try:
+        s = _wait(roscore, "segmentation_node", lambda s: s.get("student_error"), timeout=90)
+    finally:
+        _stop(seg)
+    assert "NaN or infinite" in s["student_error"] and "bias" in s["student_error"]

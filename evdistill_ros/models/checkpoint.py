@@ -189,13 +189,19 @@ def infer_config(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
 
 def load_state_dict_checked(model: nn.Module, state: Mapping[str, torch.Tensor], strict: bool = True,
                             source: str = "checkpoint") -> None:
-    """``model.load_state_dict`` with one-line errors naming the offending key and both shapes.
+    """``model.load_state_dict`` with one-line errors naming the offending key and both shapes;
+    a tensor holding NaN or +-inf is refused, naming it (a network that computes NaN segments
+    everything as class 0 and says nothing).
 
     ``num_batches_tracked`` buffers missing from old checkpoints are tolerated (they only matter
     for momentum=None BatchNorm). With strict=False missing/unexpected keys are allowed, shape
     mismatches never.
     """
     own = model.state_dict()
+    bad = nonfinite_tensor(state)
+    if bad is not None:
+        raise ValueError(f"{source}: tensor {bad!r} holds NaN or infinite values (a diverged or damaged "
+                         "training); refused")
     for key, value in state.items():
         if key in own and tuple(own[key].shape) != tuple(value.shape):
             raise ValueError(f"{source} does not fit the model: {key!r} has shape {tuple(value.shape)} "
@@ -210,6 +216,14 @@ def load_state_dict_checked(model: nn.Module, state: Mapping[str, torch.Tensor],
             parts.append(f"{len(unexpected)} unexpected key(s), e.g. {unexpected[:3]}")
         raise ValueError(f"{source} does not fit the model: " + "; ".join(parts))
     model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+
+
+def nonfinite_tensor(tensors: Mapping[str, Any]) -> str | None:
+    """The name of the first floating tensor holding NaN or +-inf, else None."""
+    for key, value in tensors.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            return key
+    return None
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:

@@ -96,16 +96,35 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"{path} is not a readable ONNX model ({type(exc).__name__}: {exc})") from None
     for entry in proto.metadata_props:
         if entry.key == METADATA_KEY:
+            bad = nonfinite_initializer(proto)
+            if bad is not None:
+                raise ValueError(f"{path}: initializer {bad!r} holds NaN or infinite values; refused")
             return json.loads(entry.value)
     raise ValueError(f"{path}: an ONNX model without evdistill_ros metadata (export it with `evdistill export`)")
 
 
+def nonfinite_initializer(proto: Any) -> str | None:
+    """The name of the first floating initializer of an ONNX model holding NaN or +-inf, else None."""
+    from onnx import numpy_helper
+
+    for init in proto.graph.initializer:
+        if init.data_location == 1:  # EXTERNAL: not loaded here
+            continue
+        arr = numpy_helper.to_array(init)
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            return init.name
+    return None
+
+
 def parity(reference: Callable[[np.ndarray], np.ndarray], candidate: Callable[[np.ndarray], np.ndarray],
            inputs: Sequence[np.ndarray]) -> tuple[float, float]:
-    """(largest |logit difference|, fraction of pixels whose argmax agrees) over `inputs`."""
+    """(largest |logit difference|, fraction of pixels whose argmax agrees) over `inputs`; (inf, 0)
+    when either side gives a non-finite logit."""
     diff, agree, total = 0.0, 0, 0
     for x in inputs:
         a, b = reference(x), candidate(x)
+        if not (np.isfinite(a).all() and np.isfinite(b).all()):
+            return float("inf"), 0.0  # NaN compares equal nowhere: non-finite logits never pass the check
         diff = max(diff, float(np.abs(a - b).max()))
         agree += int((a.argmax(1) == b.argmax(1)).sum())
         total += a.shape[0] * a.shape[2] * a.shape[3]

@@ -33,6 +33,16 @@ from .preprocess import Preprocessor, restore_output
 from .teacher_card import CardNetwork, read_teacher_card
 
 
+class NonFiniteError(ValueError):
+    """An input or output of a network holds NaN or +-inf: nothing is segmented."""
+
+
+# A preprocessed input beyond this is no data a network was trained on (normalised embeddings and
+# frames are O(1); raw counts of a long window stay far below): e.g. 3e38 from a broken publisher,
+# which ReLU6 networks turn into finite garbage labels. Rejected like NaN.
+MAX_ABS_INPUT = 1e6
+
+
 def resolve_device(device: str = "auto") -> torch.device:
     """'auto' -> cuda when available, else cpu; anything else as torch understands it."""
     if device in ("", "auto"):
@@ -85,7 +95,16 @@ class Predictor:
         return isinstance(self.representation, dict)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """One embedding (C, H, W) float or image (H, W[, C]) uint8/uint16 -> uint8 labels (H, W)."""
+        """One embedding (C, H, W) float or image (H, W[, C]) uint8/uint16 -> uint8 labels (H, W).
+        NonFiniteError when the input holds NaN, +-inf or values beyond +-MAX_ABS_INPUT once
+        preprocessed, or the network's output is non-finite (labels of NaN logits would all be
+        class 0: refused instead, the caller counts it)."""
         hw = x.shape[-2:] if (x.ndim == 3 and x.dtype.kind == "f") else x.shape[:2]
-        logits = self.backend.run(self.preprocess(x, device=self.backend.device))
+        t = self.preprocess(x, device=self.backend.device)
+        if not bool(torch.isfinite(t).all()) or (t.numel() and float(t.abs().max()) > MAX_ABS_INPUT):
+            raise NonFiniteError(f"the input holds NaN, infinite or absurd values (beyond +-{MAX_ABS_INPUT:g} "
+                                 "once preprocessed)")
+        logits = self.backend.run(t)
+        if not bool(torch.isfinite(logits).all()):
+            raise NonFiniteError("the network gave NaN or infinite logits (an input of extreme values?)")
         return restore_output(logits, tuple(hw))[0]

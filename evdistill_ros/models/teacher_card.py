@@ -290,6 +290,13 @@ class CardNetwork(nn.Module):
             self.net.eval()
             for p in self.net.parameters():  # (ScriptModules have no requires_grad_)
                 p.requires_grad_(False)
+            bad = nonfinite_tensor(dict(self.net.state_dict()))
+        else:
+            onnx = require("onnx", "an ONNX teacher")
+            bad = nonfinite_initializer(onnx.load(str(card.path), load_external_data=False))
+        if bad is not None:
+            raise ValueError(f"teacher card {card.card_path}: path: {card.path}: {bad!r} holds NaN or infinite "
+                             "values; refused")
         self.to(device)
         self.eval()
 

@@ -17,7 +17,7 @@ LEVEL_NAMES = {OK: "OK", WARN: "WARN", ERROR: "ERROR"}
 EVENT_DROPS = ("dropped_out_of_order", "dropped_out_of_bounds", "dropped_overflow")
 MESSAGE_DROPS = ("bad_messages", "wrong_type_messages", "unknown_size_messages", "oversize_messages")
 # counters of the segmentation node: windows that got no labels, by cause
-WINDOW_DROPS = ("stale_dropped", "rejected", "rejected_input")
+WINDOW_DROPS = ("stale_dropped", "rejected", "rejected_input", "rejected_nonfinite")
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ def segmentation_health(stats: dict, before: dict | None, dt_s: float, limits: H
         h.values["teacher_published"] = _fmt(stats.get("teacher_published"))
     if stats.get("student_error"):
         h.raise_to(ERROR, f"no student network: {stats['student_error']}")
-    elif not published and delta(stats, before, ("rejected", "rejected_input")):
+    elif not published and delta(stats, before, ("rejected", "rejected_input", "rejected_nonfinite")):
         # stale windows alone only mean a slow network (WARN below); rejected ones get no labels ever
         h.raise_to(ERROR, f"no labels in {dt_s:.1f} s: windows rejected ({_causes(stats, before, WINDOW_DROPS)})")
     elif _fraction(lost, published) > limits.warn_drop_fraction:

@@ -30,7 +30,10 @@ or `rosbag play --clock` and use_sim_time the true delay, otherwise meaningless)
 A network only ever sees the input it was trained on: windows whose event input differs from
 the student checkpoint's (or any window, when the "student" is an APS-frame network) are
 dropped, counted in `rejected_input` and logged; with ~in_process the windows follow the
-student checkpoint whenever it is (re)loaded.
+student checkpoint whenever it is (re)loaded. A window or frame holding NaN / +-inf / values
+beyond +-1e6 once preprocessed (or one whose logits come out non-finite) is dropped and counted
+in `rejected_nonfinite`, never published as labels; a checkpoint with a non-finite weight is
+refused at load.
 
 Inference runs in its own thread behind a one-slot mailbox: when the network is slower than
 the stride, stale windows are dropped and counted, never queued. ~stats percentiles (ms):
@@ -55,7 +58,7 @@ from .. import frames
 from ..classes import DDD17, ClassSet
 from ..events.spec import EventInput
 from ..events.windows import Window
-from ..models.predictor import Predictor
+from ..models.predictor import NonFiniteError, Predictor
 from ..msg import EventEmbedding
 from ..render import event_image, legend_strip, overlay
 from ..wire import CodecError, decode_image
@@ -180,8 +183,8 @@ class SegmentationNode:
         self.age = RollingStats()  # ROS time at publishing - window end (sim time under use_sim_time)
         self.inference_ms = RollingStats()
         self.teacher_ms = RollingStats()
-        self.counts = Counters("windows_in", "published", "rejected", "rejected_input", "frames_in",
-                               "bad_frames", "teacher_published", "overlays")
+        self.counts = Counters("windows_in", "published", "rejected", "rejected_input", "rejected_nonfinite",
+                               "frames_in", "bad_frames", "teacher_published", "overlays")
         self._student_loads = 0
 
         self.student_out, self.teacher_out = Outputs(""), Outputs("teacher/")
@@ -352,6 +355,10 @@ class SegmentationNode:
                 self.wait.add((t0 - job.received) * 1e3)
             try:
                 labels = predictor(job.data)
+            except NonFiniteError as exc:  # NaN / inf in the window or the logits: never published as labels
+                self.counts.add("rejected_nonfinite")
+                rospy.logerr_throttle(10.0, f"{network.role}: input dropped: {exc}")
+                continue
             except Exception as exc:  # noqa: BLE001 - e.g. a wrong channel count: log, keep running
                 self.counts.add("rejected")
                 rospy.logerr_throttle(10.0, f"{network.role} inference failed: {exc}")
