@@ -8,6 +8,8 @@
     pending = PendingFile(path)            # for writers that want a path (rosbags, ffmpeg):
     ... write pending.tmp ...; pending.commit()   # or pending.abort(); keeps the extension
     clean_stale(folder)                    # remove temp files / folders a killed run left
+    with DirLock(folder, wait=False):      # one writer per folder (a training run's --out)
+        ...
 
 Temp names start with "." and end with ".tmp" (files) or ".tmp.d" (folders) and carry the
 writer's pid, so `clean_stale` can tell a dead writer's leftovers from a live one's.
@@ -131,3 +133,56 @@ def clean_stale(folder: str | os.PathLike) -> list[Path]:
                 p.unlink()
         removed.append(p)
     return removed
+
+
+class LockedError(RuntimeError):
+    """A folder is locked by another live process (DirLock)."""
+
+
+class DirLock:
+    """An exclusive lock on a folder for one process: fcntl.flock on FOLDER/.lock, which the kernel
+    releases when the holder exits or is killed, so a lock is never left stale; the holder's PID is
+    written in the file for the message. `wait` blocks until the folder is free instead of
+    refusing. A lock file left by a killed process is taken over (and said so).
+
+        with DirLock(run_dir, wait=False, log=print):
+            ...   # LockedError("... in use by PID 1234 ...") when another process holds it
+    """
+
+    def __init__(self, folder: str | os.PathLike, wait: bool = False, log=lambda s: None,
+                 what: str = "run directory", hint: str = "give another --out, or --wait for it") -> None:
+        self.folder, self.wait, self.log, self.what, self.hint = Path(folder), wait, log, what, hint
+        self.fd: int | None = None
+
+    def __enter__(self) -> "DirLock":
+        import fcntl
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        previous = os.read(fd, 32).decode("ascii", "replace").strip()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not self.wait:
+                os.close(fd)
+                raise LockedError(f"{self.folder}: the {self.what} is in use by PID {previous or '?'} "
+                                  f"(another run writing there); {self.hint}") from None
+            self.log(f"{self.folder}: waiting for PID {previous or '?'} to finish with the {self.what}")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        else:
+            if previous.isdigit() and int(previous) != os.getpid() and not _alive(int(previous)):
+                self.log(f"{self.folder}: took over the lock of PID {previous} (no longer running)")
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import fcntl
+
+        if self.fd is not None:
+            os.ftruncate(self.fd, 0)
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None

@@ -335,3 +335,43 @@ def test_label_loss_options_reach_the_teacher(tmp_path):
     with pytest.raises(ValueError, match="train.ce_class_weighting"):
         C.load_config(None, [{"train": {"ce_class_weighting": "inverse"}}])
     assert C.load_config(None, [{"teacher": {"ce_class_weighting": "median_frequency_sqrt"}}])
+
+
+def test_two_trainings_never_share_one_run_directory(tmp_path, bags):
+    """A second training into a run directory another live run holds refuses in one line naming
+    its PID (both used to exit 0 with the second's files and mixed logs); --wait waits for it; the
+    lock of a killed run is taken over."""
+    import subprocess
+    import sys
+    import time
+
+    from evdistill_ros.atomic import LockedError
+    from evdistill_ros.distill.trainer import run_training
+
+    cfg = tiny_config(tmp_path, steps=2)
+    run = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", f"""
+import sys, time
+from evdistill_ros.atomic import DirLock
+with DirLock({str(run)!r}):
+    print("locked", flush=True)
+    time.sleep(float(sys.argv[1]))
+""", "4"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(LockedError, match=f"in use by PID {holder.pid}") as exc:
+            run_training(cfg, bags[:1], "teacher", out_dir=run, progress=False, log=lambda s: None)
+        assert "\n" not in str(exc.value) and not (run / "checkpoint.pt").exists()
+        logs: list[str] = []
+        t0 = time.time()
+        run_training(cfg, bags[:1], "teacher", out_dir=run, progress=False, log=logs.append, wait=True)
+        assert any(f"waiting for PID {holder.pid}" in s for s in logs) and holder.poll() is not None
+        assert time.time() - t0 > 1.0 and (run / "checkpoint.pt").is_file()
+    finally:
+        holder.kill()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (run / ".lock").write_text(f"{dead.pid}\n")  # left by a run that was killed
+    logs.clear()
+    run_training(cfg, bags[:1], "teacher", out_dir=run, progress=False, log=logs.append)
+    assert any(f"took over the lock of PID {dead.pid}" in s for s in logs)

@@ -21,10 +21,13 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _stage_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bags", nargs="+", help="training recordings: ROS1 / rosbag2 bags, DV .aedat4 (replace data.bags)")
+    p.add_argument("--bags", nargs="+",
+                   help="training recordings: ROS1 / rosbag2 bags, DV .aedat4 (replace data.bags)")
     p.add_argument("--val-bags", nargs="+", help="validation bags (replace data.val_bags)")
     p.add_argument("--out", help="run directory (default train.out_dir/<run name>)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
+    p.add_argument("--wait", action="store_true",
+                   help="when another run holds OUT, wait for it to finish (default: refuse, naming its PID)")
 
 
 def register(subparsers) -> None:
@@ -71,6 +74,6 @@ def _run(args: argparse.Namespace) -> int:
     if args.stage == "student":
         kwargs = {"method": args.method, "teacher": args.teacher, "use_labels": args.use_labels}
     path = run_training(cfg, args.bags, args.stage, out_dir=args.out, resume=args.resume,
-                        progress=not args.no_progress, **kwargs)
+                        progress=not args.no_progress, wait=args.wait, **kwargs)
     print(path)
     return 0

@@ -25,6 +25,8 @@
         SIGINT/SIGTERM save checkpoint + state before the process exits (KeyboardInterrupt).
         stop_after=k stops after step k as if interrupted (tests, chunked jobs).
         on_done(step, network) is called on every rank when the loop ends (before cleanup).
+        OUT is locked for the run (atomic.DirLock): a second run into it refuses in one line
+        naming the first's PID, or with wait=True waits for it; a killed run's lock is taken over.
         Under torchrun every rank calls it; rank 0 alone writes.
 
     validate(model, meta, cache, indices, modality, batch_size=8) -> dict
@@ -33,6 +35,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -50,7 +53,7 @@ from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from ..atomic import atomic_write_text, clean_stale
+from ..atomic import DirLock, atomic_write_text, clean_stale
 from ..classes import IGNORE_INDEX, class_set
 from ..eval import evaluate_model
 from ..io.pair_cache import PairCache, cache_samples, open_cache
@@ -193,7 +196,8 @@ class _Stopper:
 def run_training(config: dict, bags: list[str] | None = None, stage: str = "teacher", *, method: str | None = None,
                  teacher: str | None = None, out_dir: str | os.PathLike | None = None, resume: bool = False,
                  use_labels: bool | None = None, log: Callable[[str], None] = print, progress: bool = True,
-                 stop_after: int | None = None, on_done: Callable[[int, nn.Module], None] | None = None) -> Path:
+                 stop_after: int | None = None, on_done: Callable[[int, nn.Module], None] | None = None,
+                 wait: bool = False) -> Path:
     cfg = copy.deepcopy(config)
     st = cfg["student"]
     use_labels = bool(st["use_labels"] if use_labels is None else use_labels)
@@ -213,8 +217,11 @@ def run_training(config: dict, bags: list[str] | None = None, stage: str = "teac
     info = init_distributed(probe.type)
     device = _device(scfg["device"], info)
     try:
-        return _train(cfg, scfg, strategy, teacher if strategy.needs_teacher else None, out_dir, resume, info,
-                      device, log, progress, stop_after, on_done)
+        run_dir = Path(out_dir or Path(scfg["out_dir"]) / strategy.name)
+        # one run per folder: a second into the same --out would interleave checkpoints and logs
+        with DirLock(run_dir, wait=wait, log=log) if info.is_main else contextlib.nullcontext():
+            return _train(cfg, scfg, strategy, teacher if strategy.needs_teacher else None, run_dir, resume, info,
+                          device, log, progress, stop_after, on_done)
     finally:
         cleanup(info)
 
@@ -228,7 +235,7 @@ def _train(cfg: dict, scfg: dict, method: Method, teacher_path: str | None, out_
     main = info.is_main
     say = log if main else (lambda s: None)
     name = method.name
-    run_dir = Path(out_dir or Path(scfg["out_dir"]) / name)
+    run_dir = Path(out_dir)
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         for leftover in clean_stale(run_dir):
