@@ -14,7 +14,7 @@ from evdistill_ros.distill.dataset import ResumableSampler
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("name", ["demo", "ddd17", "mvsec", "dsec"])
+@pytest.mark.parametrize("name", ["demo", "ddd17", "mvsec", "dsec", "davis"])
 def test_shipped_configs_load(name):
     cfg = C.load_config(REPO / "config" / f"{name}.yaml")
     assert cfg["student"]["method"] in C.METHODS
@@ -94,3 +94,28 @@ def test_sampler_resume_yields_same_stream_and_ranks_partition():
     assert not set(r0) & set(r1)
     with pytest.raises(ValueError, match="too few"):
         ResumableSampler(3, 4)
+
+
+def test_config_types_shadowed_overrides_and_empty_files_are_refused(tmp_path):
+    """--set train.steps=abc was accepted; --set train.steps=3 trained teacher.steps (1000) silently;
+    `data: 5` gave "'int' object is not subscriptable"; an empty file trained the defaults."""
+    demo = REPO / "config" / "demo.yaml"
+    with pytest.raises(ValueError, match="train.steps must be an integer, got 'abc'"):
+        C.load_config(None, [C.parse_override("train.steps=abc")])
+    with pytest.raises(ValueError, match=r"train.steps=3 is shadowed by teacher.steps=1000.*set teacher.steps"):
+        C.load_config(demo, [C.parse_override("train.steps=3")])
+    cfg = C.load_config(demo, [C.parse_override("teacher.steps=3"), C.parse_override("student.steps=2")])
+    assert C.stage_config(cfg, "teacher")["steps"] == 3 and C.stage_config(cfg, "student")["steps"] == 2
+    cfg = C.load_config(demo, [C.parse_override("train.lr=1e-3")])  # YAML reads 1e-3 as text
+    assert cfg["train"]["lr"] == 0.001
+    for text, match in (("data: 5\n", "data must be a mapping"), ("train: [1, 2]\n", "train must be a mapping"),
+                        ("augment:\n  hflip: 3\n", "augment.hflip must be true or false"),
+                        ("student:\n  temperature: warm\n", "student.temperature must be a number"),
+                        ("teacher:\n  batch_size: 2.5\n", "teacher.batch_size must be an integer"),
+                        ("train:\n  steps: null\n", r"train.steps must be an integer \(not null\)"),
+                        ("", "is empty"), ("# only a comment\n", "is empty"), ("data: [\n", "not valid YAML")):
+        bad = tmp_path / "c.yaml"
+        bad.write_text(text)
+        with pytest.raises(ValueError, match=match) as exc:
+            C.load_config(bad)
+        assert "\n" not in str(exc.value)

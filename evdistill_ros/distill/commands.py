@@ -5,7 +5,7 @@
                             [--use-labels | --no-labels] [--bags B ...] [--out DIR] [--resume] [--set ...]
     evdistill train compare --config CFG [--out DIR] [--seeds N] [--set ...]
 
-`--set train.steps=100` overrides any config key (value parsed as YAML). Under torchrun each
+`--set train.lr=0.01` overrides any config key (value parsed as YAML). Under torchrun each
 rank runs the same command (see evdistill_ros.distill.ddp).
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import argparse
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="YAML preset (config/demo.yaml, config/ddd17.yaml, config/mvsec.yaml)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set train.steps=100 (repeatable)")
+                   help="override a config key, e.g. --set student.steps=100 (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
 
 

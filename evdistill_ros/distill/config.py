@@ -157,9 +157,53 @@ def merge(base: dict, override: dict) -> dict:
     return out
 
 
+# Keys whose default is not None but which a config may set to null
+_NULLABLE = {("data", "labels_topic"), ("data", "window_ns"), ("data", "window_events")}
+
+
+def _type_error(where: str, value: Any, want: str) -> ValueError:
+    return ValueError(f"config: {where} must be {want}, got {value!r}")
+
+
+def _checked_value(where: str, value: Any, default: Any, nullable: bool) -> Any:
+    """`value` of the type `default` has (numbers written as strings, e.g. --set train.lr=1e-3 which
+    YAML reads as text, become numbers); ValueError naming the key otherwise."""
+    if value is None:
+        if default is None or nullable:
+            return None
+        kind = ("true or false" if isinstance(default, bool) else "an integer" if isinstance(default, int) else
+                "a number" if isinstance(default, float) else "a string" if isinstance(default, str) else "a list")
+        raise _type_error(where, value, f"{kind} (not null)")
+    if default is None:
+        return value  # free type where the default is null (checked by validate where it matters)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise _type_error(where, value, "true or false")
+    elif isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _type_error(where, value, "an integer")
+    elif isinstance(default, float):
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise _type_error(where, value, "a number") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _type_error(where, value, "a number")
+    elif isinstance(default, str):
+        if not isinstance(value, str):
+            raise _type_error(where, value, "a string")
+    elif isinstance(default, (list, tuple)):
+        if not isinstance(value, (list, tuple)):
+            raise _type_error(where, value, "a list")
+    return value
+
+
 def _check_keys(cfg: dict, ref: dict, path: tuple[str, ...]) -> None:
     for key, value in cfg.items():
         here = path + (key,)
+        if not path and key in DEFAULTS and isinstance(DEFAULTS[key], dict) and not isinstance(value, dict):
+            raise ValueError(f"config: {key} must be a mapping of its keys, got {value!r}")
         if path and path[0] in ("teacher", "student") and len(path) == 1:
             allowed = set(DEFAULTS["train"]) | _STAGE_EXTRA[path[0]] | set(DEFAULTS.get(path[0], {}))
             if key not in allowed:
@@ -173,13 +217,21 @@ def _check_keys(cfg: dict, ref: dict, path: tuple[str, ...]) -> None:
                 if bad:
                     raise ValueError(f"config: unknown loss weight student.weights.{sorted(bad)[0]} "
                                      f"(known: {', '.join(DEFAULTS['student']['weights'])})")
+            if key in DEFAULTS["train"]:
+                cfg[key] = _checked_value(".".join(here), value, DEFAULTS["train"][key], ("train", key) in _NULLABLE)
+            elif key in DEFAULTS[path[0]] and not isinstance(DEFAULTS[path[0]][key], dict):
+                cfg[key] = _checked_value(".".join(here), value, DEFAULTS[path[0]][key], here in _NULLABLE)
             continue
         if here in _FREE or path in _FREE:
             continue
         if key not in ref:
             raise ValueError(f"config: unknown key {'.'.join(here)} (known: {', '.join(sorted(ref))})")
-        if isinstance(value, dict) and isinstance(ref[key], dict):
+        if isinstance(ref[key], dict):
+            if not isinstance(value, dict):
+                raise ValueError(f"config: {'.'.join(here)} must be a mapping, got {value!r}")
             _check_keys(value, ref[key], here)
+        else:
+            cfg[key] = _checked_value(".".join(here), value, ref[key], here in _NULLABLE)
 
 
 def validate(cfg: dict) -> dict:
@@ -260,13 +312,19 @@ def load_config(path: str | os.PathLike | None, overrides: list[dict] | None = N
         p = Path(path)
         if not p.is_file():
             raise ValueError(f"config: no such file {p}")
-        with open(p) as f:
-            loaded = yaml.safe_load(f) or {}
+        try:
+            with open(p) as f:
+                loaded = yaml.safe_load(f)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"config {p}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        if loaded is None:  # an empty file would train the 2000-step defaults without a word
+            raise ValueError(f"config {p} is empty: start from config/demo.yaml (every key documented)")
         if not isinstance(loaded, dict):
             raise ValueError(f"config {p}: top level must be a mapping")
         cfg = merge(cfg, loaded)
         cfg["_path"] = str(p)
     for o in overrides or []:
+        _check_shadowing(cfg, o)
         cfg = merge(cfg, o)
     path_key = cfg.pop("_path", None)
     validate(cfg)
@@ -275,6 +333,17 @@ def load_config(path: str | os.PathLike | None, overrides: list[dict] | None = N
     if path_key:
         cfg["_path"] = path_key
     return cfg
+
+
+def _check_shadowing(cfg: dict, override: dict) -> None:
+    """An override of a `train` key that a stage section sets too would change nothing for that
+    stage (the stage's key wins, stage_config): refused in one line naming the key to set."""
+    for key, value in (override.get("train") or {}).items() if isinstance(override.get("train"), dict) else ():
+        for stage in STAGES:
+            section = cfg.get(stage) or {}
+            if key in section and key not in (override.get(stage) or {}):
+                raise ValueError(f"config: train.{key}={value!r} is shadowed by {stage}.{key}={section[key]!r} "
+                                 f"(a stage's key wins): set {stage}.{key} instead")
 
 
 def stage_config(cfg: dict, stage: str) -> dict:
