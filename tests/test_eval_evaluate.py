@@ -304,3 +304,40 @@ def test_cli_table_json_and_errors(data, tmp_path, capsys):
     rc = main(["evaluate", "--data", str(tmp_path / "nope"), "--event-ckpt", str(data["ev"])])
     err = capsys.readouterr().err.strip()
     assert rc == 1 and err.count("\n") == 0 and "data not found" in err
+
+
+def test_an_empty_frame_is_skipped_and_counted_not_fatal(tmp_path):
+    """A 0x0 APS image (a faulty driver) aborted a whole evaluation with OpenCV's raw message; now
+    that frame is skipped and counted, the others are scored, training extraction skips it too."""
+    import torch
+
+    from evdistill_ros.distill import config as C
+    from evdistill_ros.distill.cache import extract_pairs
+    from evdistill_ros.eval.evaluate import evaluate
+    from evdistill_ros.events import Events
+    from evdistill_ros.io.bag import BagWriter
+    from evdistill_ros.models import build_model, save_checkpoint
+
+    rng = np.random.default_rng(0)
+    bag = tmp_path / "b.bag"
+    t0 = 1_700_000_000_000_000_000
+    with BagWriter(bag) as w:
+        for k in range(4):
+            t = t0 + (k + 1) * 50_000_000
+            n = 300
+            w.write_events("/davis/left/events", Events(rng.integers(0, 40, n), rng.integers(0, 30, n),
+                                                        np.sort(rng.integers(t - 50_000_000, t, n)),
+                                                        rng.integers(0, 2, n)), 30, 40, stamp_ns=t)
+            img = np.zeros((0, 0), np.uint8) if k == 2 else rng.integers(0, 256, (30, 40), dtype=np.uint8)
+            w.write_image("/davis/left/image_raw", t, img, "mono8")
+            w.write_image("/davis/left/labels", t, rng.integers(0, 6, (30, 40)).astype(np.uint8), "mono8")
+    torch.manual_seed(0)
+    net = build_model("deeplabv3plus", "mobilenetv2", in_channels=1, num_classes=6, width_mult=0.25,
+                      aspp_channels=16, decoder_channels=16).eval()
+    ck = save_checkpoint(tmp_path / "aps.pth", net, {"representation": "aps"})
+    logs: list[str] = []
+    r = evaluate(bag, aps_ckpt=ck, progress=False, log=logs.append)["aps"]
+    assert r["frames"] == 3 and r["skipped"]["no_aps"] == 1, r["skipped"]
+    cfg = C.load_config(None, [{"data": {"cache_dir": str(tmp_path / "cache")}}])
+    extract_pairs([str(bag)], cfg["data"], progress=False, log=logs.append)
+    assert any("1 empty frame(s) skipped" in s for s in logs), logs

@@ -269,3 +269,33 @@ for k, value in enumerate([np.nan, np.inf, -np.inf, 3e38, 1.0, np.nan, 2.0]):
     finally:
         _stop(seg)
     assert "NaN or infinite" in s["student_error"] and "bias" in s["student_error"]
+
+
+def test_an_empty_aps_image_is_a_counted_bad_frame(roscore, checkpoints):
+    """A 0x0 sensor_msgs/Image became "teacher inference failed: OpenCV ..."; now bad_frames."""
+    seg = _node(roscore, "segmentation_node", f"_checkpoint:={checkpoints['count']}",
+                f"_teacher_checkpoint:={checkpoints['aps']}", "_device:=cpu", "image:=/fake/image")
+    script = """
+import time, numpy as np, rospy
+from sensor_msgs.msg import Image
+rospy.init_node("fake_camera", anonymous=True)
+pub = rospy.Publisher("/fake/image", Image, queue_size=5)
+deadline = time.time() + 20
+while pub.get_num_connections() == 0 and time.time() < deadline:
+    time.sleep(0.1)
+for h, w in ((0, 0), (20, 30), (0, 30)):
+    pub.publish(Image(height=h, width=w, encoding="mono8", step=w, data=bytes(h * w)))
+    time.sleep(0.6)
+"""
+    try:
+        _wait(roscore, "segmentation_node", lambda s: "teacher_ms" in s and not s.get("teacher_error"), timeout=90)
+        py = os.path.join(os.environ["VIRTUAL_ENV"], "bin", "python") if os.environ.get("VIRTUAL_ENV") else "python3"
+        r = subprocess.run([py, "-c", script], env=roscore, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        s = _wait(roscore, "segmentation_node", lambda s: s["bad_frames"] + s["frames_in"] == 3)
+        time.sleep(1.0)
+        s = _stats(roscore, "segmentation_node")
+    finally:
+        err = _stop(seg)
+    assert s["bad_frames"] == 2 and s["frames_in"] == 1 and s["teacher_published"] == 1, s
+    assert "inference failed" not in err and "empty APS image" in err

@@ -62,7 +62,7 @@ def extract_pairs(bags: Sequence[str], data_cfg: dict, cache_root: str | os.Path
     min_events = int(data_cfg.get("min_events") or 0)
     with atomic_dir(final) as tmp:
         arrays = None
-        n = 0
+        n = empty = 0
         ranges = []
         bar = tqdm(total=total, desc="extract pairs", unit="frame", disable=not progress)
         for bi, bag in enumerate(bags):
@@ -72,6 +72,9 @@ def extract_pairs(bags: Sequence[str], data_cfg: dict, cache_root: str | os.Path
                                        classes=classes)
             for s in samples:
                 bar.update(1)
+                if s.aps is None:  # an empty (0 x 0) frame: nothing to pair
+                    empty += 1
+                    continue
                 if s.num_events < min_events:
                     continue
                 frame = frames.to_frame(s.aps, frame_mode)
@@ -99,14 +102,15 @@ def extract_pairs(bags: Sequence[str], data_cfg: dict, cache_root: str | os.Path
         if n < total:  # frames skipped (too few events, fewer frames than counted): rewrite trimmed
             for name in ARRAYS:
                 full = np.load(tmp / f"{name}.npy", mmap_mode="r")
-                trimmed = np.ascontiguousarray(full[:n])
+                trimmed = np.array(full[:n])  # a copy: a view would keep the mapping the save truncates
                 del full
                 np.save(tmp / f"{name}.npy", trimmed)
         labelled = int(np.load(tmp / "has_label.npy").sum())
         meta = dict(key_inputs(bags, spec, data_cfg), n=n, height=int(size[0]), width=int(size[1]),
                     channels=channels, labelled=labelled, bag_ranges=ranges, created=time.time())
         atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=1))
-    log(f"cached {n} pairs ({labelled} labelled) from {len(bags)} bag(s) -> {final}")
+    log(f"cached {n} pairs ({labelled} labelled) from {len(bags)} bag(s) -> {final}"
+        + (f"; {empty} empty frame(s) skipped" if empty else ""))
     return final
 
 

@@ -61,6 +61,9 @@ def export_bag(
         if s.label is None:
             counts["skipped_unlabelled"] += 1
             continue
+        if s.aps is None:
+            counts["skipped_empty_frames"] = counts.get("skipped_empty_frames", 0) + 1
+            continue
         aps = frames.to_u8(s.aps)
         if layout == "evdistill-png":
             write_evdistill_sample(out, split, s.name, s.events, aps, s.label)

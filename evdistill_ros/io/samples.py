@@ -169,7 +169,8 @@ def _bag_samples(bag: Bag | FileRecording, spec: EventInput, events_topic: str |
     if not height or not width:
         for m in bag.images(image_topic):
             height, width = m.image.shape[:2]
-            break
+            if height and width:
+                break
     if len(stamps) and np.any(np.diff(stamps) <= 0):
         raise ValueError(f"{bag.path}: frame stamps on {image_topic} are not strictly increasing")
 
@@ -191,12 +192,14 @@ def _bag_samples(bag: Bag | FileRecording, spec: EventInput, events_topic: str |
                                        classes)
         if label is None and require_labels:
             raise ValueError(f"{bag.path}: frame at {frame.stamp_ns} ns has no label with the same stamp on {labels_topic}")
-        aps = frames.canonical(frame.image, frame.encoding)
+        # an empty frame (0 rows or columns, seen from faulty drivers) has no pixels to segment:
+        # its sample carries no APS frame, so consumers skip and count it (evaluate: "no aps")
+        aps = None if frame.image.size == 0 else frames.canonical(frame.image, frame.encoding)
         yield Sample(
             name=f"{stem}_{frame.stamp_ns}",
             t_ns=int(frame.stamp_ns),
             events=None if emb is None else np.ascontiguousarray(emb[:, rows]),
-            aps=np.ascontiguousarray(aps[rows]),
+            aps=None if aps is None else np.ascontiguousarray(aps[rows]),
             label=None if label is None else np.ascontiguousarray(label[rows]),
             num_events=int(n_ev),
         )

@@ -291,6 +291,10 @@ class SegmentationNode:
             self.counts.add("bad_frames")
             rospy.logwarn_throttle(5.0, f"cannot use APS image: {exc}")
             return
+        if decoded.image.size == 0:  # 0 x 0 from a faulty driver: nothing to segment or draw on
+            self.counts.add("bad_frames")
+            rospy.logwarn_throttle(5.0, f"empty APS image ({decoded.image.shape}) at {decoded.stamp_ns} ns: dropped")
+            return
         img = frames.canonical(decoded.image, decoded.encoding)
         self.counts.add("frames_in")
         self.latest_aps = img
