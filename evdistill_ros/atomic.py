@@ -14,11 +14,14 @@
 Temp names start with "." and end with ".tmp" (files) or ".tmp.d" (folders) and carry the
 writer's pid, so `clean_stale` can tell a dead writer's leftovers from a live one's.
 On any exception (KeyboardInterrupt included) the temp is removed and the final name is
-untouched: a reader sees the old file or the new one, never half of one.
+untouched: a reader sees the old file or the new one, never half of one; a write that failed
+for want of space says so ("no space left on the device holding ...") whatever the writing
+library said.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -47,10 +50,43 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        full = disk_full(exc, path.parent)  # before the temp file is removed and frees its space
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if full:
+            raise OSError(errno.ENOSPC, f"no space left on the device holding {path.parent} (writing {path.name}): "
+                                        "free some space or write elsewhere") from None
         raise
+
+
+def disk_full(exc: BaseException, folder: Path) -> bool:
+    """Whether a failed write failed for want of space: ENOSPC / EDQUOT, or a library's own error
+    (torch.save: "[enforce fail at inline_container.cc] ... unexpected pos") on a full device."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if not isinstance(exc, (OSError, RuntimeError)):
+        return False
+    try:
+        return shutil.disk_usage(folder).free < (1 << 20)
+    except OSError:
+        return False
+
+
+def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
+    """Fail now, in one line, when `path` could not be written later (a long job's result file):
+    creates its folder and probes it with a temp file."""
+    path = Path(path)
+    if path.is_dir():
+        raise OSError(errno.EISDIR, f"cannot write the {what} {path}: it is a directory")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=_prefix(path), suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write the {what} {path}: {exc.strerror or exc}") from None
+    return path
 
 
 def temp_path(path: str | os.PathLike) -> Path:

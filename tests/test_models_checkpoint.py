@@ -161,3 +161,31 @@ def test_nonfinite_weights_inputs_and_logits_are_refused(tmp_path):
     assert "\n" not in str(exc.value)
     nan = np.full((1, 6, 4, 4), np.nan, np.float32)
     assert parity(lambda x: nan, lambda x: nan, [np.zeros(1)]) == (float("inf"), 0.0)
+
+
+def test_an_onnx_named_pth_says_so(tmp_path):
+    """An .onnx renamed .pth carried torch's "Please file an issue" wording; now one line saying
+    what the file is."""
+    from evdistill_ros.models.export import onnx_bytes
+
+    net = build_model("deeplabv3plus", "mobilenetv2", in_channels=1, num_classes=6, width_mult=0.25,
+                      aspp_channels=16, decoder_channels=16)
+    fake = tmp_path / "model.pth"
+    fake.write_bytes(onnx_bytes(net, {"in_channels": 1, "input_size": {"height": 32, "width": 32}}))
+    with pytest.raises(ValueError, match="looks like an ONNX model: name it .onnx") as exc:
+        load_checkpoint(fake)
+    assert "file an issue" not in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_evaluate_json_path_is_checked_before_the_work(tmp_path):
+    """An unwritable --json PATH failed only after the whole evaluation; now before any work
+    (the data here does not even exist: the --json check comes first)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "a_file").write_text("x")
+    for bad in (tmp_path / "a_file" / "out.json", tmp_path):  # under a file; a directory
+        r = subprocess.run([sys.executable, "-m", "evdistill_ros.cli", "evaluate", "--data",
+                            str(tmp_path / "nothing.bag"), "--aps-ckpt", "x.pth", "--json", str(bad)],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 1 and "cannot write the --json file" in r.stderr, r.stderr

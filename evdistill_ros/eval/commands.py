@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from ..atomic import atomic_write_text
+from ..atomic import atomic_write_text, check_writable
 
 FORMAT_CHOICES = ("bag", "evdistill-png", "evsegnet", "ess", "dsec", "cache")
 
@@ -114,6 +114,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     _threads(args)
     if not args.aps_ckpt and not args.event_ckpt:
         raise ValueError("give --aps-ckpt, --event-ckpt or both")
+    if args.json:
+        check_writable(args.json, "--json file")  # before the work, not after it
     batch = args.batch_size or (1 if args.latency else 8)
     results = evaluate(args.data, aps_ckpt=args.aps_ckpt, event_ckpt=args.event_ckpt, format=args.format,
                        batch_size=batch, device=args.device, backend=args.backend, latency=args.latency, limit=args.limit,

@@ -144,6 +144,12 @@ def read_torch_file(path: Path) -> Any:
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if not path.is_file():
         raise ValueError(f"checkpoint {path} is not a file")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if not head.startswith((b"PK\x03\x04", b"\x80")):  # torch's zip archive, or a legacy pickle
+        kind = ("it looks like an ONNX model: name it .onnx" if head[:1] == b"\x08" else
+                "neither torch's zip archive nor a pickle")
+        raise ValueError(f"{path} is not a readable torch checkpoint ({kind})")
     try:
         # weights_only: a checkpoint is tensors and plain data; never unpickle arbitrary objects.
         return torch.load(path, map_location="cpu", weights_only=True)
