@@ -280,3 +280,27 @@ def test_real_davis_recording_with_a_teacher_card_live(roscore, student_ckpt, tm
     assert len(got) == seg["teacher_published"]
     for stamp, labels in got.items():
         assert labels.shape == (260, 346) and np.mean(labels == teacher(frames[stamp])) > 0.999
+
+
+def test_record_path_with_spaces_and_unicode_records(roscore, sim_bag, student_ckpt, tmp_path):
+    """record_path:="$HOME/rec dir/out ü.bag" recorded nothing (the path split into topic names)
+    and the launch carried on; now it records, and a recorder that dies ends the launch, saying so."""
+    folder = tmp_path / "rec dir"
+    folder.mkdir()
+    record = folder / "out ü.bag"
+    launch = _launch(roscore, student_ckpt, record, in_process=True)
+    try:
+        _wait_ready(roscore, in_process=True)
+        _play(roscore, sim_bag)
+    finally:
+        err = _stop(launch)
+    assert "Traceback" not in err and "InvalidName" not in err, err
+    assert len(_recorded(record, "/segmentation_node/labels")) > 0
+    # a folder that does not exist: the recorder dies, the launch ends and says why
+    dead = _launch(roscore, student_ckpt, tmp_path / "no such dir" / "x.bag", in_process=True)
+    try:
+        dead.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        pass
+    err = _stop(dead) if dead.poll() is None else dead.stderr.read()
+    assert dead.returncode is not None and "REQUIRED process [recorder" in err, err[-2000:]
