@@ -216,3 +216,29 @@ def test_dynamic_reconfigure_round_trip_and_compressed_overlay(roscore, student)
     assert result.get("same") is True and result["format"] == "rgb8; png compressed bgr8", result
     assert seg_s["overlays"] > 0, seg_s
     assert "Traceback" not in err_seg + err_acc
+
+
+def test_callback_errors_are_counted_logged_once_per_kind_and_turn_status_to_error():
+    """Every event message raised in the callback (80 tracebacks) while ~stats and /diagnostics
+    said OK; now each is counted, logged at most once per kind per period, and the status is ERROR."""
+    from evdistill_ros.ros.common import CallbackErrors
+
+    errors = CallbackErrors(period_s=60.0)
+    logged = []
+    import rospy
+
+    real, rospy.logerr = rospy.logerr, lambda *a: logged.append(a)
+    try:
+        def bad(msg):
+            raise ValueError(f"bins must be >= 1 ({msg})")
+        guarded = errors.guard(bad)
+        for k in range(80):
+            assert guarded(k) is None  # never raises into rospy
+        errors.guard(lambda m: 1 / 0)(0)
+    finally:
+        rospy.logerr = real
+    assert errors.count == 81 and len(logged) == 2 and "ZeroDivisionError" in errors.last
+    before = _acc()
+    now = _acc(callback_errors=81, last_callback_error=errors.last)
+    h = accumulator_health(now, before, 1.0, LIMITS)
+    assert h.level == ERROR and "81 message(s) failed in a callback" in h.message("ok")

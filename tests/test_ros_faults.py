@@ -299,3 +299,64 @@ for h, w in ((0, 0), (20, 30), (0, 30)):
         err = _stop(seg)
     assert s["bad_frames"] == 2 and s["frames_in"] == 1 and s["teacher_published"] == 1, s
     assert "inference failed" not in err and "empty APS image" in err
+
+
+_RECONFIGURE = """
+import json, sys, rospy
+from dynamic_reconfigure.client import Client
+rospy.init_node("reconfigure_client", anonymous=True)
+acc = Client("/accumulator_node", timeout=30)
+out = []
+for update in json.loads(sys.argv[1]):
+    out.append(acc.update_configuration(update))
+print(json.dumps(out, default=str))
+"""
+
+
+def test_dynamic_reconfigure_refuses_unbounded_invalid_and_unknown_inputs_whole(roscore):
+    """stride_ms 0.001 and bins 100000 took the node past 3 GB; bins -3 was accepted and every
+    message then raised in the callback with status OK; {nonexistent_param: 1} was applied. Each
+    is now refused whole (the client and the parameter server get the settings in force), the
+    windows never restart for it, the node's memory stays put, and a start-up parameter beyond
+    the bounds is refused too."""
+    start = _node(roscore, "accumulator_node", "_stride_ms:=0.001")
+    try:
+        s0 = _wait(roscore, "accumulator_node", lambda s: "messages" in s)
+    finally:
+        err0 = _stop(start)
+    assert s0["event_input"].get("stride_ns") is None and "window parameters refused" in err0, s0
+    acc = _node(roscore, "accumulator_node", "_representation:=voxel_grid")
+    ms = 1_000_000
+    bad = [{"stride_ms": 0.001}, {"representation_params": "{bins: 100000}"}, {"window_ms": 10000.0,
+           "representation_params": "{bins: 100000}"}, {"representation_params": "{bins: -3}"},
+           {"representation_params": "{nonexistent_param: 1}"}]
+    try:
+        _wait(roscore, "accumulator_node", lambda s: "messages" in s)
+        _publish(roscore, [(130, 173, 4000, T0, T0 + 400 * ms)])
+        s1 = _wait(roscore, "accumulator_node", lambda s: s["messages"] == 1)
+        rss_before = _rss_mb(acc.pid)
+        py = os.path.join(os.environ["VIRTUAL_ENV"], "bin", "python") if os.environ.get("VIRTUAL_ENV") else "python3"
+        import json
+
+        r = subprocess.run([py, "-c", _RECONFIGURE, json.dumps(bad + [{"stride_ms": 25.0}])], env=roscore,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        answers = json.loads(r.stdout.strip().splitlines()[-1])
+        _publish(roscore, [(130, 173, 4000, T0 + 400 * ms, T0 + 800 * ms)])
+        s2 = _wait(roscore, "accumulator_node", lambda s: s["messages"] == 2)
+        rss_after = _rss_mb(acc.pid)
+        params = subprocess.run(["rosparam", "get", "/accumulator_node"], env=roscore, capture_output=True,
+                                text=True, timeout=30).stdout
+    finally:
+        err = _stop(acc)
+    for a in answers[:-1]:  # refused whole: the client gets the settings in force
+        assert a["representation_params"] == "" and a["stride_ms"] in (0.0, "0.0") and a["window_ms"] in (0.0, "0.0")
+    assert float(answers[-1]["stride_ms"]) == 25.0
+    assert s2["input_changes"] == s1["input_changes"] + 1, s2  # only the good update restarted the windows
+    assert s2["event_input"]["name"] == "voxel_grid" and s2["event_input"]["params"] == {}, s2
+    assert s2["event_input"]["stride_ns"] == 25 * ms, s2
+    assert s2["callback_errors"] == 0 and s2["bad_messages"] == 0 and s2["windows_emitted"] > s1["windows_emitted"]
+    assert "nonexistent_param" not in params and "100000" not in params and "stride_ms: 25.0" in params, params
+    assert rss_after - rss_before < 200, (rss_before, rss_after)
+    assert err.count("reconfigure refused") == len(bad), err[-3000:]
+    assert "beyond the bound" in err and "bins" in err and "Traceback" not in err

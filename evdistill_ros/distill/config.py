@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ import yaml
 
 from ..classes import class_set
 from ..frames import FRAME_MODES
-from ..events.spec import DEFAULT_EVENT_INPUT, EventInput
+from ..events.spec import DEFAULT_BOUNDS, DEFAULT_EVENT_INPUT, EventInput
 from ..io.presets import PRESETS
 
 METHODS = ("supervised", "kd", "evdistill")
@@ -249,8 +250,12 @@ def validate(cfg: dict) -> dict:
     d = cfg["data"]
     if (d["window_ns"] is None) == (d["window_events"] is None):
         raise ValueError("config: set exactly one of data.window_ns and data.window_events")
-    try:  # the representation and its parameters, as the registry knows them
-        EventInput.from_config(d).check()
+    try:  # the representation and its parameters, as the registry knows them, within the bounds
+        # of one embedding (events.spec.InputBounds; windows are taken at frames: no stride bound)
+        size = d["resize"]
+        h, w = size if isinstance(size, (list, tuple)) and len(size) == 2 else (2048, 2048)
+        replace(DEFAULT_BOUNDS, max_windows_per_s=float("inf"), min_stride_events=1).check(
+            EventInput.from_config(d), h, w)
     except ValueError as exc:
         raise ValueError(f"config: data: {exc}") from None
     if d["resize"] is not None and (len(d["resize"]) != 2 or min(d["resize"]) <= 0):

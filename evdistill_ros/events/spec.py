@@ -2,6 +2,9 @@
 
     EventInput(representation="evdistill_2ch", params={}, window=ByTime(50 ms), topic=None)
     DEFAULT_EVENT_INPUT                      the project's one default (EvDistill's 2-channel, 50 ms)
+    InputBounds(max_embedding_bytes, max_windows_per_s, min_stride_events)
+        .check(spec, height, width) -> spec  what any user-set input may cost: ValueError (one line,
+                                             naming the bound) beyond it; DEFAULT_BOUNDS
 
 A network only ever sees the input it was trained on, so everything that builds event
 embeddings for a network (the training cache, `io.samples`, evaluation, the ROS nodes) holds
@@ -232,3 +235,54 @@ def _opt_int(v: Any) -> int | None:
 DEFAULT_EVENT_INPUT = EventInput()
 """The one default event input: EvDistill's released 2-channel count image over 50 ms windows."""
 
+
+
+@dataclass(frozen=True)
+class InputBounds:
+    """What one event input may make a process allocate and compute, checked wherever an input is
+    set (ROS parameters at start, dynamic_reconfigure, checkpoint metadata, the training config):
+    a value beyond a bound is refused whole, never applied.
+
+    max_embedding_bytes  one embedding, channels x height x width float32 (default 1 GiB: 64
+                         channels of a 2048 x 2048 sensor; `bins: 100000` is refused)
+    max_windows_per_s    time windows per second of event time (default 1000: a stride >= 1 ms;
+                         `stride_ms: 0.001` asked a million and took the memory with them)
+    min_stride_events    count windows: at most one every this many events (default 1000)
+    """
+
+    max_embedding_bytes: int = 1 << 30
+    max_windows_per_s: float = 1000.0
+    min_stride_events: int = 1000
+
+    def check(self, spec: EventInput, height: int, width: int) -> EventInput:
+        """`spec` when it is within the bounds for a height x width sensor (its representation and
+        every parameter known to the registry), else ValueError."""
+        from .representations import embed  # on use: numba only once windows are built
+
+        try:  # built before accepted: a parameter the kernel refuses (bins: -3) fails here, not per message
+            spec.check()
+            channels = int(spec.channels)
+            if channels < 1:
+                raise ValueError(f"{channels} channels")
+            probe = Events(np.array([0, 1], np.uint16), np.array([0, 1], np.uint16), np.array([0, 1000], np.int64),
+                           np.array([1, 0], np.int8))
+            embed(probe, spec.representation, height=2, width=2, **spec.params)
+        except (TypeError, ValueError, ZeroDivisionError) as exc:
+            raise ValueError(f"event input {spec.describe()}: {exc}") from None
+        need = channels * int(height) * int(width) * 4
+        if need > self.max_embedding_bytes:
+            raise ValueError(f"event input {spec.describe()}: one embedding of {channels} x {height} x {width} float32 "
+                             f"is {need / 2**20:.0f} MiB, beyond the bound of {self.max_embedding_bytes / 2**20:.0f} MiB")
+        w = spec.window
+        if isinstance(w, ByTime):
+            min_stride = int(round(1e9 / self.max_windows_per_s))
+            if w.stride < min_stride:
+                raise ValueError(f"event input {spec.describe()}: a window every {w.stride / 1e6:g} ms is more than "
+                                 f"{self.max_windows_per_s:g} windows per second (stride >= {min_stride / 1e6:g} ms)")
+        elif w.stride < self.min_stride_events:
+            raise ValueError(f"event input {spec.describe()}: a window every {w.stride} events is below the bound of "
+                             f"one every {self.min_stride_events} events")
+        return spec
+
+
+DEFAULT_BOUNDS = InputBounds()

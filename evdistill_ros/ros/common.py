@@ -20,6 +20,7 @@ from std_msgs.msg import Header, String
 
 from .. import wire
 from ..events import DEFAULT_EVENT_INPUT, EventInput, warmup
+from ..events.spec import DEFAULT_BOUNDS, InputBounds
 from ..wire import EventArrayMsg
 from ..events.windows import SlidingWindow, Window, WindowStats
 from ..models.teacher_card import read_image_network_metadata as read_metadata
@@ -61,17 +62,39 @@ def event_input_from_settings(base: EventInput | None, settings: Mapping[str, An
         window_events=int(settings.get("window_events") or 0), stride_events=int(settings.get("stride_events") or 0))
 
 
+def input_bounds() -> InputBounds:
+    """The node's bounds on an event input (events.spec.InputBounds), from ~max_embedding_mb
+    (default 1024), ~max_windows_per_s (1000) and ~min_stride_events (1000)."""
+    d = DEFAULT_BOUNDS
+    return InputBounds(int(float(param("max_embedding_mb", d.max_embedding_bytes / 2**20)) * 2**20),
+                       float(param("max_windows_per_s", d.max_windows_per_s)),
+                       int(param("min_stride_events", d.min_stride_events)))
+
+
+def check_input(spec: EventInput) -> EventInput:
+    """`spec` within the node's bounds for the largest sensor it accepts (~max_height x
+    ~max_width), its representation and parameters known; ValueError in one line otherwise."""
+    limits = SizeLimits.from_ros()
+    return input_bounds().check(spec, limits.max_height, limits.max_width)
+
+
 def event_input_from_ros(base: EventInput | None = None) -> EventInput:
     """`base` overridden by the private parameters ~representation, ~representation_params,
-    ~window_ms, ~stride_ms, ~window_events, ~stride_events (a malformed one is logged and ignored)."""
+    ~window_ms, ~stride_ms, ~window_events, ~stride_events; settings that are malformed or beyond
+    the node's bounds (check_input) are refused whole, logged, and `base` is used."""
     defaults = {"representation": "", "representation_params": None, "window_ms": 0.0, "stride_ms": 0.0,
                 "window_events": 0, "stride_events": 0}
     settings = {k: param(k, d) for k, d in defaults.items()}
     try:
-        return event_input_from_settings(base, settings)
+        return check_input(event_input_from_settings(base, settings))
     except ValueError as exc:
-        rospy.logerr("%s: ignoring ~representation_params", exc)
-        return event_input_from_settings(base, dict(settings, representation_params=None))
+        fallback = base or DEFAULT_EVENT_INPUT
+        try:
+            check_input(fallback)
+        except ValueError:
+            fallback = DEFAULT_EVENT_INPUT
+        rospy.logerr("window parameters refused, using %s: %s", fallback.describe(), exc)
+        return fallback
 
 
 class WindowReconfigure:
@@ -85,12 +108,15 @@ class WindowReconfigure:
 
     def __call__(self, config: Any) -> Any:
         settings = {k: config[k] for k in WINDOW_SETTINGS if k in config}
-        try:
-            self.accumulator.set_input(event_input_from_settings(self.base(), settings))
+        # ~representation is a start-up parameter (not reconfigurable): it stays under every update
+        settings.setdefault("representation", param("representation", ""))
+        try:  # built and bounded before anything changes: a bad value is refused whole
+            self.accumulator.set_input(check_input(event_input_from_settings(self.base(), settings)))
         except ValueError as exc:
-            rospy.logerr("reconfigure: %s (kept %s)", exc, self.accumulator.spec.describe())
-            for k, v in (self.applied or dict.fromkeys(settings, "")).items():
-                config[k] = v if v is not None else config[k]
+            rospy.logerr("reconfigure refused: %s (kept %s)", exc, self.accumulator.spec.describe())
+            for k in settings:  # the settings in force; before any update, each field's "unset" (0, "")
+                if k in config:
+                    config[k] = self.applied[k] if k in self.applied else type(config[k])()
             return config
         self.applied = settings
         return config
@@ -136,7 +162,7 @@ def checkpoint_event_input(path: str) -> tuple[EventInput | None, str]:
     if not isinstance(rep, dict):
         return None, f"checkpoint {path} is an APS-frame network (input {rep!r}), not an event network"
     try:
-        return EventInput.from_dict(rep), ""
+        return check_input(EventInput.from_dict(rep)), ""
     except ValueError as exc:
         return None, f"checkpoint {path}: {exc}"
 
@@ -154,6 +180,36 @@ class SizeLimits:
 
     def allows(self, size: tuple[int, int]) -> bool:
         return 0 < size[0] <= self.max_height and 0 < size[1] <= self.max_width
+
+
+class CallbackErrors:
+    """Exceptions raised in a subscriber callback: counted, logged at most once per kind every
+    `period_s`, never fatal; a node's health turns ERROR while they happen (ros.health)."""
+
+    def __init__(self, period_s: float = 10.0) -> None:
+        self.count = 0
+        self.last = ""
+        self.period_s = period_s
+        self._logged: dict[str, float] = {}
+
+    def guard(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - one bad message must not go unseen nor kill the node
+                self.record(exc, getattr(fn, "__name__", "callback"))
+                return None
+        return guarded
+
+    def record(self, exc: BaseException, where: str) -> None:
+        self.count += 1
+        kind = type(exc).__name__
+        self.last = f"{where}: {kind}: {exc}"
+        now = time.monotonic()
+        if now - self._logged.get(kind, float("-inf")) >= self.period_s:
+            self._logged[kind] = now
+            rospy.logerr("%s (%d callback error(s) so far; each kind logged at most every %g s)", self.last,
+                         self.count, self.period_s)
 
 
 class StreamAccumulator:
@@ -187,7 +243,9 @@ class StreamAccumulator:
         wire.warmup()
         # ~queue_size: event messages rospy may hold while the callback is busy (oldest dropped,
         # and missing from `messages`); small values trade bursts for bounded latency
-        self.subscriber = EventSubscriber("events", self._on_events, queue_size=param("queue_size", 200))
+        self.errors = CallbackErrors()
+        self.subscriber = EventSubscriber("events", self.errors.guard(self._on_events),
+                                          queue_size=param("queue_size", 200))
 
     def set_input(self, spec: EventInput) -> None:
         """Switch to another event input: the windows restart cleanly (logged)."""
@@ -251,7 +309,8 @@ class StreamAccumulator:
                "input_changes": self.input_changes, "unknown_size_messages": self.unknown_size,
                "oversize_messages": self.oversize, "busy_s": round(self.subscriber.busy_s, 4),
                "publishers": self.subscriber.publishers(), "silent_s": round(self.subscriber.silent_s(), 3),
-               "event_input": self.spec.to_dict()}
+               "event_input": self.spec.to_dict(), "callback_errors": self.errors.count,
+               "last_callback_error": self.errors.last or None}
         totals = self._retired.as_dict()
         if self.window is not None:
             totals = {k: v + getattr(self.window.stats, k) for k, v in totals.items()}

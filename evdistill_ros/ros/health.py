@@ -97,8 +97,17 @@ def accumulator_health(stats: dict, before: dict | None, dt_s: float, limits: He
         h.raise_to(WARN, f"{lag:.0f} ms behind the newest event (limit {limits.warn_latency_ms:g})")
     if stats.get("checkpoint_error"):
         h.raise_to(ERROR, f"checkpoint: {stats['checkpoint_error']}")
+    _callback_errors(h, stats, before)
     _silence(h, stats, limits, "events")
     return h
+
+
+def _callback_errors(h: Health, stats: dict, before: dict | None) -> None:
+    """Exceptions in a callback since the last report: ERROR (an input the node cannot handle)."""
+    h.values["callback_errors"] = _fmt(stats.get("callback_errors"))
+    n = delta(stats, before, "callback_errors")
+    if n:
+        h.raise_to(ERROR, f"{n} message(s) failed in a callback (last: {stats.get('last_callback_error')})")
 
 
 def segmentation_health(stats: dict, before: dict | None, dt_s: float, limits: HealthLimits) -> Health:
@@ -130,6 +139,7 @@ def segmentation_health(stats: dict, before: dict | None, dt_s: float, limits: H
                          f"({_causes(stats, before, WINDOW_DROPS)})")
     if stats.get("teacher_error") and stats.get("teacher_enabled", True):
         h.raise_to(WARN, f"no teacher network: {stats['teacher_error']}")
+    _callback_errors(h, stats, before)
     p95 = latency.get("p95")
     if p95 is not None and p95 > limits.warn_latency_ms:
         h.raise_to(WARN, f"latency p95 {p95:.0f} ms (limit {limits.warn_latency_ms:g})")

@@ -62,8 +62,8 @@ from ..models.predictor import NonFiniteError, Predictor
 from ..msg import EventEmbedding
 from ..render import event_image, legend_strip, overlay
 from ..wire import CodecError, decode_image
-from .common import (SizeLimits, StatusPublisher, StreamAccumulator, WindowReconfigure, compressed_msg,
-                     event_input_from_ros, every, image_msg, param, reconfigure_server, ros_time)
+from .common import (CallbackErrors, SizeLimits, StatusPublisher, StreamAccumulator, WindowReconfigure,
+                     compressed_msg, event_input_from_ros, every, image_msg, param, reconfigure_server, ros_time)
 from .health import Health, HealthLimits, accumulator_health, segmentation_health
 from .latest import Counters, FileWatch, LatestOnly, RollingStats
 
@@ -183,6 +183,7 @@ class SegmentationNode:
         self.age = RollingStats()  # ROS time at publishing - window end (sim time under use_sim_time)
         self.inference_ms = RollingStats()
         self.teacher_ms = RollingStats()
+        self.errors = CallbackErrors()
         self.counts = Counters("windows_in", "published", "rejected", "rejected_input", "rejected_nonfinite",
                                "frames_in", "bad_frames", "teacher_published", "overlays")
         self._student_loads = 0
@@ -202,11 +203,13 @@ class SegmentationNode:
         else:
             # rospy trims its queue silently; the callbacks are cheap and the mailboxes below keep
             # only the newest input, counting what they skip, so rospy itself should never drop
-            self.embedding_sub = rospy.Subscriber("embedding", numpy_msg(EventEmbedding), self._on_embedding,
+            self.embedding_sub = rospy.Subscriber("embedding", numpy_msg(EventEmbedding),
+                                                  self.errors.guard(self._on_embedding),
                                                   queue_size=20, buff_size=1 << 26)
             self.last_embedding = time.monotonic()
         # raw bytes through the package's own decoder (io.image_msgs), as for the training data
-        self.image_sub = rospy.Subscriber("image", rospy.AnyMsg, self._on_image, queue_size=20, buff_size=1 << 24)
+        self.image_sub = rospy.Subscriber("image", rospy.AnyMsg, self.errors.guard(self._on_image), queue_size=20,
+                                          buff_size=1 << 24)
         self.threads = [threading.Thread(target=self._student_loop, daemon=True)]
         if self.teacher is not None:
             self.threads.append(threading.Thread(target=self._teacher_loop, daemon=True))
@@ -273,6 +276,11 @@ class SegmentationNode:
         except ValueError as exc:
             self.counts.add("rejected")
             rospy.logwarn_throttle(5.0, f"embedding without a readable event_input ({exc}): dropped")
+            return
+        if msg.representation and msg.representation != spec.representation:
+            self.counts.add("rejected")
+            rospy.logwarn_throttle(5.0, f"embedding says {msg.representation!r} but its event_input says "
+                                        f"{spec.representation!r}: dropped (which one holds?)")
             return
         data = np.array(msg.data, dtype=np.float32).reshape(msg.channels, msg.height, msg.width)  # own, writable copy
         self.events_box.put(Job(data, msg.header.stamp, msg.header.frame_id, received, spec))
@@ -390,7 +398,8 @@ class SegmentationNode:
                    device=str(predictor.backend.device) if predictor else None, latency_ms=self.latency.summary(),
                    inference_ms=self.inference_ms.summary(), wait_ms=self.wait.summary(),
                    overhead_ms=self.overhead.summary(), age_ms=self.age.summary(),
-                   student_error=self.student.error or None)
+                   student_error=self.student.error or None, callback_errors=self.errors.count,
+                   last_callback_error=self.errors.last or None)
         if self.teacher is not None:
             out.update(teacher_stale_dropped=self.aps_box.stale, teacher_ms=self.teacher_ms.summary(),
                        teacher_error=self.teacher.error or None, teacher_enabled=self.teacher_enabled)
