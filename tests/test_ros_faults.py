@@ -227,7 +227,7 @@ def test_nonfinite_windows_are_rejected_and_counted_never_labelled(roscore, chec
 
     seg = _node(roscore, "segmentation_node", f"_checkpoint:={checkpoints['count']}", "_device:=cpu",
                 "embedding:=/fake/embedding")
-    script = f"""
+    script = """
 import json, time, numpy as np, rospy
 from rospy.numpy_msg import numpy_msg
 from evdistill_ros.msg import EventEmbedding
@@ -236,7 +236,7 @@ pub = rospy.Publisher("/fake/embedding", numpy_msg(EventEmbedding), queue_size=2
 deadline = time.time() + 20
 while pub.get_num_connections() == 0 and time.time() < deadline:
     time.sleep(0.1)
-spec = json.dumps({{"name": "count", "params": {{}}, "window_ns": 50000000}})
+spec = json.dumps({"name": "count", "params": {}, "window_ns": 50000000})
 for k, value in enumerate([np.nan, np.inf, -np.inf, 3e38, 1.0, np.nan, 2.0]):
     data = np.zeros((2, 40, 60), np.float32) + np.float32(value)
     msg = numpy_msg(EventEmbedding)(representation="count", event_input=spec, channels=2, height=40, width=60,

@@ -51,9 +51,10 @@ from torch import nn
 
 from ..classes import CLASS_SETS, ClassSet, class_set, class_set_of
 from ..frames import FRAME_MODES
-from .checkpoint import load_checkpoint, read_metadata
 from ..atomic import atomic_write
-from .export import DEFAULT_OPSET, METADATA_KEY, ExportReport, check_onnx, onnx_bytes, read_onnx_metadata, require
+from .checkpoint import load_checkpoint, nonfinite_tensor, read_metadata
+from .export import (DEFAULT_OPSET, METADATA_KEY, ExportReport, check_onnx, nonfinite_initializer, onnx_bytes,
+                     read_onnx_metadata, require)
 
 CARD_SUFFIXES = (".yaml", ".yml")
 TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript", ".jit")
