@@ -360,3 +360,26 @@ def test_dynamic_reconfigure_refuses_unbounded_invalid_and_unknown_inputs_whole(
     assert rss_after - rss_before < 200, (rss_before, rss_after)
     assert err.count("reconfigure refused") == len(bad), err[-3000:]
     assert "beyond the bound" in err and "bins" in err and "Traceback" not in err
+
+
+def test_glitched_timestamps_are_dropped_and_counted_live(roscore):
+    """One event stamped 2**31 s every 20th message gave 10 resets, 7e10 windows_skipped, empty
+    windows stamped in 2038 and status OK; now each is dropped and counted, nothing resets."""
+    from evdistill_ros.ros.health import WARN, HealthLimits, accumulator_health
+
+    acc = _node(roscore, "accumulator_node")
+    ms = 1_000_000
+    plan = [(130, 173, 2000, T0 + k * 50 * ms, T0 + (k + 1) * 50 * ms, *(["glitch"] if k % 20 == 5 else []))
+            for k in range(40)]
+    try:
+        s0 = _wait(roscore, "accumulator_node", lambda s: "messages" in s)
+        _publish(roscore, plan)
+        s = _wait(roscore, "accumulator_node", lambda s: s["messages"] == 40)
+    finally:
+        err = _stop(acc)
+    assert s["dropped_time_outlier"] == 2 and s["resets"] == 0 and s["windows_skipped"] == 0, s
+    assert 38 <= s["windows_emitted"] <= 40, s
+    assert s["events_in"] == 40 * 2000 - 2
+    health = accumulator_health(s, s0, 10.0, HealthLimits())
+    assert health.level == WARN and "glitched timestamp" in health.message("ok")
+    assert "Traceback" not in err

@@ -36,7 +36,7 @@ import numpy as np
 from ..atomic import PendingFile
 from ..events.types import Events
 from ..wire import dvs_msgs
-from ..wire.dvs_msgs import EventArrayMsg, encode_event_array
+from ..wire.dvs_msgs import EventArrayMsg, encode_event_array, screen_time_outliers
 from ..wire.event_camera_msgs import (EVENT_ARRAY_MSGS_TYPE, EVENT_PACKET_MD5, EVENT_PACKET_MSG, EVENT_PACKET_TYPE,
                                       EVENT_TYPES, decoder_for, event_packet_definition)
 from ..wire.ros1 import CodecError
@@ -323,6 +323,7 @@ class Bag:
         self.kind, _ = bag_kind(path)
         self.reader = _open_reader(path)
         self.typestore = ros2_typestore(self.reader.connections) if self.kind == "rosbag2" else None
+        self.time_outliers = 0
         self.topics: dict[str, TopicInfo] = {}
         for conn in self.reader.connections:
             prev = self.topics.get(conn.topic)
@@ -352,6 +353,13 @@ class Bag:
 
     def event_topics(self) -> list[str]:
         return [t for t, info in self.topics.items() if info.msgtype in EVENT_TYPES]
+
+    def screen(self, msg: EventArrayMsg) -> EventArrayMsg:
+        """Events with a glitched clock out of a decoded message (wire.screen_time_outliers),
+        counted in `time_outliers` (every pass over the recording counts again)."""
+        msg = screen_time_outliers(msg)
+        self.time_outliers += msg.time_outliers
+        return msg
 
     def _connections(self, topic: str | None, wanted: Iterable[str], what: str) -> list:
         wanted = set(wanted)
@@ -425,10 +433,11 @@ class Bag:
                 raise BagError(f"{self.path}: {conn.topic}: {exc}") from None
         for conn, bag_ns, raw in self._ros1_bytes(conns, start_ns, stop_ns):
             try:
-                yield bag_ns, decoders[conn.topic](raw)
+                msg = decoders[conn.topic](raw)
             except CodecError as exc:
                 raise BagError(f"{self.path}: corrupt {ros1_type_name(conn.msgtype)} on {conn.topic} at bag time "
                                f"{bag_ns} ns: {exc}") from exc
+            yield bag_ns, self.screen(msg)
 
     def events(self, topic: str | None = None, start_ns: int | None = None,
                stop_ns: int | None = None) -> Iterator[Events]:
@@ -493,11 +502,13 @@ def bag_info(path: str | os.PathLike) -> dict:
         for t in bag.topics.values():
             info["topics"][t.topic] = {"type": t.msgtype, "md5": t.md5, "messages": t.count}
         for topic in bag.event_topics():
-            s = {"events": 0, "first_ns": None, "last_ns": None, "height": 0, "width": 0, "skipped": 0, "dropped": 0}
+            s = {"events": 0, "first_ns": None, "last_ns": None, "height": 0, "width": 0, "skipped": 0, "dropped": 0,
+                 "outliers": 0}
             for _, msg in bag.event_messages(topic):
                 s["height"], s["width"] = s["height"] or msg.height, s["width"] or msg.width
                 s["skipped"] += msg.skipped
                 s["dropped"] += msg.dropped
+                s["outliers"] += msg.time_outliers
                 n = len(msg.events)
                 s["events"] += n
                 if n:
@@ -510,6 +521,7 @@ def bag_info(path: str | os.PathLike) -> dict:
                 event_rate_hz=(s["events"] / span) if span > 0 else 0.0,
                 sensor_size={"height": s["height"], "width": s["width"]},
                 non_cd_skipped=s["skipped"], out_of_bounds_dropped=s["dropped"],
+                time_outliers_dropped=s["outliers"],
             )
         if getattr(bag, "other_streams", None):
             info["other_streams"] = dict(bag.other_streams)  # AEDAT4 triggers: counted, no ROS1 form here

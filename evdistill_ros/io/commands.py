@@ -35,6 +35,8 @@ def _info(args: argparse.Namespace) -> int:
             line += f"  {t['events']} events, {t['event_rate_hz'] / 1e6:.3f} Mev/s, {size['width']}x{size['height']}"
             if t.get("non_cd_skipped"):
                 line += f", {t['non_cd_skipped']} non-CD words skipped"
+            if t.get("time_outliers_dropped"):
+                line += f", {t['time_outliers_dropped']} glitched timestamps dropped"
         print(line)
     for stream, n in info.get("other_streams", {}).items():
         print(f"  ({stream}: {n}, not read as ROS messages)")

@@ -40,7 +40,7 @@ import numpy as np
 
 from ..events.types import Events
 from ..wire import dvs_msgs
-from ..wire.dvs_msgs import EventArrayMsg, encode_event_array
+from ..wire.dvs_msgs import EventArrayMsg, encode_event_array, screen_time_outliers
 from ..wire.prophesee import decoder_for_encoding, read_raw_header, word_bytes
 from ..wire.ros1 import CodecError, serialize_header
 from ..wire.sensor_msgs import ImageMsg, encode_image
@@ -81,6 +81,7 @@ class FileRecording:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
+        self.time_outliers = 0
         if not self.path.is_file():
             raise BagError(f"no such recording: {self.path}")
 
@@ -162,7 +163,13 @@ class FileRecording:
                        stop_ns: int | None = None) -> Iterator[tuple[int, EventArrayMsg]]:
         topic = self._check(topic, dvs_msgs.EVENT_ARRAY_TYPE)
         for item in self._between(self._items({topic}), start_ns, stop_ns):
-            yield item.t_ns, item.value
+            yield item.t_ns, self.screen(item.value)
+
+    def screen(self, msg: EventArrayMsg) -> EventArrayMsg:
+        """As Bag.screen: events with a glitched clock out, counted in `time_outliers`."""
+        msg = screen_time_outliers(msg)
+        self.time_outliers += msg.time_outliers
+        return msg
 
     def events(self, topic: str | None = None, start_ns: int | None = None,
                stop_ns: int | None = None) -> Iterator[Events]:

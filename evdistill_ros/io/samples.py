@@ -29,6 +29,7 @@ still build one.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -45,6 +46,7 @@ from .evdistill_png import iter_evdistill_png
 from .evsegnet import iter_evsegnet
 from .pair_cache import iter_cache_samples, is_cache
 from .presets import detect_preset
+from ..wire.dvs_msgs import TIME_OUTLIER_NS
 from .sample import Sample, validate_label
 
 __all__ = ["FORMATS", "Sample", "validate_label", "detect_format", "iter_samples", "iter_bag_samples",
@@ -136,6 +138,9 @@ def iter_bag_samples(
     with open_recording(bag) as b:
         yield from _bag_samples(b, spec, events_topic, image_topic, labels_topic, crop_rows, require_labels,
                                 need_events, classes)
+        if b.time_outliers:  # said, not silent: one glitched stamp used to empty every later window
+            warnings.warn(f"{bag}: {b.time_outliers} event read(s) more than {TIME_OUTLIER_NS / 1e9:g} s from their "
+                          "message's own time (a glitched clock) were dropped", stacklevel=2)
 
 
 def _bag_samples(bag: Bag | FileRecording, spec: EventInput, events_topic: str | None, image_topic: str | None,

@@ -316,6 +316,7 @@ class StreamAccumulator:
             totals = {k: v + getattr(self.window.stats, k) for k, v in totals.items()}
         out.update(totals)
         out["dropped_out_of_bounds"] += self.subscriber.dropped_out_of_bounds
+        out["dropped_time_outlier"] = self.subscriber.dropped_time_outlier
         out["lag_ms"] = max(0, self.newest_t - self.last_window_end) / 1e6 if self.last_window_end else None
         return out
 

@@ -14,6 +14,7 @@ from typing import Callable
 import rospy
 
 from ..wire import CodecError, EventArrayMsg, event_camera_msgs
+from ..wire.dvs_msgs import TIME_OUTLIER_NS, screen_time_outliers
 
 Decoder = Callable[[bytes], EventArrayMsg]
 
@@ -29,7 +30,9 @@ def decoder_for(msg_type: str, md5: str) -> Decoder | None:
 class EventSubscriber:
     """Subscribe to an event topic and call `callback(EventArrayMsg)` for each good message.
 
-    Counters: `messages`, `bad_messages`, `wrong_type`, `dropped_out_of_bounds`, and `busy_s`,
+    Counters: `messages`, `bad_messages`, `wrong_type`, `dropped_out_of_bounds`,
+    `dropped_time_outlier` (events more than ~time_outlier_s, default 10 s, from their message's
+    own time: a glitched clock, wire.screen_time_outliers), and `busy_s`,
     the seconds spent decoding and in the callback (events / busy_s = what the node can take);
     `silent_s()` and `publishers()` tell whether a connected input has gone quiet.
     """
@@ -38,6 +41,8 @@ class EventSubscriber:
                  buff_size: int = 1 << 26):
         self.callback = callback
         self.messages = self.bad_messages = self.wrong_type = self.dropped_out_of_bounds = 0
+        self.dropped_time_outlier = 0
+        self.time_outlier_ns = int(float(rospy.get_param("~time_outlier_s", TIME_OUTLIER_NS / 1e9)) * 1e9)
         self.busy_s = 0.0
         self.last_message = time.monotonic()  # silence counts from the subscription on
         self._decoders: dict[tuple[str, str], Decoder | None] = {}
@@ -63,6 +68,8 @@ class EventSubscriber:
             self.bad_messages += 1
             rospy.logwarn_throttle(5.0, f"{self.sub.resolved_name}: dropping a malformed message ({exc})")
             return
+        decoded = screen_time_outliers(decoded, self.time_outlier_ns)
+        self.dropped_time_outlier += decoded.time_outliers
         self.callback(decoded)
         # counted after the callback, so a stats snapshot never shows a message whose windows are pending
         self.busy_s += time.monotonic() - start

@@ -14,7 +14,7 @@ OK, WARN, ERROR = 0, 1, 2
 LEVEL_NAMES = {OK: "OK", WARN: "WARN", ERROR: "ERROR"}
 
 # counters of the accumulator, by cause
-EVENT_DROPS = ("dropped_out_of_order", "dropped_out_of_bounds", "dropped_overflow")
+EVENT_DROPS = ("dropped_out_of_order", "dropped_out_of_bounds", "dropped_overflow", "dropped_time_outlier")
 MESSAGE_DROPS = ("bad_messages", "wrong_type_messages", "unknown_size_messages", "oversize_messages")
 # counters of the segmentation node: windows that got no labels, by cause
 WINDOW_DROPS = ("stale_dropped", "rejected", "rejected_input", "rejected_nonfinite")
@@ -92,6 +92,9 @@ def accumulator_health(stats: dict, before: dict | None, dt_s: float, limits: He
         h.raise_to(WARN, f"{bad} event messages dropped in {dt_s:.1f} s ({_causes(stats, before, MESSAGE_DROPS)})")
     if _fraction(skipped, emitted) > limits.warn_drop_fraction:
         h.raise_to(WARN, f"{skipped} windows skipped in {dt_s:.1f} s (the input outran the stride)")
+    outliers = delta(stats, before, "dropped_time_outlier")
+    if outliers:  # however few: a clock that glitches is worth a look at the driver
+        h.raise_to(WARN, f"{outliers} event(s) with a glitched timestamp dropped in {dt_s:.1f} s")
     lag = stats.get("lag_ms")
     if lag is not None and lag > limits.warn_latency_ms:
         h.raise_to(WARN, f"{lag:.0f} ms behind the newest event (limit {limits.warn_latency_ms:g})")

@@ -11,13 +11,15 @@ Decoding is one `np.frombuffer` over the records and one numba pass
 (`events.kernels.unpack_event_records`); encoding is numpy. No per-event Python on either path.
 
     decode_event_array(data, drop_out_of_bounds=True) -> EventArrayMsg
+    screen_time_outliers(msg, tolerance_ns=TIME_OUTLIER_NS) -> EventArrayMsg   glitched clocks out (counted);
+        every reader applies it: io.bag (offline, all recordings) and the nodes' subscriber
     encode_event_array(events, height, width, stamp_ns=None, frame_id="", seq=0) -> bytes
 """
 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Tuple
 
 import numpy as np
@@ -131,6 +133,33 @@ class EventArrayMsg:
     dropped: int = 0  # events outside height x width, removed from `events`
     skipped: int = 0  # non-CD words of the encoding (triggers, IMU markers, ...): never events
     sensor_offset_ns: int = 0  # events.t - sensor_offset_ns = the sensor time the encoding carries
+    time_outliers: int = 0  # events far from the message's own time (screen_time_outliers), removed
+
+
+# An event more than this from its message's own time is a glitched clock, not data (one event
+# stamped 2**31 s in a recording turned a whole evaluation's windows into empty ones)
+TIME_OUTLIER_NS = 10_000_000_000
+
+
+def screen_time_outliers(msg: "EventArrayMsg", tolerance_ns: int = TIME_OUTLIER_NS) -> "EventArrayMsg":
+    """`msg` without the events more than `tolerance_ns` from the message's own time (the median
+    of five of its events spread over the message; for a lone event, the header stamp), counted
+    in `time_outliers`. One min / max pass when nothing is that far apart (the usual case)."""
+    t = msg.events.t
+    n = len(t)
+    if n == 0:
+        return msg
+    if n == 1:
+        if not msg.stamp_ns or abs(int(t[0]) - int(msg.stamp_ns)) <= tolerance_ns:
+            return msg
+        keep = np.zeros(1, bool)
+    else:
+        if int(t.max()) - int(t.min()) <= tolerance_ns:
+            return msg
+        ref = int(np.median(t[[0, n // 4, n // 2, (3 * n) // 4, n - 1]]))
+        keep = np.abs(t - ref) <= tolerance_ns
+    dropped = int(n - keep.sum())
+    return replace(msg, events=msg.events[keep], time_outliers=msg.time_outliers + dropped)
 
 
 def records_to_events(records: np.ndarray, height: int = 0, width: int = 0) -> tuple[Events, int]:
