@@ -8,6 +8,8 @@
     pending = PendingFile(path)            # for writers that want a path (rosbags, ffmpeg):
     ... write pending.tmp ...; pending.commit()   # or pending.abort(); keeps the extension
     clean_stale(folder)                    # remove temp files / folders a killed run left
+    with staged_dir(path) as tmp:          # the same for a folder that may hold other files already
+        ...
     with DirLock(folder, wait=False):      # one writer per folder (a training run's --out)
         ...
 
@@ -140,6 +142,28 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def staged_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Like atomic_dir, for a folder that may already hold other files (another split of a data
+    set): everything is written into a temp folder beside `path` and moved in file by file once
+    the block succeeds (a file already there is replaced); on failure `path` is untouched."""
+    path = Path(path)
+    if not path.exists():
+        with atomic_dir(path) as tmp:
+            yield tmp
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=_prefix(path), suffix=".tmp.d", dir=path.parent))
+    try:
+        yield tmp
+        for f in sorted(p for p in tmp.rglob("*") if p.is_file()):
+            dest = path / f.relative_to(tmp)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(f, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:

@@ -183,3 +183,23 @@ def test_glitched_timestamps_are_outliers_offline_as_live(tmp_path):
         keep = plain(ts.tolist(), stamp)
         assert out.events.t.tolist() == [t for t, k in zip(ts.tolist(), keep) if k] and \
             out.time_outliers == keep.count(False), (ts, stamp)
+
+
+def test_info_shows_every_type_a_topic_carries(tmp_path):
+    """Two publishers of different types on one topic were listed with one type."""
+    from rosbags.rosbag1 import Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    from evdistill_ros.io.bag import bag_info
+
+    store = get_typestore(Stores.ROS1_NOETIC)
+    path = tmp_path / "two.bag"
+    with Writer(path) as w:
+        a = w.add_connection("/mixed", "std_msgs/msg/String", typestore=store)
+        b = w.add_connection("/mixed", "std_msgs/msg/Int32", typestore=store)
+        Str, Int = store.types["std_msgs/msg/String"], store.types["std_msgs/msg/Int32"]
+        w.write(a, 1, store.serialize_ros1(Str(data="x"), "std_msgs/msg/String"))
+        w.write(b, 2, store.serialize_ros1(Int(data=3), "std_msgs/msg/Int32"))
+    t = bag_info(path)["topics"]["/mixed"]
+    assert t["types"] == ["std_msgs/String", "std_msgs/Int32"] and t["messages"] == 2
+    assert t["type"] == "std_msgs/String + std_msgs/Int32"

@@ -329,7 +329,12 @@ class Bag:
             prev = self.topics.get(conn.topic)
             count = conn.msgcount + (prev.count if prev else 0)
             md5 = conn.digest if self.kind == "ros1" else ""
-            self.topics[conn.topic] = TopicInfo(conn.topic, ros1_type_name(conn.msgtype), md5, count)
+            name = ros1_type_name(conn.msgtype)
+            types = prev.types if prev else ()
+            types = types if name in types else (*types, name)
+            # a topic recorded with two types (two publishers disagreeing) keeps both: `types`
+            self.topics[conn.topic] = TopicInfo(conn.topic, prev.msgtype if prev else name, prev.md5 if prev else md5,
+                                                count, types)
 
     def __enter__(self) -> "Bag":
         return self
@@ -501,6 +506,8 @@ def bag_info(path: str | os.PathLike) -> dict:
         info["duration_s"] = (bag.end_ns - bag.start_ns) / 1e9
         for t in bag.topics.values():
             info["topics"][t.topic] = {"type": t.msgtype, "md5": t.md5, "messages": t.count}
+            if len(t.types) > 1:  # two publishers of different types on one topic: said, not hidden
+                info["topics"][t.topic].update(type=" + ".join(t.types), types=list(t.types))
         for topic in bag.event_topics():
             s = {"events": 0, "first_ns": None, "last_ns": None, "height": 0, "width": 0, "skipped": 0, "dropped": 0,
                  "outliers": 0}

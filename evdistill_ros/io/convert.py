@@ -9,7 +9,9 @@ at the frame. layout "evsegnet": <split>/{images,labels,events}/<name>.{png,png,
 `evsegnet_6ch` embedding of that window. Both crop to the top `crop_rows` rows (200: the
 DDD17 frames these datasets were cut from; None keeps the sensor size). mono16 frames are
 written as their high byte. Frames without a label are skipped and counted; a bag without a
-labels topic is an error (both layouts are labelled test sets).
+labels topic is an error (both layouts are labelled test sets). The files are written into a
+temp folder beside `out` and moved in when the export is complete (atomic.staged_dir): a full
+disk or a crash leaves `out` as it was, never a set that looks whole.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .. import frames
+from ..atomic import staged_dir
 from ..events.spec import DEFAULT_EVENT_INPUT
 from ..wire.dvs_msgs import EVENT_ARRAY_TYPE as DVS_TYPE
 from ..wire.event_camera_msgs import EVENT_TYPES, decoder_for
@@ -56,7 +59,12 @@ def export_bag(
     counts = {"written": 0, "skipped_unlabelled": 0, "out": str(out)}
     samples = iter_bag_samples(bag, representation=representation, window_ns=window_ns, events_topic=events_topic,
                                image_topic=image_topic, labels_topic=labels_topic, crop_rows=crop_rows)
-    Path(out).mkdir(parents=True, exist_ok=True)
+    with staged_dir(out) as stage:  # a full disk or a crash leaves no half set under `out`
+        _export_samples(samples, stage, layout, split, counts, progress)
+    return counts
+
+
+def _export_samples(samples, out: Path, layout: str, split: str, counts: dict, progress: bool) -> None:
     for s in tqdm(samples, unit="frame", disable=not progress, desc=f"export {layout}"):
         if s.label is None:
             counts["skipped_unlabelled"] += 1
@@ -70,7 +78,6 @@ def export_bag(
         else:
             write_evsegnet_sample(out, split, s.name, s.events, aps, s.label)
         counts["written"] += 1
-    return counts
 
 
 def convert_event_packets(

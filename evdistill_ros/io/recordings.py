@@ -62,9 +62,14 @@ class BagError(RuntimeError):
 @dataclass(frozen=True)
 class TopicInfo:
     topic: str
-    msgtype: str  # ROS1 style, e.g. dvs_msgs/EventArray
+    msgtype: str  # ROS1 style, e.g. dvs_msgs/EventArray (the first, where a topic carries several)
     md5: str  # ROS1 md5 sum; "" in rosbag2 bags (they carry none)
     count: int
+    types: tuple[str, ...] = ()  # every type recorded on the topic
+
+    def __post_init__(self) -> None:
+        if not self.types:
+            object.__setattr__(self, "types", (self.msgtype,))
 
 
 @dataclass(frozen=True)
