@@ -375,3 +375,41 @@ with DirLock({str(run)!r}):
     logs.clear()
     run_training(cfg, bags[:1], "teacher", out_dir=run, progress=False, log=logs.append)
     assert any(f"took over the lock of PID {dead.pid}" in s for s in logs)
+
+
+def test_a_damaged_pair_cache_is_found_and_extracted_again(tmp_path, bags):
+    """A truncated events.npy, a garbled meta.json, labels overwritten with 77 and NaN events were
+    used as they were (then "loss became nan ... lower train.lr?"); each is now found when the
+    cache is opened for training and the cache is extracted again, saying so."""
+    cfg = tiny_config(tmp_path)
+    logs: list[str] = []
+    path = extract_pairs(bags[:1], cfg["data"], progress=False, log=logs.append)
+    good = {name: np.load(path / f"{name}.npy").copy() for name in ("events", "labels")}
+
+    def truncate(p):
+        data = (p / "events.npy").read_bytes()
+        (p / "events.npy").write_bytes(data[: len(data) // 2])
+
+    def garble(p):
+        (p / "meta.json").write_text((p / "meta.json").read_text().replace('"labelled": 24', '"labelled": 3'))
+
+    def labels77(p):
+        a = np.load(p / "labels.npy", mmap_mode="r+")
+        a[3, :4] = 77
+        a.flush()
+
+    def nan_events(p):
+        a = np.load(p / "events.npy", mmap_mode="r+")
+        a[:] = np.nan
+        a.flush()
+
+    for damage, why in ((truncate, "events.npy"), (garble, "checksum"), (labels77, "ids [77]"), (nan_events, "NaN")):
+        damage(path)
+        logs.clear()
+        assert extract_pairs(bags[:1], cfg["data"], progress=False, log=logs.append) == path
+        assert any("is damaged" in s and why in s for s in logs), (why, logs)
+        c = open_cache(path)
+        assert np.array_equal(c.events, good["events"]) and np.array_equal(c.labels, good["labels"])
+    logs.clear()
+    extract_pairs(bags[:1], cfg["data"], progress=False, log=logs.append)
+    assert logs == []  # a sound cache is used as it is

@@ -341,3 +341,31 @@ def test_an_empty_frame_is_skipped_and_counted_not_fatal(tmp_path):
     cfg = C.load_config(None, [{"data": {"cache_dir": str(tmp_path / "cache")}}])
     extract_pairs([str(bag)], cfg["data"], progress=False, log=logs.append)
     assert any("1 empty frame(s) skipped" in s for s in logs), logs
+
+
+def test_frames_that_change_size_and_events_out_of_order_are_reported(tmp_path):
+    """Both passed through evaluation in silence; each recording now says so once."""
+    import warnings
+
+    from evdistill_ros.events import Events
+    from evdistill_ros.io.bag import BagWriter
+    from evdistill_ros.io.samples import iter_bag_samples
+
+    rng = np.random.default_rng(0)
+    bag = tmp_path / "b.bag"
+    t0 = 1_700_000_000_000_000_000
+    with BagWriter(bag) as w:
+        for k in range(4):
+            t = t0 + (k + 1) * 50_000_000
+            ts = np.sort(rng.integers(t - 50_000_000, t, 200))
+            if k == 2:
+                ts[100:110] -= 20_000_000  # ten events out of order (less than the reset threshold)
+            w.write_events("/davis/left/events", Events(rng.integers(0, 40, 200), rng.integers(0, 30, 200), ts,
+                                                        rng.integers(0, 2, 200)), 30, 40, stamp_ns=t)
+            shape = (30, 40) if k < 3 else (20, 40)
+            w.write_image("/davis/left/image_raw", t, rng.integers(0, 256, shape, dtype=np.uint8), "mono8")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert len(list(iter_bag_samples(bag))) == 4
+    text = " ".join(str(w.message) for w in caught)
+    assert "change size (40x20, 40x30)" in text and "arrived out of time order" in text, text

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -30,7 +31,7 @@ from ..classes import IGNORE_INDEX
 from ..classes import class_set
 from ..events.spec import EventInput
 from ..io.bag import topics
-from ..io.pair_cache import ARRAYS, cache_key, key_inputs
+from ..io.pair_cache import ARRAYS, cache_key, key_inputs, open_cache, verify_cache, with_checksum
 from ..io.samples import iter_bag_samples
 
 
@@ -44,8 +45,13 @@ def extract_pairs(bags: Sequence[str], data_cfg: dict, cache_root: str | os.Path
     root = Path(cache_root or data_cfg["cache_dir"]).expanduser()
     key = cache_key(bags, spec, data_cfg)
     final = root / key
-    if (final / "meta.json").is_file():
-        return final
+    if final.exists():
+        try:
+            verify_cache(open_cache(final), classes)
+            return final
+        except ValueError as exc:  # damaged since it was written: said, then extracted again
+            log(f"pair cache {final} is damaged ({exc}): extracting it again")
+            shutil.rmtree(final, ignore_errors=True)
     root.mkdir(parents=True, exist_ok=True)
     for p in clean_stale(root):
         log(f"removed {p.name}, left by an extraction that did not finish")
@@ -108,7 +114,7 @@ def extract_pairs(bags: Sequence[str], data_cfg: dict, cache_root: str | os.Path
         labelled = int(np.load(tmp / "has_label.npy").sum())
         meta = dict(key_inputs(bags, spec, data_cfg), n=n, height=int(size[0]), width=int(size[1]),
                     channels=channels, labelled=labelled, bag_ranges=ranges, created=time.time())
-        atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=1))
+        atomic_write_text(tmp / "meta.json", json.dumps(with_checksum(meta), indent=1))
     log(f"cached {n} pairs ({labelled} labelled) from {len(bags)} bag(s) -> {final}"
         + (f"; {empty} empty frame(s) skipped" if empty else ""))
     return final

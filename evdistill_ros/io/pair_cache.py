@@ -19,7 +19,10 @@ Layout of one cache (a directory named by the key):
     bag_index.npy (n,) int32            index into meta["bags"]
 
     key_inputs(bags, spec, data_cfg) -> dict ; cache_key(...) -> str
-    open_cache(path) -> PairCache            memory-mapped arrays + meta
+    open_cache(path) -> PairCache            memory-mapped arrays + meta (sizes checked)
+    verify_cache(cache, classes) -> cache    ValueError when damaged: meta.json's checksum, label ids,
+                                             non-finite embeddings in up to 256 spread frames
+    with_checksum(meta) -> meta              meta.json's content with its checksum
     is_cache(path) -> bool
     iter_cache_samples(path, event_input=None, labelled_only=True) -> Iterator[Sample]
 """
@@ -97,6 +100,40 @@ class PairCache:
     @property
     def event_input(self) -> EventInput:
         return EventInput.from_dict(self.meta["event_input"])
+
+
+def _meta_digest(meta: Mapping[str, Any]) -> str:
+    body = {k: v for k, v in meta.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def with_checksum(meta: Mapping[str, Any]) -> dict:
+    """`meta` with the checksum verify_cache compares (an edited or garbled meta.json shows)."""
+    return {**meta, "checksum": _meta_digest(meta)}
+
+
+def verify_cache(cache: "PairCache", classes: Any = None, frames: int = 256) -> "PairCache":
+    """`cache` when it is as written; ValueError saying what is damaged otherwise: meta.json
+    that does not match its checksum (caches from before the checksum pass), label ids outside
+    `classes` (a ClassSet) and 255, non-finite embeddings in up to `frames` evenly spread frames
+    (a full scan of tens of GB at every start would cost more than the damage it finds)."""
+    want = cache.meta.get("checksum")
+    if want is not None and want != _meta_digest(cache.meta):
+        raise ValueError("meta.json does not match its checksum")
+    if classes is not None:
+        counts = np.zeros(256, np.int64)
+        for s in range(0, len(cache), 256):
+            counts += np.bincount(np.asarray(cache.labels[s:s + 256]).ravel(), minlength=256)
+        bad = [int(v) for v in np.flatnonzero(counts[classes.num_classes:255])]
+        if bad:
+            raise ValueError(f"labels hold ids {[v + classes.num_classes for v in bad[:5]]} outside "
+                             f"{classes.describe()}")
+    n = len(cache)
+    pick = np.unique(np.linspace(0, n - 1, min(frames, n)).astype(np.int64)) if n else []
+    for i in pick:
+        if not np.isfinite(cache.events[i]).all():
+            raise ValueError(f"the embedding of frame {int(i)} holds NaN or infinite values")
+    return cache
 
 
 def is_cache(path: str | os.PathLike) -> bool:

@@ -179,8 +179,12 @@ def _bag_samples(bag: Bag | FileRecording, spec: EventInput, events_topic: str |
     if len(stamps) and np.any(np.diff(stamps) <= 0):
         raise ValueError(f"{bag.path}: frame stamps on {image_topic} are not strictly increasing")
 
-    windows = (spec.windows_at(bag.events(events_topic), stamps, height=height, width=width) if events_topic
-               else ((int(t), None, 0) for t in stamps))
+    from ..events.windows import WindowStats  # on use: numba only once windows are built
+
+    stats = WindowStats()
+    windows = (spec.windows_at(bag.events(events_topic), stamps, height=height, width=width, stats=stats)
+               if events_topic else ((int(t), None, 0) for t in stamps))
+    sizes: set[tuple[int, ...]] = set()
     labels = bag.images(labels_topic) if labels_topic else None
     pending_label = None
     stem = bag.path.stem
@@ -200,6 +204,8 @@ def _bag_samples(bag: Bag | FileRecording, spec: EventInput, events_topic: str |
         # an empty frame (0 rows or columns, seen from faulty drivers) has no pixels to segment:
         # its sample carries no APS frame, so consumers skip and count it (evaluate: "no aps")
         aps = None if frame.image.size == 0 else frames.canonical(frame.image, frame.encoding)
+        if aps is not None:
+            sizes.add(aps.shape[:2])
         yield Sample(
             name=f"{stem}_{frame.stamp_ns}",
             t_ns=int(frame.stamp_ns),
@@ -208,3 +214,14 @@ def _bag_samples(bag: Bag | FileRecording, spec: EventInput, events_topic: str |
             label=None if label is None else np.ascontiguousarray(label[rows]),
             num_events=int(n_ev),
         )
+    # what evaluation used to pass over in silence: said once per recording
+    notes = []
+    if len(sizes) > 1:
+        notes.append(f"the frames on {image_topic} change size ({', '.join(f'{w}x{h}' for h, w in sorted(sizes))})")
+    if stats.dropped_out_of_order:
+        notes.append(f"{stats.dropped_out_of_order} event(s) on {events_topic} arrived out of time order and were "
+                     "dropped")
+    if stats.resets:
+        notes.append(f"event time on {events_topic} jumped backwards {stats.resets} time(s) (windows restarted)")
+    if notes:
+        warnings.warn(f"{bag.path}: " + "; ".join(notes), stacklevel=3)
