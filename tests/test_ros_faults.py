@@ -237,10 +237,11 @@ deadline = time.time() + 20
 while pub.get_num_connections() == 0 and time.time() < deadline:
     time.sleep(0.1)
 spec = json.dumps({"name": "count", "params": {}, "window_ns": 50000000})
-for k, value in enumerate([np.nan, np.inf, -np.inf, 3e38, 1.0, np.nan, 2.0]):
+for k, value in enumerate([np.nan, np.inf, -np.inf, 3e38, 1.0, np.nan, 2.0, 3.0]):
     data = np.zeros((2, 40, 60), np.float32) + np.float32(value)
-    msg = numpy_msg(EventEmbedding)(representation="count", event_input=spec, channels=2, height=40, width=60,
-                                    data=data.reshape(-1), num_events=10)
+    # the last one's representation field contradicts its event_input: which one holds? refused
+    msg = numpy_msg(EventEmbedding)(representation="count" if k < 7 else "voxel_grid", event_input=spec, channels=2,
+                                    height=40, width=60, data=data.reshape(-1), num_events=10)
     msg.header.stamp = rospy.Time(1000 + k)
     pub.publish(msg)
     time.sleep(0.6)
@@ -251,12 +252,12 @@ for k, value in enumerate([np.nan, np.inf, -np.inf, 3e38, 1.0, np.nan, 2.0]):
             os.environ["VIRTUAL_ENV"], "bin", "python"), "-c", script], env=roscore, capture_output=True, text=True,
             timeout=60)
         assert r.returncode == 0, r.stderr
-        s = _wait(roscore, "segmentation_node", lambda s: s["windows_in"] == 7)
+        s = _wait(roscore, "segmentation_node", lambda s: s["windows_in"] == 8)
         time.sleep(1.0)
         s = _stats(roscore, "segmentation_node")
     finally:
         err = _stop(seg)
-    assert s["rejected_nonfinite"] == 5 and s["published"] == 2, s
+    assert s["rejected_nonfinite"] == 5 and s["published"] == 2 and s["rejected"] == 1, s
     assert "NaN, infinite or absurd" in err
 
     model, meta = load_checkpoint(checkpoints["count"])
