@@ -25,7 +25,8 @@ sensor's µs clock -> ns (a RAW file carries no epoch).
 AEDAT4 is read with `aedat` (neuromorphicsystems, PyPI), one decoder per pass: streams are read
 in file order and each iterator makes its own pass, so several may be open at once (samples
 walk events and frames side by side). RAW files are decoded by wire.prophesee in chunks of
-CHUNK_BYTES (bounded memory whatever the file's size).
+CHUNK_BYTES (bounded memory whatever the file's size), one /dvs/events message per 10 ms of
+sensor time (RAW_MESSAGE_NS), as a driver publishes.
 """
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ EVENTS_TOPIC, IMAGE_TOPIC, EXPOSURE_TOPIC, IMU_TOPIC = "/dvs/events", "/dvs/imag
 AEDAT4_SUFFIXES = (".aedat4",)
 RAW_SUFFIXES = (".raw",)
 CHUNK_BYTES = 1 << 20
+RAW_MESSAGE_NS = 10_000_000  # RAW files are sliced into /dvs/events messages of 10 ms of sensor time
 STANDARD_GRAVITY = 9.80665
 IMU_TYPE, INT32_TYPE, IMAGE_TYPE = "sensor_msgs/Imu", "std_msgs/Int32", "sensor_msgs/Image"
 # ROS1 definitions of the two standard types written here beside events and images
@@ -351,8 +353,15 @@ class RawRecording(FileRecording):
                 except CodecError as exc:
                     raise BagError(f"{self.path}: corrupt {self.header.encoding.upper()} data near byte "
                                    f"{f.tell() - len(data)}: {exc}") from None
-                if len(events):
-                    stamp = int(events.t[-1])
-                    yield _Item(EVENTS_TOPIC, stamp, EventArrayMsg(events, self.height, self.width, stamp, "prophesee",
-                                                                   seq, dropped, skipped))
+                # one message per RAW_MESSAGE_NS of sensor time, as a driver publishes (a chunk of a
+                # sparse recording can span minutes; a message should not)
+                if not len(events):
+                    continue
+                cuts = np.flatnonzero(np.diff(events.t // RAW_MESSAGE_NS)) + 1
+                for k, (a, b) in enumerate(zip(np.r_[0, cuts], np.r_[cuts, len(events)])):
+                    part = events[int(a):int(b)]
+                    stamp = int(part.t[-1])
+                    yield _Item(EVENTS_TOPIC, stamp, EventArrayMsg(part, self.height, self.width, stamp, "prophesee",
+                                                                   seq, dropped if k == 0 else 0,
+                                                                   skipped if k == 0 else 0))
                     seq += 1
