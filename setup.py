@@ -7,7 +7,7 @@ setup(
     version="0.1.0",
     description="Event-camera semantic segmentation distilled from an APS teacher (EvDistill) for ROS",
     packages=find_packages(include=["evdistill_ros", "evdistill_ros.*"]),
-    python_requires=">=3.8",
+    python_requires=">=3.10",
     install_requires=[
         "numpy>=1.22",
         "numba>=0.57",

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import random_events
 from evdistill_ros.cli import main
-from evdistill_ros.events import Events
+from evdistill_ros.events import ByCount, ByTime, EventInput, Events
 from evdistill_ros.io.bag import BagWriter
 from evdistill_ros.io.ess import iter_ess, write_ess_recording
 from evdistill_ros.io.evdistill_png import event_image, iter_evdistill_png, write_evdistill_sample
@@ -17,6 +17,7 @@ from evdistill_ros.io.samples import detect_format, iter_bag_samples, iter_sampl
 H, W = 260, 346
 T0 = 1_600_000_000_000_000_000
 MS = 1_000_000
+COUNT_50MS = EventInput("count", {}, ByTime(50 * MS))
 
 
 def ref_counts(ev: Events, t0: int, t1: int, height: int = H) -> np.ndarray:
@@ -51,17 +52,17 @@ def sim_bag(tmp_path_factory):
 
 def test_bag_samples_match_numpy_windows(sim_bag):
     path, ev, stamps, frames, labels = sim_bag
-    samples = list(iter_samples(path, representation="count", window_ns=50 * MS))
+    samples = list(iter_samples(path, event_input=COUNT_50MS))
     assert [s.t_ns for s in samples] == stamps
     for k, s in enumerate(samples):
         assert np.array_equal(s.events, ref_counts(ev, stamps[k] - 50 * MS, stamps[k]))
         assert s.num_events == int(ref_counts(ev, stamps[k] - 50 * MS, stamps[k]).sum())
         assert np.array_equal(s.aps, frames[k])
         assert (s.label is None) if k == 2 else np.array_equal(s.label, labels[k])
-    cropped = next(iter_bag_samples(path, representation="count", window_ns=50 * MS, crop_rows=200))
+    cropped = next(iter_bag_samples(path, event_input=COUNT_50MS, crop_rows=200))
     assert cropped.events.shape == (2, 200, W) and cropped.aps.shape == (200, W) and cropped.label.shape == (200, W)
     with pytest.raises(ValueError, match="has no label"):
-        list(iter_bag_samples(path, representation="count", require_labels=True))
+        list(iter_bag_samples(path, event_input=COUNT_50MS, require_labels=True))
 
 
 def test_export_evdistill_png_reads_back_as_the_counts(sim_bag, tmp_path):
@@ -128,17 +129,17 @@ def test_ess_layout(tmp_path):
     imgs = {1: rng.integers(0, 256, (H, W), dtype=np.uint8)}
     write_ess_recording(tmp_path / "dir0", ev, ft, labels, imgs, windows_ms=(50,))
     assert detect_format(tmp_path) == "ess"
-    samples = list(iter_ess(tmp_path, split="all", representation="count", window_ms=50))
+    samples = list(iter_ess(tmp_path, split="all", event_input=COUNT_50MS))
     assert [s.t_ns for s in samples] == [ft[1], ft[3]]
     for s, k in zip(samples, (1, 3)):
         # the index window: events with frame_t - 50 ms <= t <= frame_t
         assert np.array_equal(s.events, ref_counts(ev, ft[k] - 50 * MS, ft[k] + 1)[:, :200])
         assert np.array_equal(s.label, labels[k])
     assert np.array_equal(samples[0].aps, imgs[1][:200]) and samples[1].aps is None
-    n = next(iter_ess(tmp_path / "dir0", representation="count", window_events=1000))
+    n = next(iter_ess(tmp_path / "dir0", event_input=EventInput("count", {}, ByCount(1000))))
     assert n.num_events == 1000
     with pytest.raises(ValueError, match="need the 7 DDD17"):
-        list(iter_ess(tmp_path, split="test", representation="count"))
+        list(iter_ess(tmp_path, split="test", event_input=COUNT_50MS))
 
 
 def test_bad_layouts(tmp_path):

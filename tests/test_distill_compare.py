@@ -71,7 +71,8 @@ def test_summary_is_the_statistics_of_the_seeds():
 
 def _config(tmp_path, methods):
     return C.load_config(None, [{
-        "data": {"cache_dir": str(tmp_path / "cache"), "representation_params": {"bins": 2}},
+        "data": {"cache_dir": str(tmp_path / "cache"), "representation": "voxel_grid",
+                 "representation_params": {"bins": 2}},
         "model": {"backbone": "mobilenetv2", "width_mult": 0.25, "aspp_channels": 16, "decoder_channels": 16},
         "augment": {"crop": [32, 48]},
         "train": {"steps": 2, "batch_size": 2, "num_workers": 0, "log_every": 1, "image_every": 0, "val_every": 0,

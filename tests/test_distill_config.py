@@ -124,7 +124,7 @@ def test_config_types_shadowed_overrides_and_empty_files_are_refused(tmp_path):
 def test_event_inputs_beyond_the_bounds_are_refused_in_the_config():
     """bins: 100000 made the pair cache allocate n x 100000 x H x W; bins: -3 failed per window."""
     with pytest.raises(ValueError, match="beyond the bound of 1024 MiB"):
-        C.load_config(None, [{"data": {"representation_params": {"bins": 100000}}}])
+        C.load_config(None, [{"data": {"representation": "voxel_grid", "representation_params": {"bins": 100000}}}])
     with pytest.raises(ValueError, match="bins=-3"):
-        C.load_config(None, [{"data": {"representation_params": {"bins": -3}}}])
-    assert C.load_config(None, [{"data": {"representation_params": {"bins": 20}}}])
+        C.load_config(None, [{"data": {"representation": "voxel_grid", "representation_params": {"bins": -3}}}])
+    assert C.load_config(None, [{"data": {"representation": "voxel_grid", "representation_params": {"bins": 20}}}])

@@ -198,8 +198,8 @@ def test_evdistill_trains_on_a_dsec_bag_in_its_class_set(sequence, tmp_path, fra
 
     bag = tmp_path / "seq.bag"
     convert_dsec(sequence["path"], bag, progress=False)
-    over = {"data": {"cache_dir": str(tmp_path / "cache"), "resize": [44, 64], "representation_params": {"bins": 3},
-                     "frame": frame},
+    over = {"data": {"cache_dir": str(tmp_path / "cache"), "resize": [44, 64], "representation": "voxel_grid",
+                     "representation_params": {"bins": 3}, "frame": frame},
             "model": {"backbone": "mobilenetv2", "width_mult": 0.25, "aspp_channels": 16, "decoder_channels": 16},
             "augment": {"crop": [32, 48]},
             "train": {"steps": 2, "batch_size": 2, "num_workers": 0, "log_every": 1, "image_every": 0, "val_every": 0,

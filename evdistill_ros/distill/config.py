@@ -49,10 +49,11 @@ DEFAULTS: dict[str, Any] = {
         "events_topic": PRESETS["sim"].events,
         "image_topic": PRESETS["sim"].image,
         "labels_topic": PRESETS["sim"].labels,
-        "representation": "voxel_grid",
+        # the package's one default event input (events.spec); every shipped config names its own
+        "representation": DEFAULT_EVENT_INPUT.representation,
         # replaced, not merged, by a config that names other params: {} means the registry's
-        # defaults (voxel_grid: 5 bins); a dict merge here once gave evdistill_2ch a 'bins'
-        "representation_params": {},
+        # defaults; a dict merge here once gave evdistill_2ch a 'bins'
+        "representation_params": dict(DEFAULT_EVENT_INPUT.params),
         "window_ns": DEFAULT_EVENT_INPUT.window.window_ns,
         "window_events": None,
         "resize": None,

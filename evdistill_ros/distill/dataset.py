@@ -14,8 +14,6 @@
         epoch after epoch, starting at global step `start_step`: resuming at step k yields
         exactly what an uninterrupted run yields from its k-th batch on.
     aps_batch(raw) -> (B, 1|3, H, W)  cached APS frames as the network-side tensor (items use it too)
-    split_indices(cache, val_fraction, seed) -> (train, val) index arrays split by bag when there
-        are several bags, else by time (last fraction of frames), never interleaved.
 """
 from __future__ import annotations
 
@@ -125,23 +123,6 @@ class ResumableSampler(DistributedSampler):
                 # seed from (seed, epoch, global position): identical across resumes and ranks differ
                 yield order[pos], _mix(self.seed, epoch, self.rank, pos)
             epoch, offset = epoch + 1, 0
-
-
-def split_indices(cache: PairCache, val_fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Hold out whole bags (or, with one bag, the last `val_fraction` of its frames)."""
-    n = len(cache)
-    if val_fraction <= 0:
-        return np.arange(n), np.arange(0)
-    ranges = cache.meta["bag_ranges"]
-    if len(ranges) > 1:
-        n_val = max(1, round(len(ranges) * val_fraction))
-        order = np.random.default_rng(seed).permutation(len(ranges))
-        val_bags = set(order[:n_val].tolist())
-        bag = np.asarray(cache.bag_index)
-        val = np.flatnonzero(np.isin(bag, list(val_bags)))
-        return np.flatnonzero(~np.isin(bag, list(val_bags))), val
-    cut = int(n * (1 - val_fraction))
-    return np.arange(cut), np.arange(cut, n)
 
 
 def aps_batch(raw: np.ndarray) -> torch.Tensor:

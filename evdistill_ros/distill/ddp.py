@@ -16,7 +16,6 @@ API:
     wrap(module, info, device) -> the module, or DDP(module) when distributed (SyncBatchNorm on CUDA;
         on the CPU BatchNorm running statistics stay per rank, rank 0's are saved)
     unwrap(module) -> the inner module of a DDP wrapper (for saving)
-    broadcast_object(obj, info) -> rank 0's obj on every rank
 
 Only rank 0 writes files (caches are extracted by rank 0 first, then opened by the others).
 """
@@ -24,7 +23,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -79,14 +77,6 @@ def wrap(module: nn.Module, info: DistInfo, device: torch.device) -> nn.Module:
 
 def unwrap(module: nn.Module) -> nn.Module:
     return module.module if hasattr(module, "module") and isinstance(module, nn.parallel.DistributedDataParallel) else module
-
-
-def broadcast_object(obj: Any, info: DistInfo) -> Any:
-    if not info.enabled:
-        return obj
-    box = [obj if info.is_main else None]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 def all_reduce_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:

@@ -175,9 +175,6 @@ class _WindowBuffer:
         i = int(np.searchsorted(self.t[self.lo - self.base:self.hi - self.base], t_lo, side="left"))
         self.lo += i
 
-    def keep_last(self, n: int) -> None:
-        self.lo = max(self.lo, self.hi - n)
-
     def append_keep_last(self, ev: Events, n: int) -> None:
         """Count policy: append, keeping only the newest `n` events (n <= max_events)."""
         if len(ev) > n:

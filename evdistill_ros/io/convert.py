@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from .. import frames
 from ..atomic import staged_dir
-from ..events.spec import DEFAULT_EVENT_INPUT
+from ..events.spec import DEFAULT_EVENT_INPUT, ByTime, EventInput
 from ..wire.dvs_msgs import EVENT_ARRAY_TYPE as DVS_TYPE
 from ..wire.event_camera_msgs import EVENT_TYPES, decoder_for
 from .bag import BagWriter, open_recording, ros2_type_name
@@ -57,8 +57,9 @@ def export_bag(
                          f"the {layout} layout is a labelled test set (name one with --labels-topic)")
     representation = "count" if layout == "evdistill-png" else "evsegnet_6ch"
     counts = {"written": 0, "skipped_unlabelled": 0, "out": str(out)}
-    samples = iter_bag_samples(bag, representation=representation, window_ns=window_ns, events_topic=events_topic,
-                               image_topic=image_topic, labels_topic=labels_topic, crop_rows=crop_rows)
+    spec = EventInput(representation, {}, ByTime(int(window_ns)))
+    samples = iter_bag_samples(bag, event_input=spec, events_topic=events_topic, image_topic=image_topic,
+                               labels_topic=labels_topic, crop_rows=crop_rows)
     with staged_dir(out) as stage:  # a full disk or a crash leaves no half set under `out`
         _export_samples(samples, stage, layout, split, counts, progress)
     return counts

@@ -13,8 +13,7 @@ Splits, as ESS's loader takes the sorted directories: train = dirs 0,2,3,5,6, va
 test = 4 (needs seven); "all" takes every directory.
 
 API:
-    iter_ess(root, split="test", *, representation="voxel_grid", window_ms=50, window_events=None,
-             **params) -> Iterator[Sample]
+    iter_ess(root, split="test", *, event_input=None) -> Iterator[Sample]   (DEFAULT_EVENT_INPUT)
         events: the window [index[k-1, 2], index[k-1, 1]) (or the `window_events` events before
         index[k-1, 1]) embedded on the full 260 x 346 sensor, cropped to the label's rows;
         t_ns: the frame time.
@@ -29,7 +28,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ..events.representations import embed
-from ..events.spec import ByCount, EventInput
+from ..events.spec import DEFAULT_EVENT_INPUT, ByCount, EventInput
 from ..events.types import Events
 from .png import read_png, write_png
 from .sample import Sample, validate_label
@@ -70,24 +69,18 @@ def load_events(d: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.memmap(tf, dtype="<i8", mode="r", shape=(n,)), np.memmap(xf, dtype="<i2", mode="r", shape=(n, 3))
 
 
-def iter_ess(
-    root: str | os.PathLike,
-    split: str = "test",
-    *,
-    representation: str = "voxel_grid",
-    window_ms: int = 50,
-    window_events: int | None = None,
-    event_input: EventInput | None = None,
-    **params,
-) -> Iterator[Sample]:
-    """`event_input`, when given, sets the representation, its parameters and the window
-    (ByTime: window_ms from its length, one of ESS's 10, 50, 250; ByCount: window_events)."""
-    if event_input is not None:
-        representation, params = event_input.representation, dict(event_input.params)
-        if isinstance(event_input.window, ByCount):
-            window_events = event_input.window.events
-        else:
-            window_ms, window_events = int(round(event_input.window.window_ns / 1e6)), None
+def iter_ess(root: str | os.PathLike, split: str = "test", *, event_input: EventInput | None = None
+             ) -> Iterator[Sample]:
+    """`event_input` (default: the package's DEFAULT_EVENT_INPUT) sets the representation, its
+    parameters and the window (ByTime: its length, one of ESS's 10, 50, 250 ms; ByCount: the last
+    that many events)."""
+    spec = event_input or DEFAULT_EVENT_INPUT
+    representation, params = spec.representation, dict(spec.params)
+    window_events, window_ms = None, 50
+    if isinstance(spec.window, ByCount):
+        window_events = spec.window.events
+    else:
+        window_ms = int(round(spec.window.window_ns / 1e6))
 
     for d in _recording_dirs(Path(root), split):
         t_all, xyp_all = load_events(d)

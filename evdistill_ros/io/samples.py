@@ -4,13 +4,12 @@
         format: "bag" | "evdistill-png" | "evsegnet" | "ess" | "dsec" | "cache"; None detects it
     detect_format(path) -> str
     iter_bag_samples(bag, *, event_input=None, events_topic=None, image_topic=None,
-                     labels_topic=None, crop_rows=None, require_labels=False,
-                     representation=None, window_ns=None, window_events=None, **params)
+                     labels_topic=None, crop_rows=None, require_labels=False)
 
 Layout-specific readers (options are passed through by iter_samples):
     evdistill_png.iter_evdistill_png(root, split="test")
     evsegnet.iter_evsegnet(root, split="test")
-    ess.iter_ess(root, split="test", event_input=None, ...)
+    ess.iter_ess(root, split="test", event_input=None)
     dsec.iter_dsec(root, split="test", classes=11, event_input=None, label_every=1, ...)
     pair_cache.iter_cache_samples(path, event_input=None)   training-pair caches
 
@@ -23,21 +22,20 @@ rows of everything (200 for the DDD17 / Ev-SegNet crop), after embedding the ful
 Topics default to the event input's topic, then the detected preset (io.presets). The sensor
 size comes from the event messages (the frames when those carry none). Everything streams:
 one frame, label and embedding in memory at a time. `event_input` defaults to
-DEFAULT_EVENT_INPUT; the older keywords (representation, window_ns, window_events, params)
-still build one.
+DEFAULT_EVENT_INPUT (one default input for the whole package: events.spec).
 """
 from __future__ import annotations
 
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import numpy as np
 
 from .. import frames
 from ..classes import DDD17, ClassSet
-from ..events.spec import DEFAULT_EVENT_INPUT, ByCount, ByTime, EventInput
+from ..events.spec import DEFAULT_EVENT_INPUT, EventInput
 from .bag import Bag, is_recording, open_recording
 from .recordings import FileRecording
 from .dsec import is_dsec, iter_dsec
@@ -49,8 +47,7 @@ from .presets import detect_preset
 from ..wire.dvs_msgs import TIME_OUTLIER_NS
 from .sample import Sample, validate_label
 
-__all__ = ["FORMATS", "Sample", "validate_label", "detect_format", "iter_samples", "iter_bag_samples",
-           "event_input_from_options"]
+__all__ = ["FORMATS", "Sample", "validate_label", "detect_format", "iter_samples", "iter_bag_samples"]
 
 FORMATS = ("bag", "evdistill-png", "evsegnet", "ess", "dsec", "cache")
 
@@ -101,21 +98,6 @@ def iter_samples(path: str | os.PathLike, format: str | None = None, **options) 
     raise ValueError(f"unknown dataset format {fmt!r}; known: {', '.join(FORMATS)}")
 
 
-def event_input_from_options(event_input: EventInput | None = None, representation: str | None = None,
-                             window_ns: int | None = None, window_events: int | None = None,
-                             **params: Any) -> EventInput:
-    """`event_input`, or one built from the older keywords (missing ones from the default)."""
-    if event_input is not None:
-        if representation is not None or window_ns is not None or window_events is not None or params:
-            raise ValueError("give event_input or representation / window / parameters, not both")
-        return event_input
-    base = DEFAULT_EVENT_INPUT
-    rep = representation or base.representation
-    window = (ByCount(int(window_events)) if window_events is not None else
-              ByTime(int(window_ns)) if window_ns is not None else base.window)
-    return EventInput(rep, params, window)
-
-
 def iter_bag_samples(
     bag: str | os.PathLike,
     *,
@@ -127,14 +109,10 @@ def iter_bag_samples(
     require_labels: bool = False,
     need_events: bool = True,
     classes: ClassSet = DDD17,
-    representation: str | None = None,
-    window_ns: int | None = None,
-    window_events: int | None = None,
-    **params,
 ) -> Iterator[Sample]:
     """Samples of a bag, one per APS frame (see the module doc); labels are checked against
     `classes` (the class set the bag is labelled in)."""
-    spec = event_input_from_options(event_input, representation, window_ns, window_events, **params)
+    spec = event_input or DEFAULT_EVENT_INPUT
     with open_recording(bag) as b:
         yield from _bag_samples(b, spec, events_topic, image_topic, labels_topic, crop_rows, require_labels,
                                 need_events, classes)

@@ -9,7 +9,7 @@
                                             "aspp", "decoder" (stride-4 features before the classifier),
                                             and "reconstruction" (B, C, H, W) in [0, 1] when the model
                                             was built with a reconstruction head}
-    encoder / decoder / head            -> backbone, Decoder, its final 1x1 classifier
+    .backbone / .decoder / .head        -> the encoder, the Decoder, its final 1x1 classifier
 
 Submodule and parameter names (``backbone.* aspp.aspp1..4 aspp.global_avg_pool aspp.conv1 aspp.bn1
 decoder.conv1 decoder.bn1 decoder.last_conv.{0,1,4,5,8}``), the ASPP rates (6/12/18 at output stride
@@ -131,10 +131,6 @@ class DeepLabV3Plus(nn.Module):
                                                      out_channels=reconstruction_channels)
         _init_head_weights(self.aspp)
         _init_head_weights(self.decoder)
-
-    @property
-    def encoder(self) -> nn.Module:
-        return self.backbone
 
     @property
     def head(self) -> nn.Module:

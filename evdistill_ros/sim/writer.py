@@ -177,7 +177,7 @@ def simulate_sequence(path: str | os.PathLike, *, seconds: float = 1.0, seed: in
     pk = 1e9 / cfg.packet_hz
     start = int(cfg.start_ns)
 
-    I0, lab0, flow = render_at(0)
+    I0, _, flow = render_at(0)
     dvs.reset(I0)
     exposure = aps.first_exposure(I0)
     label_set = class_set(cfg.classes)
