@@ -62,3 +62,45 @@ def test_one_definition_each():
     assert holders(lambda n: const(n, lambda v: v == 0.299)) == ["evdistill_ros/frames.py"]
     assert holders(lambda n: isinstance(n, ast.BinOp) and isinstance(n.op, ast.RShift)
                    and const(n.right, lambda v: v == 8)) == ["evdistill_ros/frames.py"]
+
+
+def test_errors_are_typed_by_layer(tmp_path):
+    """Callers tell a configuration, a data layout, a checkpoint and a wire-format error apart by
+    type (each still a ValueError), not by the wording of its message."""
+    import torch
+
+    from evdistill_ros.distill import config as C
+    from evdistill_ros.errors import CheckpointError, ConfigError, DataLayoutError, WireFormatError
+    from evdistill_ros.io.pair_cache import open_cache
+    from evdistill_ros.models import load_checkpoint
+    from evdistill_ros.models.teacher_card import read_teacher_card
+    from evdistill_ros.wire import CodecError, decode_event_array
+
+    with pytest.raises(ConfigError):
+        C.load_config(None, [{"train": {"steps": "abc"}}])
+    card = tmp_path / "t.yaml"
+    card.write_text("path: x.onnx\n")
+    with pytest.raises(ConfigError):
+        read_teacher_card(card)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError):
+        load_checkpoint(junk)
+    torch.save({"w": torch.zeros(1)}, tmp_path / "plain.pt")
+    with pytest.raises(CheckpointError):
+        load_checkpoint(tmp_path / "plain.pt")
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "meta.json").write_text("{")
+    with pytest.raises(DataLayoutError):
+        open_cache(tmp_path / "cache")
+    with pytest.raises(WireFormatError):
+        decode_event_array(b"\x01" * 7)
+    assert issubclass(CodecError, WireFormatError) and all(
+        issubclass(e, ValueError) for e in (ConfigError, DataLayoutError, CheckpointError, WireFormatError))
+
+
+def test_ruff_is_clean():
+    """ruff with the repository's ruff.toml finds nothing (undefined or unused names, ...)."""
+    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+    r = subprocess.run([ruff, "check", "--no-cache", str(ROOT)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-1000:]

@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from ..classes import class_set
+from ..errors import ConfigError
 from ..frames import FRAME_MODES
 from ..events.spec import DEFAULT_BOUNDS, DEFAULT_EVENT_INPUT, EventInput
 from ..io.presets import PRESETS
@@ -163,8 +164,8 @@ def merge(base: dict, override: dict) -> dict:
 _NULLABLE = {("data", "labels_topic"), ("data", "window_ns"), ("data", "window_events")}
 
 
-def _type_error(where: str, value: Any, want: str) -> ValueError:
-    return ValueError(f"config: {where} must be {want}, got {value!r}")
+def _type_error(where: str, value: Any, want: str) -> ConfigError:
+    return ConfigError(f"config: {where} must be {want}, got {value!r}")
 
 
 def _checked_value(where: str, value: Any, default: Any, nullable: bool) -> Any:
@@ -205,19 +206,19 @@ def _check_keys(cfg: dict, ref: dict, path: tuple[str, ...]) -> None:
     for key, value in cfg.items():
         here = path + (key,)
         if not path and key in DEFAULTS and isinstance(DEFAULTS[key], dict) and not isinstance(value, dict):
-            raise ValueError(f"config: {key} must be a mapping of its keys, got {value!r}")
+            raise ConfigError(f"config: {key} must be a mapping of its keys, got {value!r}")
         if path and path[0] in ("teacher", "student") and len(path) == 1:
             allowed = set(DEFAULTS["train"]) | _STAGE_EXTRA[path[0]] | set(DEFAULTS.get(path[0], {}))
             if key not in allowed:
-                raise ValueError(f"config: unknown key {'.'.join(here)} (allowed: {', '.join(sorted(allowed))})")
+                raise ConfigError(f"config: unknown key {'.'.join(here)} (allowed: {', '.join(sorted(allowed))})")
             if key == "augment":
                 if not isinstance(value, dict):
-                    raise ValueError(f"config: {'.'.join(here)} must be a mapping of augment keys")
+                    raise ConfigError(f"config: {'.'.join(here)} must be a mapping of augment keys")
                 _check_keys(value, DEFAULTS["augment"], here)
             if key == "weights" and isinstance(value, dict):
                 bad = set(value) - set(DEFAULTS["student"]["weights"])
                 if bad:
-                    raise ValueError(f"config: unknown loss weight student.weights.{sorted(bad)[0]} "
+                    raise ConfigError(f"config: unknown loss weight student.weights.{sorted(bad)[0]} "
                                      f"(known: {', '.join(DEFAULTS['student']['weights'])})")
             if key in DEFAULTS["train"]:
                 cfg[key] = _checked_value(".".join(here), value, DEFAULTS["train"][key], ("train", key) in _NULLABLE)
@@ -227,10 +228,10 @@ def _check_keys(cfg: dict, ref: dict, path: tuple[str, ...]) -> None:
         if here in _FREE or path in _FREE:
             continue
         if key not in ref:
-            raise ValueError(f"config: unknown key {'.'.join(here)} (known: {', '.join(sorted(ref))})")
+            raise ConfigError(f"config: unknown key {'.'.join(here)} (known: {', '.join(sorted(ref))})")
         if isinstance(ref[key], dict):
             if not isinstance(value, dict):
-                raise ValueError(f"config: {'.'.join(here)} must be a mapping, got {value!r}")
+                raise ConfigError(f"config: {'.'.join(here)} must be a mapping, got {value!r}")
             _check_keys(value, ref[key], here)
         else:
             cfg[key] = _checked_value(".".join(here), value, ref[key], here in _NULLABLE)
@@ -240,17 +241,17 @@ def validate(cfg: dict) -> dict:
     """Check keys and values; returns `cfg` (unchanged) or raises ValueError with the offending key."""
     _check_keys(cfg, DEFAULTS, ())
     if cfg["student"]["method"] not in METHODS:
-        raise ValueError(f"config: student.method must be one of {METHODS}, got {cfg['student']['method']!r}")
+        raise ConfigError(f"config: student.method must be one of {METHODS}, got {cfg['student']['method']!r}")
     for stage in ("train", "teacher", "student"):
         opt = cfg[stage].get("optimizer")
         if opt is not None and opt not in ("sgd", "adamw"):
-            raise ValueError(f"config: {stage}.optimizer must be 'sgd' or 'adamw', got {opt!r}")
+            raise ConfigError(f"config: {stage}.optimizer must be 'sgd' or 'adamw', got {opt!r}")
     for key, w in cfg["student"]["weights"].items():
         if not isinstance(w, (int, float)) or w < 0:
-            raise ValueError(f"config: student.weights.{key} must be a number >= 0, got {w!r}")
+            raise ConfigError(f"config: student.weights.{key} must be a number >= 0, got {w!r}")
     d = cfg["data"]
     if (d["window_ns"] is None) == (d["window_events"] is None):
-        raise ValueError("config: set exactly one of data.window_ns and data.window_events")
+        raise ConfigError("config: set exactly one of data.window_ns and data.window_events")
     try:  # the representation and its parameters, as the registry knows them, within the bounds
         # of one embedding (events.spec.InputBounds; windows are taken at frames: no stride bound)
         size = d["resize"]
@@ -258,49 +259,49 @@ def validate(cfg: dict) -> dict:
         replace(DEFAULT_BOUNDS, max_windows_per_s=float("inf"), min_stride_events=1).check(
             EventInput.from_config(d), h, w)
     except ValueError as exc:
-        raise ValueError(f"config: data: {exc}") from None
+        raise ConfigError(f"config: data: {exc}") from None
     if d["resize"] is not None and (len(d["resize"]) != 2 or min(d["resize"]) <= 0):
-        raise ValueError(f"config: data.resize must be [height, width], got {d['resize']!r}")
+        raise ConfigError(f"config: data.resize must be [height, width], got {d['resize']!r}")
     for stage in (None, *(st for st in STAGES if "augment" in cfg[st])):
         crop = augment_config(cfg, stage)["crop"]
         if crop is not None and (not isinstance(crop, (list, tuple)) or len(crop) != 2 or min(crop) <= 0):
             where = f"{stage}.augment" if stage else "augment"
-            raise ValueError(f"config: {where}.crop must be [height, width] or null, got {crop!r}")
+            raise ConfigError(f"config: {where}.crop must be [height, width] or null, got {crop!r}")
     if cfg["student"]["temperature"] <= 0:
-        raise ValueError("config: student.temperature must be > 0")
+        raise ConfigError("config: student.temperature must be > 0")
     if cfg["student"]["kd_class_weighting"] not in CE_CLASS_WEIGHTINGS:
-        raise ValueError(f"config: student.kd_class_weighting must be one of {', '.join(CE_CLASS_WEIGHTINGS)}, "
+        raise ConfigError(f"config: student.kd_class_weighting must be one of {', '.join(CE_CLASS_WEIGHTINGS)}, "
                          f"got {cfg['student']['kd_class_weighting']!r}")
     if cfg["student"]["teacher_outputs"] not in TEACHER_OUTPUTS:
-        raise ValueError(f"config: student.teacher_outputs must be one of {', '.join(TEACHER_OUTPUTS)}, "
+        raise ConfigError(f"config: student.teacher_outputs must be one of {', '.join(TEACHER_OUTPUTS)}, "
                          f"got {cfg['student']['teacher_outputs']!r}")
     for where in ("train", *STAGES):
         section = cfg["train"] if where == "train" else cfg[where]
         if section.get("ce_class_weighting", "none") not in CE_CLASS_WEIGHTINGS:
-            raise ValueError(f"config: {where}.ce_class_weighting must be one of {', '.join(CE_CLASS_WEIGHTINGS)}, "
+            raise ConfigError(f"config: {where}.ce_class_weighting must be one of {', '.join(CE_CLASS_WEIGHTINGS)}, "
                              f"got {section['ce_class_weighting']!r}")
         top = section.get("ce_top_fraction", 1.0)
         if not isinstance(top, (int, float)) or not 0 < float(top) <= 1:
-            raise ValueError(f"config: {where}.ce_top_fraction must be in (0, 1], got {top!r}")
+            raise ConfigError(f"config: {where}.ce_top_fraction must be in (0, 1], got {top!r}")
     if d["frame"] not in FRAME_MODES:
-        raise ValueError(f"config: data.frame must be one of {FRAME_MODES}, got {d['frame']!r}")
+        raise ConfigError(f"config: data.frame must be one of {FRAME_MODES}, got {d['frame']!r}")
     try:
         classes = class_set(d["class_set"])
     except ValueError as exc:
-        raise ValueError(f"config: data.class_set: {exc}") from None
+        raise ConfigError(f"config: data.class_set: {exc}") from None
     if classes.ignore_index != 255:  # the losses and the pair cache use 255
-        raise ValueError(f"config: data.class_set {classes.name}: training needs ignore_index 255")
+        raise ConfigError(f"config: data.class_set {classes.name}: training needs ignore_index 255")
     for where, model in (("model", cfg["model"]), *((f"{st}.model", cfg[st].get("model") or {}) for st in STAGES)):
         k = model.get("num_classes")
         if k is not None and int(k) != classes.num_classes:
-            raise ValueError(f"config: {where}.num_classes is {k} but data.class_set {classes.describe()}")
+            raise ConfigError(f"config: {where}.num_classes is {k} but data.class_set {classes.describe()}")
     return cfg
 
 
 def parse_override(text: str) -> dict:
     """'train.lr=0.01' -> {'train': {'lr': 0.01}} (the value is parsed as YAML)."""
     if "=" not in text:
-        raise ValueError(f"config override {text!r}: expected KEY.PATH=VALUE")
+        raise ConfigError(f"config override {text!r}: expected KEY.PATH=VALUE")
     key, value = text.split("=", 1)
     out: dict = {}
     node = out
@@ -317,16 +318,16 @@ def load_config(path: str | os.PathLike | None, overrides: list[dict] | None = N
     if path is not None:
         p = Path(path)
         if not p.is_file():
-            raise ValueError(f"config: no such file {p}")
+            raise ConfigError(f"config: no such file {p}")
         try:
             with open(p) as f:
                 loaded = yaml.safe_load(f)
         except yaml.YAMLError as exc:
-            raise ValueError(f"config {p}: not valid YAML ({str(exc).splitlines()[0]})") from None
+            raise ConfigError(f"config {p}: not valid YAML ({str(exc).splitlines()[0]})") from None
         if loaded is None:  # an empty file would train the 2000-step defaults without a word
-            raise ValueError(f"config {p} is empty: start from config/demo.yaml (every key documented)")
+            raise ConfigError(f"config {p} is empty: start from config/demo.yaml (every key documented)")
         if not isinstance(loaded, dict):
-            raise ValueError(f"config {p}: top level must be a mapping")
+            raise ConfigError(f"config {p}: top level must be a mapping")
         cfg = merge(cfg, loaded)
         cfg["_path"] = str(p)
     for o in overrides or []:
@@ -348,14 +349,14 @@ def _check_shadowing(cfg: dict, override: dict) -> None:
         for stage in STAGES:
             section = cfg.get(stage) or {}
             if key in section and key not in (override.get(stage) or {}):
-                raise ValueError(f"config: train.{key}={value!r} is shadowed by {stage}.{key}={section[key]!r} "
+                raise ConfigError(f"config: train.{key}={value!r} is shadowed by {stage}.{key}={section[key]!r} "
                                  f"(a stage's key wins): set {stage}.{key} instead")
 
 
 def stage_config(cfg: dict, stage: str) -> dict:
     """The `train` section with `cfg[stage]`'s train-key overrides applied (stage: teacher|student)."""
     if stage not in STAGES:
-        raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+        raise ConfigError(f"stage must be one of {STAGES}, got {stage!r}")
     out = copy.deepcopy(cfg["train"])
     for key, value in cfg.get(stage, {}).items():
         if key in out:

@@ -37,6 +37,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from ..errors import DataLayoutError
 from ..events.spec import EventInput
 from .sample import Sample
 
@@ -48,7 +49,7 @@ def _bag_identity(path: str) -> dict:
     """Path, size and mtime of a bag: a ROS1 file, or every file of a rosbag2 folder."""
     p = Path(path).expanduser().resolve()
     if not p.exists():
-        raise ValueError(f"training bag not found: {path}")
+        raise DataLayoutError(f"training bag not found: {path}")
     files = sorted(f for f in p.iterdir() if f.is_file()) if p.is_dir() else [p]
     stats = [f.stat() for f in files]
     return {"path": str(p), "size": sum(st.st_size for st in stats), "mtime_ns": max(st.st_mtime_ns for st in stats)
@@ -119,20 +120,20 @@ def verify_cache(cache: "PairCache", classes: Any = None, frames: int = 256) -> 
     (a full scan of tens of GB at every start would cost more than the damage it finds)."""
     want = cache.meta.get("checksum")
     if want is not None and want != _meta_digest(cache.meta):
-        raise ValueError("meta.json does not match its checksum")
+        raise DataLayoutError("meta.json does not match its checksum")
     if classes is not None:
         counts = np.zeros(256, np.int64)
         for s in range(0, len(cache), 256):
             counts += np.bincount(np.asarray(cache.labels[s:s + 256]).ravel(), minlength=256)
         bad = [int(v) for v in np.flatnonzero(counts[classes.num_classes:255])]
         if bad:
-            raise ValueError(f"labels hold ids {[v + classes.num_classes for v in bad[:5]]} outside "
+            raise DataLayoutError(f"labels hold ids {[v + classes.num_classes for v in bad[:5]]} outside "
                              f"{classes.describe()}")
     n = len(cache)
     pick = np.unique(np.linspace(0, n - 1, min(frames, n)).astype(np.int64)) if n else []
     for i in pick:
         if not np.isfinite(cache.events[i]).all():
-            raise ValueError(f"the embedding of frame {int(i)} holds NaN or infinite values")
+            raise DataLayoutError(f"the embedding of frame {int(i)} holds NaN or infinite values")
     return cache
 
 
@@ -145,22 +146,22 @@ def open_cache(path: str | os.PathLike) -> PairCache:
     path = Path(path)
     meta_path = path / "meta.json"
     if not meta_path.is_file():
-        raise ValueError(f"{path}: not a training-pair cache (no meta.json)")
+        raise DataLayoutError(f"{path}: not a training-pair cache (no meta.json)")
     try:
         meta = json.loads(meta_path.read_text())
     except (OSError, ValueError) as exc:
-        raise ValueError(f"{meta_path}: unreadable cache metadata ({exc})") from None
+        raise DataLayoutError(f"{meta_path}: unreadable cache metadata ({exc})") from None
     if meta.get("version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: cache format {meta.get('version')}, this code reads {FORMAT_VERSION} "
+        raise DataLayoutError(f"{path}: cache format {meta.get('version')}, this code reads {FORMAT_VERSION} "
                          "(delete it; training extracts it again)")
     arrays = {}
     for name in ARRAYS:
         try:  # np.load without allow_pickle: object arrays are refused
             arrays[name] = np.load(path / f"{name}.npy", mmap_mode="r")
         except (OSError, ValueError) as exc:
-            raise ValueError(f"{path / (name + '.npy')}: unreadable cache array ({exc})") from None
+            raise DataLayoutError(f"{path / (name + '.npy')}: unreadable cache array ({exc})") from None
         if len(arrays[name]) != int(meta["n"]):
-            raise ValueError(f"{path / (name + '.npy')}: {len(arrays[name])} rows, meta.json says {meta['n']}")
+            raise DataLayoutError(f"{path / (name + '.npy')}: {len(arrays[name])} rows, meta.json says {meta['n']}")
     return PairCache(path=path, meta=meta, **arrays)
 
 
@@ -180,6 +181,6 @@ def iter_cache_samples(path: str | os.PathLike, event_input: EventInput | None =
     """Samples of a cache; with `event_input`, ValueError unless the cache holds its embedding."""
     cache = open_cache(path)
     if event_input is not None and not cache.event_input.same_embedding(event_input):
-        raise ValueError(f"the network reads {event_input.describe()} but the cache {path} holds "
+        raise DataLayoutError(f"the network reads {event_input.describe()} but the cache {path} holds "
                          f"{cache.event_input.describe()}")
     return cache_samples(cache, labelled_only=labelled_only)

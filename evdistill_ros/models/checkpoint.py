@@ -44,6 +44,7 @@ from torch import nn
 from .. import __version__
 from ..atomic import atomic_write
 from ..classes import CLASS_NAMES, IGNORE_INDEX, PALETTE
+from ..errors import CheckpointError
 from ..events.spec import DEFAULT_EVENT_INPUT
 from .factory import build_model
 
@@ -82,7 +83,7 @@ def authors_metadata(kind: str = "events") -> dict[str, Any]:
     "aps": the grey APS frame repeated to 3 channels.
     """
     if kind not in ("events", "aps"):
-        raise ValueError(f"authors_metadata kind must be 'events' or 'aps', got {kind!r}")
+        raise CheckpointError(f"authors_metadata kind must be 'events' or 'aps', got {kind!r}")
     meta = default_metadata()
     meta.update(
         arch="deeplabv3plus", backbone="resnet101", in_channels=3, num_classes=6, output_stride=16, options={},
@@ -104,12 +105,13 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, metadata: Mapping
     path = Path(path)
     config = getattr(model, "config", None)
     if not isinstance(config, dict):
-        raise ValueError("save_checkpoint: model has no .config; build it with evdistill_ros.models.build_model")
+        raise CheckpointError("save_checkpoint: model has no .config; build it with evdistill_ros.models.build_model")
     meta: dict[str, Any] = default_metadata()
     meta.update(dict(metadata or {}))
     for key in _MODEL_KEYS:
         if key in (metadata or {}) and metadata[key] != config[key]:
-            raise ValueError(f"save_checkpoint: metadata {key}={metadata[key]!r} contradicts the model's {config[key]!r}")
+            raise CheckpointError(f"save_checkpoint: metadata {key}={metadata[key]!r} contradicts the model's "
+                                  f"{config[key]!r}")
         meta[key] = config[key]
     meta.update(git_revision=git_revision(), created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 software={"evdistill_ros": __version__, "torch": str(torch.__version__)})
@@ -136,27 +138,27 @@ def _plain(value: Any, where: str) -> Any:
         return {str(k): _plain(v, f"{where}.{k}") for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    raise ValueError(f"save_checkpoint: {where} is a {type(value).__name__}; metadata must be plain data")
+    raise CheckpointError(f"save_checkpoint: {where} is a {type(value).__name__}; metadata must be plain data")
 
 
 def read_torch_file(path: Path) -> Any:
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if not path.is_file():
-        raise ValueError(f"checkpoint {path} is not a file")
+        raise CheckpointError(f"checkpoint {path} is not a file")
     with open(path, "rb") as f:
         head = f.read(8)
     if not head.startswith((b"PK\x03\x04", b"\x80")):  # torch's zip archive, or a legacy pickle
         kind = ("it looks like an ONNX model: name it .onnx" if head[:1] == b"\x08" else
                 "neither torch's zip archive nor a pickle")
-        raise ValueError(f"{path} is not a readable torch checkpoint ({kind})")
+        raise CheckpointError(f"{path} is not a readable torch checkpoint ({kind})")
     try:
         # weights_only: a checkpoint is tensors and plain data; never unpickle arbitrary objects.
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds here
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
         reason = next((ln for ln in lines if "Unpickler error" in ln), lines[0])
-        raise ValueError(f"{path} is not a readable torch checkpoint ({type(exc).__name__}: {reason})") from None
+        raise CheckpointError(f"{path} is not a readable torch checkpoint ({type(exc).__name__}: {reason})") from None
 
 
 def find_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
@@ -167,9 +169,9 @@ def find_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
             for key in _WRAPPER_KEYS:
                 if isinstance(obj.get(key), Mapping):
                     return find_state_dict(obj[key], path)
-            raise ValueError(f"{path} holds a dict without a state_dict (keys: {sorted(map(str, obj))[:8]})")
+            raise CheckpointError(f"{path} holds a dict without a state_dict (keys: {sorted(map(str, obj))[:8]})")
     else:
-        raise ValueError(f"{path} holds a {type(obj).__name__}, not a checkpoint dict")
+        raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a checkpoint dict")
     if state and all(k.startswith("module.") for k in state):  # saved from nn.DataParallel
         state = {k[len("module."):]: v for k, v in state.items()}
     return state
@@ -181,13 +183,13 @@ def infer_config(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
         conv1 = state["backbone.conv1.weight"]
         classifier = state["decoder.last_conv.8.weight"]
     except KeyError as exc:
-        raise ValueError(f"state_dict is not a DeepLabv3+ ResNet (missing key {exc.args[0]!r})") from None
+        raise CheckpointError(f"state_dict is not a DeepLabv3+ ResNet (missing key {exc.args[0]!r})") from None
     blocks3 = {k.split(".")[2] for k in state if k.startswith("backbone.layer3.")}
     bottleneck = "backbone.layer1.0.conv3.weight" in state
     depth = {(True, 23): "resnet101", (True, 6): "resnet50", (False, 6): "resnet34", (False, 2): "resnet18"}
     backbone = depth.get((bottleneck, len(blocks3)))
     if backbone is None:
-        raise ValueError(f"state_dict has a ResNet with {len(blocks3)} blocks in layer3; no known depth")
+        raise CheckpointError(f"state_dict has a ResNet with {len(blocks3)} blocks in layer3; no known depth")
     return {"arch": "deeplabv3plus", "backbone": backbone, "in_channels": int(conv1.shape[1]),
             "num_classes": int(classifier.shape[0]), "output_stride": 16,
             "options": {"aspp_channels": int(state["aspp.conv1.weight"].shape[0])} if "aspp.conv1.weight" in state else {}}
@@ -206,11 +208,11 @@ def load_state_dict_checked(model: nn.Module, state: Mapping[str, torch.Tensor],
     own = model.state_dict()
     bad = nonfinite_tensor(state)
     if bad is not None:
-        raise ValueError(f"{source}: tensor {bad!r} holds NaN or infinite values (a diverged or damaged "
+        raise CheckpointError(f"{source}: tensor {bad!r} holds NaN or infinite values (a diverged or damaged "
                          "training); refused")
     for key, value in state.items():
         if key in own and tuple(own[key].shape) != tuple(value.shape):
-            raise ValueError(f"{source} does not fit the model: {key!r} has shape {tuple(value.shape)} "
+            raise CheckpointError(f"{source} does not fit the model: {key!r} has shape {tuple(value.shape)} "
                              f"in the checkpoint but {tuple(own[key].shape)} in the model")
     missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in own]
@@ -220,7 +222,7 @@ def load_state_dict_checked(model: nn.Module, state: Mapping[str, torch.Tensor],
             parts.append(f"{len(missing)} missing key(s), e.g. {missing[:3]}")
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected key(s), e.g. {unexpected[:3]}")
-        raise ValueError(f"{source} does not fit the model: " + "; ".join(parts))
+        raise CheckpointError(f"{source} does not fit the model: " + "; ".join(parts))
     model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
 
 
@@ -246,14 +248,14 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
 
 def _our_metadata(obj: Mapping[str, Any], path: Path) -> dict[str, Any]:
     if int(obj.get("format_version", 0)) > FORMAT_VERSION:
-        raise ValueError(f"{path}: checkpoint format version {obj['format_version']} is newer than this "
+        raise CheckpointError(f"{path}: checkpoint format version {obj['format_version']} is newer than this "
                          f"evdistill_ros reads ({FORMAT_VERSION})")
     meta = obj.get("metadata")
     if not isinstance(meta, Mapping):
-        raise ValueError(f"{path}: checkpoint without metadata")
+        raise CheckpointError(f"{path}: checkpoint without metadata")
     missing = [k for k in _MODEL_KEYS if k not in meta]
     if missing:
-        raise ValueError(f"{path}: checkpoint metadata lacks {missing}")
+        raise CheckpointError(f"{path}: checkpoint metadata lacks {missing}")
     return dict(meta)
 
 
@@ -266,7 +268,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
         meta = _our_metadata(obj, path)
         state = obj["state_dict"]
         if not isinstance(state, Mapping):
-            raise ValueError(f"{path}: checkpoint without a state_dict")
+            raise CheckpointError(f"{path}: checkpoint without a state_dict")
     else:
         state = find_state_dict(obj, path)
         config = infer_config(state)

@@ -50,6 +50,7 @@ import torch
 from torch import nn
 
 from ..classes import CLASS_SETS, ClassSet, class_set, class_set_of
+from ..errors import CheckpointError, ConfigError
 from ..frames import FRAME_MODES
 from ..atomic import atomic_write
 from .checkpoint import load_checkpoint, nonfinite_tensor, read_metadata
@@ -101,8 +102,8 @@ class TeacherCard:
         }
 
 
-def _fail(card: Path, field_name: str, why: str) -> ValueError:
-    return ValueError(f"teacher card {card}: {field_name}: {why}")
+def _fail(card: Path, field_name: str, why: str) -> ConfigError:
+    return ConfigError(f"teacher card {card}: {field_name}: {why}")
 
 
 def _vector(card: Path, name: str, value: Any, channels: int) -> tuple[float, ...]:
@@ -183,13 +184,13 @@ def read_teacher_card(card: str | os.PathLike) -> TeacherCard:
         raise FileNotFoundError(f"teacher card not found: {card}")
     text = card.read_bytes()
     if len(text) > MAX_CARD_BYTES:
-        raise ValueError(f"teacher card {card}: {len(text)} bytes is not a card (at most {MAX_CARD_BYTES})")
+        raise ConfigError(f"teacher card {card}: {len(text)} bytes is not a card (at most {MAX_CARD_BYTES})")
     try:
         d = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ValueError(f"teacher card {card}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise ConfigError(f"teacher card {card}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(d, dict):
-        raise ValueError(f"teacher card {card}: expected a mapping with {', '.join(CARD_FIELDS)}")
+        raise ConfigError(f"teacher card {card}: expected a mapping with {', '.join(CARD_FIELDS)}")
     unknown = sorted(set(map(str, d)) - set(CARD_FIELDS))
     if unknown:
         raise _fail(card, unknown[0], f"unknown field (fields: {', '.join(CARD_FIELDS)})")
@@ -267,14 +268,14 @@ class CardNetwork(nn.Module):
             try:
                 self._session = ort.InferenceSession(str(card.path), sess_options=opts, providers=providers)
             except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own kinds on a bad file
-                raise ValueError(f"teacher card {card.card_path}: path: {card.path} is not a loadable ONNX model "
+                raise CheckpointError(f"teacher card {card.card_path}: path: {card.path} is not a loadable ONNX model "
                                  f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
             self._input_name = self._session.get_inputs()[0].name
         elif card.kind == "torchscript":
             try:
                 self.net = torch.jit.load(str(card.path), map_location="cpu")
             except Exception as exc:  # noqa: BLE001 - a pickle or a broken archive is refused here
-                raise ValueError(f"teacher card {card.card_path}: path: {card.path} is not a TorchScript file "
+                raise CheckpointError(f"teacher card {card.card_path}: path: {card.path} is not a TorchScript file "
                                  f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
         else:
             transformers = require("transformers", "a Hugging Face teacher folder")
@@ -284,9 +285,9 @@ class CardNetwork(nn.Module):
             try:
                 self.net = transformers.AutoModelForSemanticSegmentation.from_pretrained(str(card.path), **kwargs)
             except Exception as exc:  # noqa: BLE001 - transformers raises many kinds here
-                raise ValueError(f"teacher card {card.card_path}: path: {card.path} is not a loadable Hugging Face "
-                                 f"semantic-segmentation folder ({type(exc).__name__}: "
-                                 f"{str(exc).splitlines()[0][:200]})") from None
+                raise CheckpointError(f"teacher card {card.card_path}: path: {card.path} is not a loadable Hugging "
+                                      f"Face semantic-segmentation folder ({type(exc).__name__}: "
+                                      f"{str(exc).splitlines()[0][:200]})") from None
         if self.net is not None:
             self.net.eval()
             for p in self.net.parameters():  # (ScriptModules have no requires_grad_)
@@ -296,7 +297,7 @@ class CardNetwork(nn.Module):
             onnx = require("onnx", "an ONNX teacher")
             bad = nonfinite_initializer(onnx.load(str(card.path), load_external_data=False))
         if bad is not None:
-            raise ValueError(f"teacher card {card.card_path}: path: {card.path}: {bad!r} holds NaN or infinite "
+            raise CheckpointError(f"teacher card {card.card_path}: path: {card.path}: {bad!r} holds NaN or infinite "
                              "values; refused")
         self.to(device)
         self.eval()
@@ -341,7 +342,7 @@ def _onnx_metadata(path: Path) -> dict[str, Any]:
         return read_onnx_metadata(path)
     except ValueError as exc:
         if "without evdistill_ros metadata" in str(exc):
-            raise ValueError(f"{path}: an ONNX model without evdistill_ros metadata: write a teacher card for it "
+            raise CheckpointError(f"{path}: an ONNX model without evdistill_ros metadata: write a teacher card for it "
                              "(YAML: path, classes, frame, mean, std; README, real cameras)") from None
         raise
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import struct
 
+from ..errors import WireFormatError
+
 _HEADER_FIXED = struct.Struct("<IIII")  # seq, sec, nsec, len(frame_id)
 _NS = 1_000_000_000
 
 
-class CodecError(ValueError):
+class CodecError(WireFormatError):
     """The bytes are not a well-formed message of the expected type."""
 
 
