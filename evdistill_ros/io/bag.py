@@ -36,12 +36,13 @@ import numpy as np
 from ..atomic import PendingFile
 from ..events.types import Events
 from ..wire import dvs_msgs
-from ..wire.dvs_msgs import EventArrayMsg, encode_event_array, screen_time_outliers
+from ..wire.dvs_msgs import EventArrayMsg, encode_event_array
 from ..wire.event_camera_msgs import (EVENT_ARRAY_MSGS_TYPE, EVENT_PACKET_MD5, EVENT_PACKET_MSG, EVENT_PACKET_TYPE,
                                       EVENT_TYPES, decoder_for, event_packet_definition)
 from ..wire.ros1 import CodecError
 from ..wire.sensor_msgs import ImageMsg, decode_image, encode_camera_info, encode_image
-from .recordings import AEDAT4_SUFFIXES, RAW_SUFFIXES, Aedat4Recording, BagError, FileRecording, RawRecording, TopicInfo
+from .recordings import (AEDAT4_SUFFIXES, RAW_SUFFIXES, Aedat4Recording, BagError, FileRecording, RawRecording,
+                         Recording, TopicInfo)
 
 # Image and CameraInfo definitions with their md5 sums (from the ROS1 Noetic typestore).
 _SENSOR_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo")
@@ -303,7 +304,7 @@ def open_bag(path: str | os.PathLike):
             reader._evdistill_shadow.cleanup()
 
 
-class Bag:
+class Bag(Recording):
     """One bag (ROS1 or rosbag2), opened once: its topics and the messages of any of them.
 
         with Bag(path) as bag:
@@ -323,7 +324,6 @@ class Bag:
         self.kind, _ = bag_kind(path)
         self.reader = _open_reader(path)
         self.typestore = ros2_typestore(self.reader.connections) if self.kind == "rosbag2" else None
-        self.time_outliers = 0
         self.topics: dict[str, TopicInfo] = {}
         for conn in self.reader.connections:
             prev = self.topics.get(conn.topic)
@@ -359,12 +359,6 @@ class Bag:
     def event_topics(self) -> list[str]:
         return [t for t, info in self.topics.items() if info.msgtype in EVENT_TYPES]
 
-    def screen(self, msg: EventArrayMsg) -> EventArrayMsg:
-        """Events with a glitched clock out of a decoded message (wire.screen_time_outliers),
-        counted in `time_outliers` (every pass over the recording counts again)."""
-        msg = screen_time_outliers(msg)
-        self.time_outliers += msg.time_outliers
-        return msg
 
     def _connections(self, topic: str | None, wanted: Iterable[str], what: str) -> list:
         wanted = set(wanted)
@@ -443,12 +437,6 @@ class Bag:
                 raise BagError(f"{self.path}: corrupt {ros1_type_name(conn.msgtype)} on {conn.topic} at bag time "
                                f"{bag_ns} ns: {exc}") from exc
             yield bag_ns, self.screen(msg)
-
-    def events(self, topic: str | None = None, start_ns: int | None = None,
-               stop_ns: int | None = None) -> Iterator[Events]:
-        for _, msg in self.event_messages(topic, start_ns, stop_ns):
-            if len(msg.events):
-                yield msg.events
 
     def images(self, topic: str, start_ns: int | None = None, stop_ns: int | None = None) -> Iterator[ImageMsg]:
         """`sensor_msgs/Image` messages of a topic as `ImageMsg` (header stamp, encoding, array)."""

@@ -81,14 +81,38 @@ class _Item:
     value: Any  # EventArrayMsg | ImageMsg | (exposure µs) int | IMU record
 
 
-class FileRecording:
+class Recording:
+    """What every recording reader shares (io.bag.Bag and the FileRecordings): the events of a
+    topic, and the glitched-clock screen on every decoded event message."""
+
+    time_outliers = 0  # events dropped by `screen`, over every pass made so far
+
+    def event_messages(self, topic: str | None = None, start_ns: int | None = None,
+                       stop_ns: int | None = None) -> Iterator[tuple[int, EventArrayMsg]]:
+        raise NotImplementedError
+
+    def screen(self, msg: EventArrayMsg) -> EventArrayMsg:
+        """Events with a glitched clock out of a decoded message (wire.screen_time_outliers),
+        counted in `time_outliers` (every pass over the recording counts again)."""
+        msg = screen_time_outliers(msg)
+        self.time_outliers += msg.time_outliers
+        return msg
+
+    def events(self, topic: str | None = None, start_ns: int | None = None,
+               stop_ns: int | None = None) -> Iterator[Events]:
+        """Events per non-empty message of an event topic, in recording order."""
+        for _, msg in self.event_messages(topic, start_ns, stop_ns):
+            if len(msg.events):
+                yield msg.events
+
+
+class FileRecording(Recording):
     """Bag's reading interface over a file that is not a bag (see the module doc)."""
 
     kind = "?"
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        self.time_outliers = 0
         if not self.path.is_file():
             raise BagError(f"no such recording: {self.path}")
 
@@ -171,18 +195,6 @@ class FileRecording:
         topic = self._check(topic, dvs_msgs.EVENT_ARRAY_TYPE)
         for item in self._between(self._items({topic}), start_ns, stop_ns):
             yield item.t_ns, self.screen(item.value)
-
-    def screen(self, msg: EventArrayMsg) -> EventArrayMsg:
-        """As Bag.screen: events with a glitched clock out, counted in `time_outliers`."""
-        msg = screen_time_outliers(msg)
-        self.time_outliers += msg.time_outliers
-        return msg
-
-    def events(self, topic: str | None = None, start_ns: int | None = None,
-               stop_ns: int | None = None) -> Iterator[Events]:
-        for _, msg in self.event_messages(topic, start_ns, stop_ns):
-            if len(msg.events):
-                yield msg.events
 
     def images(self, topic: str, start_ns: int | None = None, stop_ns: int | None = None) -> Iterator[ImageMsg]:
         topic = self._check(topic, IMAGE_TYPE)
