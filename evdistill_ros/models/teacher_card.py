@@ -356,6 +356,8 @@ def load_image_network(path: str | os.PathLike, device: str | torch.device = "cp
         return CardNetwork(card, device), card.metadata()
     if path.suffix.lower() == ".onnx":
         meta = _onnx_metadata(path)
+        # the graph takes the preprocessed input (its metadata says how, models.preprocess): of this
+        # card only the path, kind and classes are used, to run the graph and check its output
         card = TeacherCard(path, path, "onnx", class_set_of(meta), (meta.get("preprocessing") or {}).get(
             "frame") or "gray", (0.0,), (1.0,), None)
         net = CardNetwork(card, device)
