@@ -24,7 +24,7 @@ from typing import Any, Tuple
 
 import numpy as np
 
-from ..events.kernels import unpack_event_records
+from ..events.kernels import time_span, unpack_event_records
 from ..events.types import Events
 from .ros1 import CodecError, parse_header, serialize_header
 
@@ -144,7 +144,7 @@ TIME_OUTLIER_NS = 10_000_000_000
 def screen_time_outliers(msg: "EventArrayMsg", tolerance_ns: int = TIME_OUTLIER_NS) -> "EventArrayMsg":
     """`msg` without the events more than `tolerance_ns` from the message's own time (the median
     of five of its events spread over the message; for a lone event, the header stamp), counted
-    in `time_outliers`. One min / max pass when nothing is that far apart (the usual case)."""
+    in `time_outliers`. One pass (kernels.time_span) when nothing is that far apart (the usual case)."""
     t = msg.events.t
     n = len(t)
     if n == 0:
@@ -154,7 +154,7 @@ def screen_time_outliers(msg: "EventArrayMsg", tolerance_ns: int = TIME_OUTLIER_
             return msg
         keep = np.zeros(1, bool)
     else:
-        if int(t.max()) - int(t.min()) <= tolerance_ns:
+        if int(time_span(t)) <= tolerance_ns:
             return msg
         ref = int(np.median(t[[0, n // 4, n // 2, (3 * n) // 4, n - 1]]))
         keep = np.abs(t - ref) <= tolerance_ns
