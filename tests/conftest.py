@@ -130,3 +130,22 @@ def event_publisher(env: dict, topic: str, plan: list[tuple], msg_type: str = "d
     """Start the publisher above on `topic` (it waits for a subscriber); stderr is piped."""
     return subprocess.Popen([sys.executable, "-c", _PUBLISHER, topic, json.dumps(plan), msg_type, encoding], env=env,
                             stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A tiny tmpfs (root, as CI is) to fill: returns mount(size) -> the mounted folder; unmounted after."""
+    mounted = []
+
+    def mount(size: str) -> Path:
+        folder = tmp_path / f"small{len(mounted)}"
+        folder.mkdir()
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                          capture_output=True).returncode != 0:
+            pytest.skip("no tmpfs mount here (needs root)")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", str(folder)], check=False)

@@ -52,26 +52,18 @@ def test_interrupted_video_leaves_nothing_under_its_name(tmp_path):
     assert out.is_file() and [p.name for p in tmp_path.iterdir()] == ["v.gif"]
 
 
-def test_a_full_disk_is_named_not_a_library_message(tmp_path):
+def test_a_full_disk_is_named_not_a_library_message(full_disk):
     """torch.save on a full device said "[enforce fail at inline_container.cc:672] . unexpected pos";
     the checkpoint write now says no space is left, and nothing partial stays."""
     import torch
 
     from evdistill_ros.models import build_model, save_checkpoint
 
-
-    small = tmp_path / "small"
-    small.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("no tmpfs mount here (needs root)")
-    try:
-        net = build_model("deeplabv3plus", "mobilenetv2", in_channels=1, num_classes=6, width_mult=0.25,
-                          aspp_channels=16, decoder_channels=16)
-        with pytest.raises(OSError, match="no space left on the device holding") as exc:
-            save_checkpoint(small / "checkpoint.pt", net, {"representation": "aps"})
-        assert "\n" not in str(exc.value) and "enforce fail" not in str(exc.value)
-        assert list(small.iterdir()) == []
-        torch.save({"a": 1}, small / "fits.pt")  # the device works for what fits
-    finally:
-        subprocess.run(["umount", str(small)], check=False)
+    small = full_disk("256k")
+    net = build_model("deeplabv3plus", "mobilenetv2", in_channels=1, num_classes=6, width_mult=0.25,
+                      aspp_channels=16, decoder_channels=16)
+    with pytest.raises(OSError, match="no space left on the device holding") as exc:
+        save_checkpoint(small / "checkpoint.pt", net, {"representation": "aps"})
+    assert "\n" not in str(exc.value) and "enforce fail" not in str(exc.value)
+    assert list(small.iterdir()) == []
+    torch.save({"a": 1}, small / "fits.pt")  # the device works for what fits

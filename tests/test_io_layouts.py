@@ -180,26 +180,17 @@ def test_export_needs_labels(tmp_path):
     assert main(["convert", "bag-to-evsegnet", str(bag), "--out", str(tmp_path / "o"), "--quiet"]) == 1
 
 
-def test_export_into_a_full_disk_leaves_no_set_that_looks_whole(sim_bag, tmp_path):
+def test_export_into_a_full_disk_leaves_no_set_that_looks_whole(sim_bag, full_disk):
     """bag-to-evdistill-png into a full disk left 87 complete PNGs with no sign the set was cut."""
-    import subprocess
-
     from evdistill_ros.io.convert import export_bag
 
     path = sim_bag[0]
-    small = tmp_path / "small"
-    small.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24k", "tmpfs", str(small)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("no tmpfs mount here (needs root)")
-    try:
-        for out in (small / "new", small / "existing"):
-            if out.name == "existing":
-                (out / "images" / "train").mkdir(parents=True)
-                (out / "images" / "train" / "keep.png").write_bytes(b"x")
-            with pytest.raises((OSError, ValueError), match="cannot write|No space"):
-                export_bag(path, out, "evdistill-png", crop_rows=None, progress=False)
-            left = sorted(str(p.relative_to(small)) for p in small.rglob("*") if p.is_file())
-            assert left == ([] if out.name == "new" else ["existing/images/train/keep.png"]), left
-    finally:
-        subprocess.run(["umount", str(small)], check=False)
+    small = full_disk("24k")
+    for out in (small / "new", small / "existing"):
+        if out.name == "existing":
+            (out / "images" / "train").mkdir(parents=True)
+            (out / "images" / "train" / "keep.png").write_bytes(b"x")
+        with pytest.raises((OSError, ValueError), match="cannot write|No space"):
+            export_bag(path, out, "evdistill-png", crop_rows=None, progress=False)
+        left = sorted(str(p.relative_to(small)) for p in small.rglob("*") if p.is_file())
+        assert left == ([] if out.name == "new" else ["existing/images/train/keep.png"]), left

@@ -104,9 +104,10 @@ class TeacherView:
         self.device = device
         self.in_channels = int(meta.get("in_channels", getattr(net, "in_channels", 1)))
 
-    @property
-    def has_features(self) -> bool:
-        return not self.foreign
+    def release(self) -> None:
+        """Drop the network once its outputs are stored (TeacherOutputs): the view keeps what the
+        training still reads (preprocessing for A2E, channels, classes); calling it after is an error."""
+        self.net = None
 
     @functools.cached_property
     def identity(self) -> dict[str, Any]:
@@ -120,6 +121,8 @@ class TeacherView:
 
     @torch.no_grad()
     def __call__(self, aps01: torch.Tensor, size: tuple[int, int]) -> dict[str, torch.Tensor]:
+        if self.net is None:
+            raise RuntimeError("the teacher was released after its outputs were stored: read those instead")
         out = self.net(self.prep(aps01, layout="bchw"), return_features=True)
         log_probs = self.soft(_resize(out["logits_lowres"].detach().float(), size))
         features = out["aspp"] if "aspp" in out else log_probs.exp()

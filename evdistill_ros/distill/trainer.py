@@ -10,13 +10,13 @@
         student.method):
           supervised  cross-entropy on event labels (the baseline)
           kd          pixel-wise KD from the teacher's predictions on the paired APS frames, no labels
-        The teacher (`teacher`) is a checkpoint of this package or a teacher card (models.teacher_card);
-        a teacher of another class set is mapped into data.class_set (distill.teacher). With
-        student.teacher_outputs cached (auto: for cards) it runs once per training frame before
-        the loop (distill.teacher.TeacherOutputs), not per step.
           evdistill   E2A reconstruction + pixel-wise KD + affinity-graph KD + A2E crafted pairs
                       (+ cross-entropy when `use_labels`); every term weighted by
                       student.weights (0 switches it off). See distill.losses for the formulas.
+        The teacher (`teacher`) is a checkpoint of this package or a teacher card (models.teacher_card);
+        a teacher of another class set is mapped into data.class_set (distill.teacher). With
+        student.teacher_outputs cached (auto: for cards) it runs once per training frame before
+        the loop (distill.teacher.TeacherOutputs), not per step, and is unloaded after.
         OUT defaults to train.out_dir/<teacher | student_<method>[_labels]>. It holds
         checkpoint.pt (latest, deployable), state.pt (everything --resume needs: step,
         networks, optimiser, scheduler, AMP scaler, RNG states; the data order follows from the
@@ -64,10 +64,10 @@ from .config import CE_CLASS_WEIGHTINGS, augment_config, model_config, stage_con
 from .dataset import PairDataset, ResumableSampler, collate
 from .ddp import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed, unwrap, wrap
 from .methods import Method, Networks, method_for
-from .teacher import TeacherOutputs, TeacherView
 from .optim import build_optimizer, build_scheduler
 from .state import STATE_FORMAT, changed_keys, fingerprint, load_state, plain, save_state, seed_everything, \
     set_rng_state
+from .teacher import TeacherOutputs, TeacherView
 
 __all__ = ["run_training", "validate", "norm_stats", "TrainingInterrupted", "STATE_FORMAT"]
 
@@ -279,6 +279,8 @@ def _train(cfg: dict, scfg: dict, method: Method, teacher_path: str | None, out_
         say(f"{name}: the teacher's outputs are read from {outputs.path} (computed once; "
             "student.teacher_outputs: live runs the teacher on every batch)")
     method.prepare(nets, cache, dataset.indices, device, say, outputs=outputs)
+    if outputs is not None:
+        nets.teacher.release()  # its outputs are stored: a large teacher need not hold memory (or a GPU) all run
     for m in nets.trained():
         m.to(device).train()
     params = [p for m in nets.trained() for p in m.named_parameters()]
