@@ -28,7 +28,8 @@ import numpy as np
 
 from .distill.compare import run_compare
 from .distill.config import load_config
-from .eval.visualize import visualize_samples, write_video
+from .eval.figures import write_video
+from .eval.visualize import visualize_samples
 from .io.bag import iter_images, topics
 from .io.presets import PRESETS
 from .ros.probe import RosMaster, node_stats

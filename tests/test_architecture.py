@@ -104,3 +104,34 @@ def test_ruff_is_clean():
     ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
     r = subprocess.run([ruff, "check", "--no-cache", str(ROOT)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-1000:]
+
+
+ABOVE_MODELS = ("eval", "distill", "ros", "sim")
+CHECKPOINT_NAMES = ("meta", "metadata", "event_meta", "ckpt_meta", "network_meta")
+
+
+def _dict_typed(annotation: ast.expr | None) -> bool:
+    text = "" if annotation is None else ast.unparse(annotation)
+    return annotation is None or any(t in text for t in ("dict", "Dict", "Mapping", "Any"))
+
+
+def test_no_function_above_models_takes_checkpoint_metadata_as_a_dict():
+    """Above models/, a network's metadata travels as models.card.NetworkCard; the dict form lives at
+    the file boundary only (checkpoint, .onnx, card files)."""
+    found = []
+    for pkg in ABOVE_MODELS:
+        for path in (PACKAGE / pkg).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    continue
+                a = node.args
+                for arg in [*a.posonlyargs, *a.args, *a.kwonlyargs]:
+                    if arg.arg in CHECKPOINT_NAMES and _dict_typed(arg.annotation):
+                        found.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}({arg.arg})")
+    assert not found, "checkpoint metadata as a dict above models/ (take a NetworkCard):\n" + "\n".join(found)
+
+
+def test_the_ast_check_sees_a_dict_parameter(tmp_path):
+    tree = ast.parse("def f(meta: dict, card: NetworkCard, n: int): pass")
+    args = tree.body[0].args.args
+    assert [_dict_typed(a.annotation) for a in args] == [True, False, False]

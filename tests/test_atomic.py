@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from evdistill_ros.atomic import atomic_dir, atomic_write, atomic_write_text, clean_stale, temp_path
-from evdistill_ros.eval.visualize import VideoWriter
+from evdistill_ros.eval.figures import VideoWriter
 
 
 def test_atomic_write_replaces_or_leaves_the_old_file(tmp_path):

@@ -25,6 +25,8 @@ from evdistill_ros.io.evdistill_png import write_evdistill_sample
 from evdistill_ros.io.png import write_png
 from evdistill_ros.io.samples import Sample, iter_samples
 from evdistill_ros.models import build_model, load_checkpoint, save_checkpoint
+from evdistill_ros.models.files import load_network
+from evdistill_ros.models.predictor import Predictor
 
 H, W = 40, 60
 IN = {"height": 32, "width": 64}
@@ -224,8 +226,8 @@ def test_trainer_validation_equals_evaluate(data, tmp_path):
     cache_dir = extract_pairs([str(data["bag"])], cfg, progress=False, log=lambda m: None)
     cache = open_cache(cache_dir)
     for modality, ck in (("events", data["ev"]), ("aps", data["aps"])):
-        model, meta = load_checkpoint(ck)
-        val = validate(model, meta, cache, np.arange(len(cache)), modality, batch_size=3)
+        model, card = load_network(ck)
+        val = validate(model, card, cache, np.arange(len(cache)), batch_size=3)
         ev = evaluate(data["bag"], **{("event_ckpt" if modality == "events" else "aps_ckpt"): ck}, progress=False)
         cached = evaluate(cache_dir, **{("event_ckpt" if modality == "events" else "aps_ckpt"): ck}, progress=False)
         assert val["confusion"] == ev[modality]["confusion"] == cached[modality]["confusion"]
@@ -233,14 +235,13 @@ def test_trainer_validation_equals_evaluate(data, tmp_path):
 
 
 def test_evaluate_model_skips_and_repeats(data):
-    model, meta = load_checkpoint(data["ev"])
+    net = Predictor(data["ev"], "cpu")
     samples = list(iter_samples(data["png"], "evdistill-png"))
     samples.append(Sample("nolabel", None, samples[0].events, None, None))
-    r1 = evaluate_model(model, meta, samples, "events", batch_size=2)
-    r2 = evaluate_model(model, meta, iter(samples), "events", batch_size=5)
+    r1 = evaluate_model(net, samples, "events", batch_size=2)
+    r2 = evaluate_model(net, iter(samples), "events", batch_size=5)
     assert r1["confusion"] == r2["confusion"] and r1["skipped"] == 1 and r1["frames"] == 4
-    aps_model, aps_meta = load_checkpoint(data["aps"])
-    r3 = evaluate_model(aps_model, aps_meta, samples, "aps")
+    r3 = evaluate_model(Predictor(data["aps"], "cpu"), samples, "aps")
     assert r3["frames"] == 4 and r3["skipped"] == 1  # the unlabelled sample has no APS either
 
 

@@ -10,7 +10,7 @@ import torch
 
 from evdistill_ros.classes import PALETTE, colorize
 from evdistill_ros.eval.metrics import ConfusionMatrix
-from evdistill_ros.eval.visualize import PanelRow, compose_frame, five_panel_figure, metrics_figures, write_video
+from evdistill_ros.eval.figures import PanelRow, compose_frame, five_panel_figure, metrics_figures, write_video
 from evdistill_ros.io.evdistill_png import write_evdistill_sample
 from evdistill_ros.models import build_model, save_checkpoint
 

@@ -6,7 +6,7 @@ import pytest
 
 from evdistill_ros.eval.deploy import calibration_inputs
 from evdistill_ros.eval.evaluate import evaluate
-from evdistill_ros.models import load_checkpoint
+from evdistill_ros.models.files import load_network
 from evdistill_ros.models.export import onnx_bytes, quantize_int8, read_onnx_metadata
 from test_distill_train import tiny_config, write_bag
 
@@ -26,10 +26,10 @@ def trained(tmp_path_factory):
 
 def test_int8_costs_little_accuracy(trained):
     ckpt, bags, d = trained
-    model, meta = load_checkpoint(ckpt)
-    inputs = calibration_inputs(bags[:1], dict(meta), n=24)
+    model, card = load_network(ckpt)
+    inputs = calibration_inputs(bags[:1], card, n=24)
     assert len(inputs) == 24 and inputs[0].shape[:2] == (1, 3)
-    report = quantize_int8(onnx_bytes(model, dict(meta)), inputs, d / "s_int8.onnx")
+    report = quantize_int8(onnx_bytes(model, card.to_dict()), inputs, d / "s_int8.onnx")
     assert report.argmax_agreement > 0.9, report.summary()
     assert read_onnx_metadata(d / "s_int8.onnx")["onnx"]["int8"] is True
     fp32 = evaluate(bags[1], event_ckpt=ckpt, progress=False, log=lambda s: None)["events"]["miou"]

@@ -18,12 +18,13 @@ from evdistill_ros.distill import config as C
 from evdistill_ros.distill.cache import extract_pairs
 from evdistill_ros.distill.dataset import PairDataset
 from evdistill_ros.distill.methods import method_for
-from evdistill_ros.distill.trainer import checkpoint_metadata, norm_stats
+from evdistill_ros.distill.trainer import checkpoint_card, norm_stats
 from evdistill_ros.events import Events
 from evdistill_ros.io.bag import BagWriter, iter_images
 from evdistill_ros.io.pair_cache import open_cache
 from evdistill_ros.io.samples import iter_bag_samples
-from evdistill_ros.models import Preprocessor
+from evdistill_ros.models import Preprocessor, build_model
+from evdistill_ros.models.predictor import Predictor
 
 H, W = 30, 44
 T0 = 10**18
@@ -65,9 +66,10 @@ def test_training_and_inference_prepare_identical_tensors(tmp_path, encoding, re
     samples = list(iter_bag_samples(bag, event_input=cache.event_input))
     for stage, in_channels in (("teacher", frames.frame_channels(frame)), ("student", cache.meta["channels"])):
         method = method_for(stage, "supervised", False, cfg["student"])
-        meta = {**checkpoint_metadata(method, cfg["data"], cache, stats, {}, cfg), "in_channels": in_channels}
-        train_prep = Preprocessor.from_metadata({**meta, "input_size": None})  # as the trainer builds it
-        infer_prep = Preprocessor.from_metadata(meta)  # as Predictor / evaluation build it
+        model = build_model("deeplabv3plus", "mobilenetv2", in_channels, 6, width_mult=0.25)
+        card = checkpoint_card(method, model, cfg["data"], cache, stats, {}, cfg)
+        train_prep = Preprocessor.for_card(card, any_size=True)  # as the trainer builds it
+        infer_prep = Predictor.from_model(model, card).preprocess  # as the node and evaluation run it
         for k in range(len(cache)):
             item = dataset[k]
             if stage == "teacher":

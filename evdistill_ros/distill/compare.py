@@ -51,7 +51,7 @@ import yaml
 
 from ..atomic import atomic_write_text
 from ..io.pair_cache import open_cache
-from ..models import load_checkpoint
+from ..models.files import load_network
 from ..sim import simulate_sequence
 from .cache import extract_pairs
 from .config import DEFAULTS, augment_config, merge, model_config, stage_config
@@ -143,10 +143,9 @@ def _evaluate(ckpt: Path, cfg: dict, bags: list[str], progress: bool, log) -> di
     memo = json.loads(memo_path.read_text()) if memo_path.is_file() else {}
     if key in memo:
         return memo[key]
-    model, meta = load_checkpoint(ckpt)
+    model, card = load_network(ckpt)
     cache = open_cache(extract_pairs(bags, cfg["data"], progress=progress, log=log))
-    modality = "aps" if meta.get("representation") == "aps" else "events"
-    memo[key] = validate(model, meta, cache, np.arange(len(cache)), modality)
+    memo[key] = validate(model, card, cache, np.arange(len(cache)))
     atomic_write_text(memo_path, json.dumps(memo, default=float))
     return memo[key]
 

@@ -31,11 +31,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import frames
-from ..classes import ClassSet, class_set_of
+from ..classes import ClassSet
 from ..events.spec import EventInput
 from ..io.pair_cache import PairCache
 from ..models import Preprocessor, build_a2e, build_model, load_pretrained
-from ..models.teacher_card import load_image_network, read_image_network_metadata
+from ..models.files import load_network, read_card
 from . import losses
 from .config import CE_CLASS_WEIGHTINGS, METHODS, augment_config
 from .dataset import aps_batch
@@ -118,16 +118,16 @@ class Method:
             return []
         if not path:
             raise ValueError(f"method {self.name} needs a teacher checkpoint (--teacher or student.teacher)")
-        meta = read_image_network_metadata(path)
-        if meta.get("representation") != "aps":
+        card = read_card(path)
+        if card.is_event_network:
             raise ValueError(f"--teacher {path} is not an APS-frame network (its input is "
-                             f"{meta.get('representation')!r}): give the teacher's checkpoint.pt or a teacher card")
+                             f"{card.event_input.to_dict()!r}): give the teacher's checkpoint.pt or a teacher card")
         if classes is not None:
             try:
-                class_groups(class_set_of(meta), classes)
+                class_groups(card.classes, classes)
             except ValueError as exc:
                 raise ValueError(f"--teacher {path}: {exc}") from None
-        pre = meta.get("preprocessing") or {}
+        pre = card.preprocessing
         teacher_frame = pre.get("frame") or "gray"
         # an RGB network that repeats a grey frame sees exactly what frames.to_frame(grey, "rgb") gives
         grey_to_rgb = teacher_frame == "rgb" and frame == "gray" and pre.get("channels") == "repeat"
@@ -135,13 +135,13 @@ class Method:
             raise ValueError(f"--teacher {path} takes {teacher_frame} frames but data.frame is {frame}: "
                              f"set data.frame: {teacher_frame} (the teacher sees the frames it was trained on)")
         notes = []
-        if class_set_of(meta) != classes and classes is not None:
-            notes.append(f"note: the teacher's {class_set_of(meta).name} probabilities are summed into the "
+        if card.classes != classes and classes is not None:
+            notes.append(f"note: the teacher's {card.classes.name} probabilities are summed into the "
                          f"student's {classes.name} classes before the KD terms")
-        if meta.get("source") == "teacher_card" and self.weights.get("affinity", 0) > 0:
+        if card.source == "teacher_card" and self.weights.get("affinity", 0) > 0:
             notes.append("note: a teacher card's network offers no features: the affinity term compares the "
                          "student's features with the teacher's (mapped) probabilities")
-        conf = (meta.get("training") or {}).get("config") or {}
+        conf = card.to_dict()["training"].get("config") or {}  # plain data: the config helpers copy it
         if augment is None or "augment" not in conf:
             return notes
         theirs = augment_config(conf, "teacher")
@@ -167,8 +167,8 @@ class Method:
         nets = Networks(build_net(mcfg, int(cache.meta["channels"]), self._reconstruction(), log=log,
                                   reconstruction_channels=frames.frame_channels(cache.frame)))
         if self.needs_teacher:
-            net, meta = load_image_network(teacher_path, device=device)
-            nets.teacher = TeacherView(net, meta, classes, self.losses.temperature, device, teacher_path)
+            net, card = load_network(teacher_path, device=device)
+            nets.teacher = TeacherView(net, card, classes, self.losses.temperature, device, teacher_path)
         return nets
 
     def _reconstruction(self) -> bool:

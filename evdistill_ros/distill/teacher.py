@@ -5,7 +5,7 @@
         class gets the log of the summed probabilities of its source classes (a logsumexp, so
         nothing is argmaxed and nothing underflows). Clamped at LOG_FLOOR: a class no source
         maps to has probability 0, not -inf.
-    TeacherView(net, meta, student_classes, temperature, device)
+    TeacherView(net, card, student_classes, temperature, device)
         A frozen teacher network (this package's checkpoint or a teacher card's network) with
         its preprocessing and its class mapping. `view(aps01, size)` runs it on a (B, 1|3, H, W)
         frame batch in [0, 1] and returns {"log_probs": at `size`, "features": what the
@@ -34,9 +34,10 @@ from torch import nn
 from tqdm import tqdm
 
 from ..atomic import atomic_dir, atomic_write_text, clean_stale
-from ..classes import ClassSet, class_matrix, class_set_of
+from ..classes import ClassSet, class_matrix
 from ..io.pair_cache import PairCache
 from ..models import Preprocessor
+from ..models.card import NetworkCard
 from ..models.teacher_card import content_hash, is_card
 from .dataset import aps_batch
 
@@ -86,23 +87,23 @@ def file_identity(path: str | os.PathLike) -> str:
 
 
 class TeacherView:
-    def __init__(self, net: nn.Module, meta: dict, student_classes: ClassSet | None, temperature: float,
+    def __init__(self, net: nn.Module, card: NetworkCard, student_classes: ClassSet | None, temperature: float,
                  device: torch.device, path: str | os.PathLike | None = None) -> None:
         self.net = net.eval().requires_grad_(False)
-        self.meta = meta
+        self.card = card
         self.path = path
         self.temperature = float(temperature)
-        self.classes = class_set_of(meta)
+        self.classes = card.classes
         self.student_classes = student_classes or self.classes
         self.groups = class_groups(self.classes, self.student_classes)
-        self.foreign = meta.get("source") == "teacher_card" or str(meta.get("arch", "")).startswith("card:")
+        self.foreign = card.is_foreign
         # this package's teachers are fully convolutional and ran at the cache's size in training;
         # a card network takes its own input size (models.teacher_card)
-        self.prep = Preprocessor.from_metadata(meta if self.foreign else {**meta, "input_size": None})
+        self.prep = Preprocessor.for_card(card, any_size=not self.foreign)
         # A2E crafts events at the frame's own size from the teacher's normalised input
-        self.frame_prep = Preprocessor.from_metadata({**meta, "input_size": None})
+        self.frame_prep = Preprocessor.for_card(card, any_size=True)
         self.device = device
-        self.in_channels = int(meta.get("in_channels", getattr(net, "in_channels", 1)))
+        self.in_channels = card.in_channels
 
     def release(self) -> None:
         """Drop the network once its outputs are stored (TeacherOutputs): the view keeps what the
@@ -137,8 +138,8 @@ def _key(view: TeacherView, cache: PairCache) -> str:
 class TeacherOutputs:
     """Log-probabilities (n, K_student, H, W) fp16 of a teacher on every frame of a pair cache."""
 
-    def __init__(self, path: Path, log_probs: np.ndarray, meta: dict) -> None:
-        self.path, self.log_probs, self.meta = path, log_probs, meta
+    def __init__(self, path: Path, log_probs: np.ndarray, key: dict) -> None:
+        self.path, self.log_probs, self.key = path, log_probs, key  # key: their meta.json (what they depend on)
 
     @staticmethod
     def location(view: TeacherView, cache: PairCache) -> Path:
@@ -146,12 +147,12 @@ class TeacherOutputs:
 
     @classmethod
     def open(cls, path: Path, cache: PairCache) -> "TeacherOutputs":
-        meta = json.loads((path / "meta.json").read_text())
+        key = json.loads((path / "meta.json").read_text())
         arr = np.load(path / "log_probs.npy", mmap_mode="r")
         if arr.dtype != np.float16 or arr.ndim != 4 or arr.shape[0] != len(cache) or \
                 tuple(arr.shape[2:]) != (int(cache.meta["height"]), int(cache.meta["width"])):
             raise ValueError(f"{path}: teacher outputs of shape {arr.shape} {arr.dtype} do not fit the pair cache")
-        return cls(path, arr, meta)
+        return cls(path, arr, key)
 
     @classmethod
     def build(cls, view: TeacherView, cache: PairCache, device: torch.device, log: Callable[[str], None] = print,

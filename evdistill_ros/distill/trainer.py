@@ -29,7 +29,7 @@
         naming the first's PID, or with wait=True waits for it; a killed run's lock is taken over.
         Under torchrun every rank calls it; rank 0 alone writes.
 
-    validate(model, meta, cache, indices, modality, batch_size=8) -> dict
+    validate(model, card, cache, indices, batch_size=8) -> dict
         mIoU of `model` on cached pairs through evdistill_ros.eval (the same numbers as
         `evdistill evaluate` on those frames).
 """
@@ -58,6 +58,8 @@ from ..classes import IGNORE_INDEX, class_set
 from ..eval import evaluate_model
 from ..io.pair_cache import PairCache, cache_samples, open_cache
 from ..models import Preprocessor, build_model, save_checkpoint
+from ..models.card import NetworkCard
+from ..models.predictor import Predictor
 from . import losses
 from .cache import extract_pairs
 from .config import CE_CLASS_WEIGHTINGS, augment_config, model_config, stage_config
@@ -133,14 +135,15 @@ def label_loss(scfg: dict, cache: PairCache, indices: np.ndarray, num_classes: i
     return losses.CrossEntropy(weight, top)
 
 
-def checkpoint_metadata(method: Method, data_cfg: dict, cache: PairCache, stats: dict, extra: dict,
-                        cfg: dict) -> dict:
-    """What the checkpoint says about its input: representation, size, preprocessing."""
+def checkpoint_card(method: Method, model: nn.Module, data_cfg: dict, cache: PairCache, stats: dict, extra: dict,
+                    cfg: dict) -> NetworkCard:
+    """What the checkpoint of `model` (the deployable network) says: architecture, input, size,
+    preprocessing, classes, training."""
     rep, pre = method.metadata(data_cfg, stats)
     size = {"height": int(cache.meta["height"]), "width": int(cache.meta["width"])}
-    return {"representation": rep, "input_size": size, "preprocessing": pre,
-            **class_set(data_cfg.get("class_set", "ddd17")).to_dict(),
-            "training": {"stage": method.stage, **extra, "config": plain(cfg)}}
+    return NetworkCard.from_dict({**model.config, "representation": rep, "input_size": size, "preprocessing": pre,
+                                  **class_set(data_cfg.get("class_set", "ddd17")).to_dict(),
+                                  "training": {"stage": method.stage, **extra, "config": plain(cfg)}})
 
 
 def teacher_outputs_cached(mode: str, teacher: TeacherView) -> bool:
@@ -163,11 +166,16 @@ def _deployable(model: nn.Module) -> nn.Module:
     return dep
 
 
-def validate(model: nn.Module, meta: dict, cache: PairCache, indices: np.ndarray, modality: str,
-             batch_size: int = 8) -> dict:
-    """Evaluate on cached pairs through evdistill_ros.eval (labelled frames only)."""
-    samples = cache_samples(cache, indices)
-    return evaluate_model(unwrap(model), meta, samples, modality, batch_size=batch_size)
+def validate(model: nn.Module, card: NetworkCard, cache: PairCache, indices: np.ndarray, batch_size: int = 8) -> dict:
+    """Evaluate on cached pairs through evdistill_ros.eval (labelled frames only); the network's
+    training mode is as it was afterwards."""
+    model = unwrap(model)
+    was_training = model.training
+    try:
+        return evaluate_model(Predictor.from_model(model, card), cache_samples(cache, indices), card.modality,
+                              batch_size=batch_size)
+    finally:
+        model.train(was_training)
 
 
 class _Stopper:
@@ -292,8 +300,8 @@ def _train(cfg: dict, scfg: dict, method: Method, teacher_path: str | None, out_
     extra = {"bags": list(data["bags"])}
     if method.stage == "student":
         extra = {**method.extra, "teacher": str(teacher_path) if teacher_path else None, **extra}
-    meta = checkpoint_metadata(method, data, cache, stats, extra, cfg)
-    prep = Preprocessor.from_metadata({**meta, "in_channels": unwrap(net).in_channels, "input_size": None})
+    card = checkpoint_card(method, _deployable(net), data, cache, stats, extra, cfg)
+    prep = Preprocessor.for_card(card, any_size=True)
 
     # --- resume
     method_fp = method.fingerprint()
@@ -345,8 +353,8 @@ def _train(cfg: dict, scfg: dict, method: Method, teacher_path: str | None, out_
     def save(at: int) -> None:
         if not main:
             return
-        m = {**meta, "training": {**meta["training"], "step": at, "steps": total}}
-        save_checkpoint(ckpt_path, _deployable(net), m)
+        done = card.replace(training={**card.training, "step": at, "steps": total})
+        save_checkpoint(ckpt_path, _deployable(net), done.to_dict())
         save_state(state_path, name=name, step=at, fingerprint=fp, model=net.state_dict(),
                    a2e=a2e.state_dict() if a2e is not None else None, optimizer=optimizer.state_dict(),
                    scheduler=scheduler.state_dict(), scaler=scaler.state_dict())
@@ -354,10 +362,7 @@ def _train(cfg: dict, scfg: dict, method: Method, teacher_path: str | None, out_
     def run_validation(at: int) -> dict | None:
         if val_cache is None or not main:
             return None
-        net.eval()
-        res = validate(_deployable(net), {**meta, "in_channels": unwrap(net).in_channels}, val_cache,
-                       np.arange(len(val_cache)), method.modality)
-        net.train()
+        res = validate(_deployable(net), card, val_cache, np.arange(len(val_cache)))
         if writer is not None and res.get("miou") is not None:
             writer.add_scalar("val/miou", res["miou"], at)
             writer.add_scalar("val/miou_all", res.get("miou_all", float("nan")), at)

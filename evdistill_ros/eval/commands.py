@@ -146,7 +146,7 @@ def _visualize(args: argparse.Namespace) -> int:
                                      class_map_to=args.class_map,
                                      progress=not args.no_progress and sys.stderr.isatty())
     if args.metrics:
-        from .visualize import metrics_figures  # on use: the CLI parses without torch/numba
+        from .figures import metrics_figures  # on use: the CLI parses without torch/numba
 
         written += metrics_figures(args.metrics, args.out)
     for p in written:

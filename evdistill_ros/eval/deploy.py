@@ -11,30 +11,31 @@ int8) and the largest logit difference and the argmax agreement are printed; fp3
 agreement is under 99.5 %. The accuracy cost of int8 is measured where it matters, on labelled
 data: `evdistill evaluate --event-ckpt model_int8.onnx` beside the fp32 checkpoint.
 
-    calibration_inputs(bags, meta, n) -> list of preprocessed (1, C, H, W) float32 inputs
+    calibration_inputs(bags, card, n) -> list of preprocessed (1, C, H, W) float32 inputs
 """
 from __future__ import annotations
 
 import argparse
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+if TYPE_CHECKING:  # annotation only: the CLI parses without torch
+    from ..models.card import NetworkCard
 
-def calibration_inputs(bags: Sequence[str], meta: dict, n: int = 300) -> list[np.ndarray]:
+
+def calibration_inputs(bags: Sequence[str], card: "NetworkCard", n: int = 300) -> list[np.ndarray]:
     """Up to `n` network inputs from the bags, spread over them: event windows (the checkpoint's
     event input) or APS frames, preprocessed exactly as inference does."""
-    from ..events.spec import EventInput  # on use: the CLI parses without torch/numba
     from ..io.samples import iter_samples  # on use: the CLI parses without torch/numba
     from ..models.preprocess import Preprocessor  # on use: the CLI parses without torch/numba
 
-    rep = meta.get("representation")
-    events = isinstance(rep, dict)
-    prep = Preprocessor.from_metadata(meta)
+    events = card.is_event_network
+    prep = Preprocessor.for_card(card)
     per_bag = max(1, n // max(1, len(bags)))
     out: list[np.ndarray] = []
     for bag in bags:
-        opts = {"event_input": EventInput.from_dict(rep)} if events else {"need_events": False}
+        opts = {"event_input": card.event_input} if events else {"need_events": False}
         samples = [s for s in iter_samples(bag, "bag", **opts) if (s.events if events else s.aps) is not None]
         pick = np.linspace(0, len(samples) - 1, min(per_bag, len(samples))).astype(int) if samples else []
         out += [prep(samples[i].events if events else samples[i].aps).numpy() for i in pick]
@@ -42,7 +43,7 @@ def calibration_inputs(bags: Sequence[str], meta: dict, n: int = 300) -> list[np
 
 
 def _export(args: argparse.Namespace) -> int:
-    from ..models import load_checkpoint  # on use: the CLI parses without torch/numba
+    from ..models.files import load_network  # on use: the CLI parses without torch/numba
     from ..models.export import export_onnx, onnx_bytes, quantize_int8  # on use: the CLI parses without torch/numba
 
     if (args.height is None) != (args.width is None):
@@ -50,11 +51,11 @@ def _export(args: argparse.Namespace) -> int:
     if args.int8:
         if not args.calibration:
             raise ValueError("--int8 needs --calibration BAG [BAG ...] (training recordings)")
-        model, meta = load_checkpoint(args.checkpoint)
-        inputs = calibration_inputs(args.calibration, dict(meta), args.calibration_windows)
+        model, card = load_network(args.checkpoint)
+        inputs = calibration_inputs(args.calibration, card, args.calibration_windows)
         if not inputs:
             raise ValueError(f"no calibration windows in {', '.join(args.calibration)}")
-        report = quantize_int8(onnx_bytes(model, dict(meta), dynamic=not args.static, opset=args.opset,
+        report = quantize_int8(onnx_bytes(model, card.to_dict(), dynamic=not args.static, opset=args.opset,
                                           height=args.height, width=args.width), inputs, args.out)
         print(report.summary())
         print("its accuracy cost: evdistill evaluate --event-ckpt (or --aps-ckpt) on labelled data, beside the fp32 one")

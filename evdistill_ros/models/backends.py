@@ -47,13 +47,17 @@ class Backend:
 class TorchBackend(Backend):
     name = "torch"
 
-    def __init__(self, model: nn.Module, device: torch.device, fp16: bool = False, compile: bool = False):
+    def __init__(self, model: nn.Module, device: torch.device, fp16: bool = False, compile: bool = False,
+                 channels_last: bool = True):
         self.device = device
         self.fp16 = bool(fp16 and device.type == "cuda")  # fp16 only pays off (and is safe) on CUDA
+        # channels_last=False runs a module that is still being trained (validation) as it is: the
+        # conversion would change its weights' layout in place
+        self.channels_last = channels_last
         model = model.to(device).eval()
         if self.fp16:
             model = model.half()
-        self.model = model.to(memory_format=torch.channels_last)
+        self.model = model.to(memory_format=torch.channels_last) if channels_last else model
         if compile:
             self.name = "torch-compile"
             self.model = torch.compile(self.model)
@@ -63,7 +67,7 @@ class TorchBackend(Backend):
         x = x.to(self.device, non_blocking=True)
         if self.fp16:
             x = x.half()
-        out = self.model(x.contiguous(memory_format=torch.channels_last))
+        out = self.model(x.contiguous(memory_format=torch.channels_last) if self.channels_last else x)
         out = out["logits"] if isinstance(out, dict) else out
         return out.float()
 

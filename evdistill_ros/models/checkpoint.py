@@ -109,7 +109,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, metadata: Mapping
     meta: dict[str, Any] = default_metadata()
     meta.update(dict(metadata or {}))
     for key in _MODEL_KEYS:
-        if key in (metadata or {}) and metadata[key] != config[key]:
+        if key in (metadata or {}) and _plain(metadata[key], key) != _plain(config[key], key):
             raise CheckpointError(f"save_checkpoint: metadata {key}={metadata[key]!r} contradicts the model's "
                                   f"{config[key]!r}")
         meta[key] = config[key]

@@ -7,6 +7,7 @@ what it saw in training.
     prepare_labels(labels, meta) -> torch.Tensor (B, H', W') int64 (nearest resize, for training)
     restore_output(logits, original_hw, align_corners=False) -> np.ndarray (B, H, W) uint8 labels
     Preprocessor.from_metadata(meta)   the same as an object (its __call__ is prepare_input)
+    Preprocessor.for_card(card)        the same from a models.card.NetworkCard
 
 Input layouts (``layout="auto"``): 2-D (H, W) is one channel; 3-D uint8/uint16 is an image
 (H, W, C) as from cv2 / sensor_msgs; 3-D float is an embedding (C, H, W) as from
@@ -41,14 +42,17 @@ dataset uses, so both give bit-identical tensors.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .. import frames
+
+if TYPE_CHECKING:  # annotation only: the card module needs nothing from here
+    from .card import NetworkCard
 
 _RESIZE_MODES = ("bilinear", "bicubic", "nearest", "area")
 _CHANNEL_MODES = ("exact", "repeat", "pad", "mean")
@@ -146,6 +150,13 @@ class Preprocessor:
             channels=pre.get("channels", "exact"),
             frame=pre.get("frame"),
         )
+
+    @classmethod
+    def for_card(cls, card: "NetworkCard", any_size: bool = False) -> "Preprocessor":
+        """The card's preprocessing; `any_size`: at the input's own size (training crops, the
+        teacher's frames at the pair cache's size) instead of the card's input size."""
+        pre = cls.from_metadata(card.to_dict())
+        return replace(pre, height=None, width=None) if any_size else pre
 
     def _channels(self, t: torch.Tensor) -> torch.Tensor:
         c, want = t.shape[1], self.in_channels

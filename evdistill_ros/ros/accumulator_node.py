@@ -26,11 +26,11 @@ import rospy
 from rospy.numpy_msg import numpy_msg
 
 from ..events.windows import Window
+from ..models.reloading import FileWatch
 from ..msg import EventEmbedding
 from .common import (StatusPublisher, StreamAccumulator, WindowReconfigure, checkpoint_event_input,
                      event_input_from_ros, every, param, reconfigure_server, ros_time)
 from .health import accumulator_health
-from .latest import FileWatch
 
 
 class CheckpointFollower:

@@ -23,7 +23,7 @@ from ..events import DEFAULT_EVENT_INPUT, EventInput, warmup
 from ..events.spec import DEFAULT_BOUNDS, InputBounds
 from ..wire import EventArrayMsg
 from ..events.windows import SlidingWindow, Window, WindowStats
-from ..models.teacher_card import read_image_network_metadata as read_metadata
+from ..models.files import read_card
 from .event_subscriber import EventSubscriber
 from .health import LEVEL_NAMES, Health, HealthLimits
 
@@ -155,14 +155,13 @@ def checkpoint_event_input(path: str) -> tuple[EventInput | None, str]:
     if not path:
         return None, ""  # no checkpoint: ~representation / the default, not an error
     try:
-        meta = read_metadata(path)
+        card = read_card(path)
     except (OSError, ValueError) as exc:
         return None, str(exc)
-    rep = meta.get("representation")
-    if not isinstance(rep, dict):
-        return None, f"checkpoint {path} is an APS-frame network (input {rep!r}), not an event network"
+    if card.event_input is None:
+        return None, f"checkpoint {path} is an APS-frame network (input 'aps'), not an event network"
     try:
-        return check_input(EventInput.from_dict(rep)), ""
+        return check_input(card.event_input), ""
     except ValueError as exc:
         return None, f"checkpoint {path}: {exc}"
 

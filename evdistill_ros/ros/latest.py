@@ -1,7 +1,6 @@
 """Small thread-safe pieces the nodes share (no rospy here, so they are unit-tested directly)."""
 from __future__ import annotations
 
-import os
 import threading
 from collections import deque
 from typing import Generic, TypeVar
@@ -86,25 +85,3 @@ class Counters:
     def snapshot(self) -> dict[str, int]:
         with self._lock:
             return dict(self._values)
-
-
-class FileWatch:
-    """Tells when a file appeared, disappeared or was replaced (mtime, size, inode) since the last look."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._seen = self._stamp()
-
-    def _stamp(self) -> tuple[int, int, int] | None:
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return None
-        return (st.st_mtime_ns, st.st_size, st.st_ino)
-
-    def changed(self) -> bool:
-        now = self._stamp()
-        if now == self._seen:
-            return False
-        self._seen = now
-        return True

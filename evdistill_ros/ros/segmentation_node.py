@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -59,13 +58,14 @@ from ..classes import DDD17, ClassSet
 from ..events.spec import EventInput
 from ..events.windows import Window
 from ..models.predictor import NonFiniteError, Predictor
+from ..models.reloading import Log, ReloadingPredictor
 from ..msg import EventEmbedding
 from ..render import event_image, legend_strip, overlay
 from ..wire import CodecError, decode_image
 from .common import (CallbackErrors, SizeLimits, StatusPublisher, StreamAccumulator, WindowReconfigure,
                      compressed_msg, event_input_from_ros, every, image_msg, param, reconfigure_server, ros_time)
 from .health import Health, HealthLimits, accumulator_health, segmentation_health
-from .latest import Counters, FileWatch, LatestOnly, RollingStats
+from .latest import Counters, LatestOnly, RollingStats
 
 
 @dataclass
@@ -75,57 +75,6 @@ class Job:
     frame_id: str
     received: float  # time.monotonic() when the input arrived
     spec: EventInput | None = None  # the event input an embedding was made with
-
-
-class Network:
-    """A Predictor loaded lazily and kept in step with its file: a missing or broken checkpoint is
-    logged and retried every ~checkpoint_check_s (5 s), a replaced one is reloaded; never fatal."""
-
-    def __init__(self, role: str, path: str, device: str, fp16: bool, check_s: float = 5.0, backend: str = "torch"):
-        self.role, self.path, self.device, self.fp16, self.check_s = role, path, device, fp16, check_s
-        self.backend = backend
-        self.predictor: Predictor | None = None
-        self.error = ""
-        self.loads = 0
-        self.watch = FileWatch(path)
-        self._next_try = 0.0
-        self._lock = threading.Lock()
-
-    def get(self) -> Predictor | None:
-        with self._lock:
-            if time.monotonic() >= self._next_try:
-                first = self._next_try == 0.0
-                self._next_try = time.monotonic() + self.check_s
-                # a missing file that appears, a truncated one that is rewritten: both change it
-                if first or self.watch.changed():
-                    self._load()
-            return self.predictor
-
-    def set_device(self, device: str) -> None:
-        """Run on another device: the network reloads before its next input."""
-        with self._lock:
-            if device != self.device:
-                rospy.loginfo("%s: device %s -> %s (reloading)", self.role, self.device, device)
-                self.device, self._next_try = device, 0.0
-
-    def _load(self) -> None:
-        if not os.path.isfile(self.path):
-            self.predictor = None
-            self.error = f"{self.role} checkpoint {self.path!r} not found (retrying every {self.check_s:g} s)"
-            rospy.logerr(self.error)
-            return
-        try:
-            self.predictor = Predictor(self.path, self.device, self.fp16, backend=self.backend,
-                                       log=lambda m: rospy.loginfo("%s: %s", self.role, m))
-        except Exception as exc:  # noqa: BLE001 - a bad checkpoint must not kill the node
-            self.predictor = None
-            self.error = f"cannot use {self.role} checkpoint {self.path}: {exc} (retrying when the file changes)"
-            rospy.logerr(self.error)
-            return
-        self.error = ""
-        self.loads += 1
-        rospy.loginfo("%s: %s on %s with %s (%s, input %s)", self.role, self.path, self.predictor.backend.device,
-                      self.predictor.backend.name, self.predictor.meta.get("backbone"), self.predictor.representation)
 
 
 def publish_static_frame(parent: str, child: str):
@@ -165,9 +114,11 @@ class SegmentationNode:
     def __init__(self) -> None:
         device, fp16, backend = param("device", "auto"), param("fp16", False), param("backend", "torch")
         check_s = param("checkpoint_check_s", 5.0)
-        self.student = Network("student", param("checkpoint", ""), device, fp16, check_s, backend)
+        log = Log(info=rospy.loginfo, error=rospy.logerr)
+        self.student = ReloadingPredictor("student", param("checkpoint", ""), device, fp16, check_s, backend, log)
         teacher_path = param("teacher_checkpoint", "")
-        self.teacher = Network("teacher", teacher_path, device, fp16, check_s, backend) if teacher_path else None
+        self.teacher = ReloadingPredictor("teacher", teacher_path, device, fp16, check_s, backend,
+                                          log) if teacher_path else None
         self.teacher_enabled = True
         self.overlay_on = param("overlay_on", "events")
         self.alpha = param("overlay_alpha", 0.5)
@@ -353,7 +304,7 @@ class SegmentationNode:
         self._serve(self.aps_box, self.teacher, self.teacher_out, self.teacher_ms, "teacher_published", accepts,
                     lambda job, predictor: job.data)
 
-    def _serve(self, box: LatestOnly, network: Network, out: Outputs, timing: RollingStats, counter: str,
+    def _serve(self, box: LatestOnly, network: ReloadingPredictor, out: Outputs, timing: RollingStats, counter: str,
                accepts, background, track_latency: bool = False) -> None:
         """Newest job -> network -> labels (+ overlay while someone subscribes), until shutdown;
         failures are counted and logged."""
