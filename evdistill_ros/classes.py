@@ -177,7 +177,7 @@ CLASS_SETS: dict[str, ClassSet] = {c.name: c for c in (DDD17, DSEC11, DSEC19, SI
 # other names of built-in sets (teacher cards name what the network was trained on)
 CLASS_SET_ALIASES: dict[str, str] = {"cityscapes": "dsec19"}
 
-# Mappings between sets, by class name (this package's convention, README "Class sets"): each
+# Mappings between sets, by class name (this package's convention, docs/datasets.md "Class sets"): each
 # source class goes to the coarser class that contains it. 19 -> 11: sky is background,
 # terrain is vegetation (Cityscapes' "nature"), a traffic light counts as a traffic sign,
 # riders are persons, every vehicle is a car. 11 -> 6: DDD17's background is construction and

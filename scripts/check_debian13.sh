@@ -2,7 +2,7 @@
 # The Debian 13 check (issue: set-up on today's Debian): a clean clone of this repository's
 # HEAD runs `make setup`, `make test` and `make demo` in a fresh Debian root made by
 # debootstrap, as a new user on that release would. Not part of `make test` (it downloads
-# Debian's ROS packages and, on Python 3.13, PyPI's torch: see README).
+# Debian's ROS packages and, on Python 3.13, PyPI's torch: see docs/install.md).
 #
 #   sudo scripts/check_debian13.sh [ROOT_DIR]        # default /var/tmp/evdistill-trixie
 #   SUITE=bookworm sudo scripts/check_debian13.sh /var/tmp/evdistill-bookworm   # the same on Debian 12

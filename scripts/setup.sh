@@ -51,7 +51,7 @@ if [ "$(cat "$VENV/.evdistill-req" 2>/dev/null)" != "$req_hash" ]; then
     "$VENV/bin/pip" install -q --disable-pip-version-check "$@" 2>&1 | { grep -v "is ignored: it is neither" || true; }
   }
   # EVDISTILL_TORCH_INDEX=https://download.pytorch.org/whl/cpu: torch's CPU build (about 200 MB)
-  # where PyPI only has the CUDA one (Python 3.12+: about 2.7 GB more in the venv, README)
+  # where PyPI only has the CUDA one (Python 3.12+: about 2.7 GB more in the venv, docs/install.md)
   quiet_pip -r requirements.txt ${EVDISTILL_TORCH_INDEX:+--extra-index-url "$EVDISTILL_TORCH_INDEX"}
   # --no-deps: the pins above are the tested set; Debian provides cv2 (no PyPI opencv)
   quiet_pip --no-deps -e .

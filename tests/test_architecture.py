@@ -1,4 +1,4 @@
-"""The layering of the package is enforced, not only written down (.importlinter, README layout)."""
+"""The layering of the package is enforced, not only written down (.importlinter, docs/architecture.md)."""
 from __future__ import annotations
 
 import ast

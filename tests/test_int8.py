@@ -1,5 +1,5 @@
 """int8 post-training quantisation of a trained student: the accuracy cost on held-out data is
-bounded (the bench and README report the figure on the simulated test split)."""
+bounded (the bench and docs report the figure on the simulated test split)."""
 from __future__ import annotations
 
 import pytest

@@ -158,7 +158,7 @@ class Method:
                 text += " not rescaled" if scale is None else f" rescaled by {scale[0]}-{scale[1]}"
             return text
         return notes + [f"note: the teacher trained on {say(theirs)}, the student's batches are {say(augment)}: "
-                        "the teacher labels inputs unlike its training ones (README, small classes: a whole-frame "
+                        "the teacher labels inputs unlike its training ones (docs/experiments, small classes: a whole-frame "
                         f"teacher distilled on crops taught a worse student); set student.augment."
                         f"{'/'.join(differs)} to match"]
 

@@ -343,7 +343,7 @@ def _onnx_metadata(path: Path) -> dict[str, Any]:
     except ValueError as exc:
         if "without evdistill_ros metadata" in str(exc):
             raise CheckpointError(f"{path}: an ONNX model without evdistill_ros metadata: write a teacher card for it "
-                             "(YAML: path, classes, frame, mean, std; README, real cameras)") from None
+                             "(YAML: path, classes, frame, mean, std; docs/real_cameras.md)") from None
         raise
 
 

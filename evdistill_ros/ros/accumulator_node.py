@@ -43,7 +43,7 @@ class CheckpointFollower:
         self.base, self.error = checkpoint_event_input(path)
         if path and self.base is None:
             rospy.logerr("%s: using ~representation / the default until it can be read (checked every %g s)",
-                         self.error, param("checkpoint_check_s", 5.0))
+                         self.error, param("checkpoint_check_s"))
 
     def check(self) -> None:
         if not self.path or not self.watch.changed():
@@ -59,7 +59,7 @@ class CheckpointFollower:
 
 def main() -> int:
     rospy.init_node("accumulator_node")
-    follower = CheckpointFollower(param("checkpoint", ""))
+    follower = CheckpointFollower(param("checkpoint"))
     pub = rospy.Publisher("~embedding", numpy_msg(EventEmbedding), queue_size=10)
     published = [0]
 
@@ -79,7 +79,7 @@ def main() -> int:
 
     windows = WindowReconfigure(acc, lambda: follower.base)
     reconfigure_server("Accumulator", lambda config, _level: windows(config))
-    every(param("checkpoint_check_s", 5.0), follower.check, "checkpoint watch")
+    every(param("checkpoint_check_s"), follower.check, "checkpoint watch")
     StatusPublisher(lambda: dict(acc.stats(), published=published[0], checkpoint_error=follower.error or None),
                     accumulator_health, "accumulating")
     rospy.spin()

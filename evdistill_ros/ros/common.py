@@ -20,15 +20,17 @@ from std_msgs.msg import Header, String
 
 from .. import wire
 from ..events import DEFAULT_EVENT_INPUT, EventInput, warmup
-from ..events.spec import DEFAULT_BOUNDS, InputBounds
+from ..events.spec import InputBounds
 from ..wire import EventArrayMsg
 from ..events.windows import SlidingWindow, Window, WindowStats
 from ..models.files import read_card
 from .event_subscriber import EventSubscriber
 from .health import LEVEL_NAMES, Health, HealthLimits
+from .params import declared
 
-def param(name: str, default: Any) -> Any:
-    """A private parameter (~name), typed like its default."""
+def param(name: str) -> Any:
+    """A private parameter (~name) with its declared default (ros.params), typed like that default."""
+    default = declared(name).default
     value = rospy.get_param("~" + name, default)
     if default is not None and not isinstance(default, (dict, list)) and value is not None:
         try:
@@ -65,10 +67,9 @@ def event_input_from_settings(base: EventInput | None, settings: Mapping[str, An
 def input_bounds() -> InputBounds:
     """The node's bounds on an event input (events.spec.InputBounds), from ~max_embedding_mb
     (default 1024), ~max_windows_per_s (1000) and ~min_stride_events (1000)."""
-    d = DEFAULT_BOUNDS
-    return InputBounds(int(float(param("max_embedding_mb", d.max_embedding_bytes / 2**20)) * 2**20),
-                       float(param("max_windows_per_s", d.max_windows_per_s)),
-                       int(param("min_stride_events", d.min_stride_events)))
+    return InputBounds(int(float(param("max_embedding_mb")) * 2**20),
+                       float(param("max_windows_per_s")),
+                       int(param("min_stride_events")))
 
 
 def check_input(spec: EventInput) -> EventInput:
@@ -82,9 +83,7 @@ def event_input_from_ros(base: EventInput | None = None) -> EventInput:
     """`base` overridden by the private parameters ~representation, ~representation_params,
     ~window_ms, ~stride_ms, ~window_events, ~stride_events; settings that are malformed or beyond
     the node's bounds (check_input) are refused whole, logged, and `base` is used."""
-    defaults = {"representation": "", "representation_params": None, "window_ms": 0.0, "stride_ms": 0.0,
-                "window_events": 0, "stride_events": 0}
-    settings = {k: param(k, d) for k, d in defaults.items()}
+    settings = {k: param(k) for k in WINDOW_SETTINGS}
     try:
         return check_input(event_input_from_settings(base, settings))
     except ValueError as exc:
@@ -109,7 +108,7 @@ class WindowReconfigure:
     def __call__(self, config: Any) -> Any:
         settings = {k: config[k] for k in WINDOW_SETTINGS if k in config}
         # ~representation is a start-up parameter (not reconfigurable): it stays under every update
-        settings.setdefault("representation", param("representation", ""))
+        settings.setdefault("representation", param("representation"))
         try:  # built and bounded before anything changes: a bad value is refused whole
             self.accumulator.set_input(check_input(event_input_from_settings(self.base(), settings)))
         except ValueError as exc:
@@ -175,7 +174,7 @@ class SizeLimits:
 
     @classmethod
     def from_ros(cls) -> "SizeLimits":
-        return cls(param("max_height", cls.max_height), param("max_width", cls.max_width))
+        return cls(param("max_height"), param("max_width"))
 
     def allows(self, size: tuple[int, int]) -> bool:
         return 0 < size[0] <= self.max_height and 0 < size[1] <= self.max_width
@@ -226,7 +225,7 @@ class StreamAccumulator:
     def __init__(self, spec: EventInput, on_window: Callable[[Window, float, str], None]):
         self.spec = spec
         self.on_window = on_window
-        self.fallback_size = (param("height", 0), param("width", 0))
+        self.fallback_size = (param("height"), param("width"))
         self.limits = SizeLimits.from_ros()
         self.window: SlidingWindow | None = None
         self.size: tuple[int, int] | None = None
@@ -244,7 +243,7 @@ class StreamAccumulator:
         # and missing from `messages`); small values trade bursts for bounded latency
         self.errors = CallbackErrors()
         self.subscriber = EventSubscriber("events", self.errors.guard(self._on_events),
-                                          queue_size=param("queue_size", 200))
+                                          queue_size=param("queue_size"))
 
     def set_input(self, spec: EventInput) -> None:
         """Switch to another event input: the windows restart cleanly (logged)."""
@@ -341,9 +340,8 @@ def every(period_s: float, fn: Callable[[], None], name: str) -> threading.Threa
 
 
 def health_limits() -> HealthLimits:
-    d = HealthLimits()
-    return HealthLimits(param("warn_drop_fraction", d.warn_drop_fraction), param("warn_latency_ms", d.warn_latency_ms),
-                        param("error_silence_s", d.error_silence_s))
+    return HealthLimits(param("warn_drop_fraction"), param("warn_latency_ms"),
+                        param("error_silence_s"))
 
 
 class StatusPublisher:

@@ -14,7 +14,8 @@ from typing import Callable
 import rospy
 
 from ..wire import CodecError, EventArrayMsg, event_camera_msgs
-from ..wire.dvs_msgs import TIME_OUTLIER_NS, screen_time_outliers
+from ..wire.dvs_msgs import screen_time_outliers
+from .params import declared
 
 Decoder = Callable[[bytes], EventArrayMsg]
 
@@ -42,7 +43,7 @@ class EventSubscriber:
         self.callback = callback
         self.messages = self.bad_messages = self.wrong_type = self.dropped_out_of_bounds = 0
         self.dropped_time_outlier = 0
-        self.time_outlier_ns = int(float(rospy.get_param("~time_outlier_s", TIME_OUTLIER_NS / 1e9)) * 1e9)
+        self.time_outlier_ns = int(float(rospy.get_param("~time_outlier_s", declared("time_outlier_s").default)) * 1e9)
         self.busy_s = 0.0
         self.last_message = time.monotonic()  # silence counts from the subscription on
         self._decoders: dict[tuple[str, str], Decoder | None] = {}

@@ -112,18 +112,18 @@ class Outputs:
 
 class SegmentationNode:
     def __init__(self) -> None:
-        device, fp16, backend = param("device", "auto"), param("fp16", False), param("backend", "torch")
-        check_s = param("checkpoint_check_s", 5.0)
+        device, fp16, backend = param("device"), param("fp16"), param("backend")
+        check_s = param("checkpoint_check_s")
         log = Log(info=rospy.loginfo, error=rospy.logerr)
-        self.student = ReloadingPredictor("student", param("checkpoint", ""), device, fp16, check_s, backend, log)
-        teacher_path = param("teacher_checkpoint", "")
+        self.student = ReloadingPredictor("student", param("checkpoint"), device, fp16, check_s, backend, log)
+        teacher_path = param("teacher_checkpoint")
         self.teacher = ReloadingPredictor("teacher", teacher_path, device, fp16, check_s, backend,
                                           log) if teacher_path else None
         self.teacher_enabled = True
-        self.overlay_on = param("overlay_on", "events")
-        self.alpha = param("overlay_alpha", 0.5)
-        self.compressed_format = param("compressed_format", "jpeg")
-        self.jpeg_quality = param("jpeg_quality", 90)
+        self.overlay_on = param("overlay_on")
+        self.alpha = param("overlay_alpha")
+        self.compressed_format = param("compressed_format")
+        self.jpeg_quality = param("jpeg_quality")
         self.limits = SizeLimits.from_ros()
         self.latest_aps: np.ndarray | None = None
         self.events_box: LatestOnly[Job] = LatestOnly()
@@ -142,13 +142,13 @@ class SegmentationNode:
         self.student_out, self.teacher_out = Outputs(""), Outputs("teacher/")
         self.pub_legend = rospy.Publisher("~legend", Image, queue_size=1, latch=True)
         self.legend_classes: ClassSet | None = None
-        if param("publish_frame", False):
-            self.frame_broadcaster = publish_static_frame(param("fixed_frame", "map"), param("camera_frame", "camera"))
+        if param("publish_frame"):
+            self.frame_broadcaster = publish_static_frame(param("fixed_frame"), param("camera_frame"))
 
         predictor = self.student.get()
         self._publish_legend()  # in the student's class set when it loaded (DDD17's until then)
         self.accumulator = None
-        if param("in_process", False):
+        if param("in_process"):
             self.accumulator = StreamAccumulator(event_input_from_ros(predictor.event_input if predictor else None),
                                                  self._on_window)
         else:

@@ -31,16 +31,16 @@ def main() -> int:
     from ..distill.trainer import run_training  # on use: after the signal set-up above
 
     try:
-        overrides = [parse_override(o) for o in _bags(param("set", ""))]
-        cfg = load_config(param("config", "") or None, overrides)
-        stage = param("stage", "student")
+        overrides = [parse_override(o) for o in _bags(param("set"))]
+        cfg = load_config(param("config") or None, overrides)
+        stage = param("stage")
         kwargs = {}
         if stage == "student":
             use_labels = rospy.get_param("~use_labels", None)  # unset: the config's student.use_labels
-            kwargs = {"method": param("method", "") or None, "teacher": param("teacher", "") or None,
+            kwargs = {"method": param("method") or None, "teacher": param("teacher") or None,
                       "use_labels": None if use_labels in (None, "") else bool(use_labels)}
-        path = run_training(cfg, _bags(param("bags", "")) or None, stage, out_dir=param("out", "") or None,
-                            resume=param("resume", False), log=rospy.loginfo, progress=False, **kwargs)
+        path = run_training(cfg, _bags(param("bags")) or None, stage, out_dir=param("out") or None,
+                            resume=param("resume"), log=rospy.loginfo, progress=False, **kwargs)
     except KeyboardInterrupt:
         rospy.logwarn("training interrupted; the last checkpoint was saved (resume with _resume:=true)")
         return 130
