@@ -30,7 +30,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from evdistill_ros.distill.methods import method_for  # noqa: E402
-from evdistill_ros.distill.config import DEFAULTS  # noqa: E402
+from evdistill_ros.distill.config import Config, ModelConfig  # noqa: E402
+from evdistill_ros.distill.methods import LossContext  # noqa: E402
 from evdistill_ros.events import DEFAULT_EVENT_INPUT, Events  # noqa: E402
 from evdistill_ros.models import Preprocessor, build_model, save_checkpoint  # noqa: E402
 from evdistill_ros.models.predictor import Predictor  # noqa: E402
@@ -159,17 +160,16 @@ def training_rows(device, steps: int, tmp: Path) -> list[dict]:
     is not part of the figure."""
     rows = []
     scales = {"demo 64x96 b6": (6, 64, 96), "ddd17 200x346 b8": (8, 200, 346)}
-    mcfg = {"arch": "deeplabv3plus", "backbone": "mobilenetv2", "output_stride": 16, "num_classes": 6,
-            "pretrained": None, "width_mult": 0.5, "aspp_channels": 128, "decoder_channels": 128}
+    model = ModelConfig(num_classes=6, width_mult=0.5, options={"aspp_channels": 128, "decoder_channels": 128})
     teacher = build_model("deeplabv3plus", "resnet18", in_channels=1, num_classes=6).eval()
     teacher_ckpt = save_checkpoint(tmp / "teacher.pt", teacher, {"representation": "aps", "preprocessing": {
         "frame": "gray", "scale": "auto", "channels": "exact"}})
     amp = device.type == "cuda"
     for scale, (b, h, w) in scales.items():
         for stage, method in (("teacher", None), ("student", "supervised"), ("student", "evdistill")):
-            m = method_for(stage, method, False, DEFAULTS["student"])
+            m = method_for(stage, method, False, Config().student)
             torch.manual_seed(0)
-            nets = m.build(mcfg, _CacheFacts(), str(teacher_ckpt), device, lambda s: None)
+            nets = m.build(model, _CacheFacts(), str(teacher_ckpt), device, lambda s: None)
             for mod in nets.trained():
                 mod.to(device).train()
             nets.prep = Preprocessor.from_metadata({"in_channels": 1 if stage == "teacher" else 5,
@@ -182,7 +182,7 @@ def training_rows(device, steps: int, tmp: Path) -> list[dict]:
 
             def step() -> None:
                 with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
-                    terms = m.loss_terms(nets, None if stage == "teacher" else ev, aps, label)
+                    terms = m.loss_terms(nets, LossContext(), None if stage == "teacher" else ev, aps, label)
                     loss = sum(m.weights[k] * v for k, v in terms.items() if m.weights[k] > 0)
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()

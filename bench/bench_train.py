@@ -33,7 +33,7 @@ def main() -> int:
 
     import torch
 
-    from evdistill_ros.distill.cache import extract_pairs
+    from evdistill_ros.io.pair_writer import extract_pairs
     from evdistill_ros.io.pair_cache import open_cache
     from evdistill_ros.distill.config import load_config
     from evdistill_ros.distill.trainer import run_training
@@ -51,10 +51,10 @@ def main() -> int:
         "teacher": {"steps": args.steps}, "student": {"steps": args.steps},
         "train": {"steps": args.steps, "log_every": 1, "image_every": 0, "ckpt_every": 10**6, "warmup_steps": 1,
                   "device": "cpu", "out_dir": str(tmp / "runs")}}])
-    d = cfg["data"]
+    d = cfg.data
 
     t0 = time.perf_counter()
-    cache = open_cache(extract_pairs([bag], d, progress=False, log=lambda s: None))
+    cache = open_cache(extract_pairs(d.pair_source([bag]), d.cache_dir, progress=False, log=lambda s: None))
     t_extract = time.perf_counter() - t0
     n = len(cache)
     t0 = time.perf_counter()
@@ -63,13 +63,13 @@ def main() -> int:
         acc += float(np.asarray(cache.events[j]).sum()) + float(np.asarray(cache.aps[j]).sum())
     t_cache = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ends = np.array([m.stamp_ns for m in iter_images(bag, d["image_topic"])], dtype=np.int64)
-    for _ in embeddings_at(iter_events(bag, d["events_topic"]), ends, d["representation"], height=args.height,
-                           width=args.width, window_ns=d["window_ns"], **d["representation_params"]):
+    ends = np.array([m.stamp_ns for m in iter_images(bag, d.image_topic)], dtype=np.int64)
+    for _ in embeddings_at(iter_events(bag, d.events_topic), ends, d.representation, height=args.height,
+                           width=args.width, window_ns=d.window_ns, **d.representation_params):
         pass
     t_bag = time.perf_counter() - t0
 
-    print(f"\n{n} pairs, {args.width}x{args.height}, {d['representation']} {d['representation_params']}, torch threads {torch.get_num_threads()}")
+    print(f"\n{n} pairs, {args.width}x{args.height}, {d.representation} {d.representation_params}, torch threads {torch.get_num_threads()}")
     print("| pairs per epoch from | frames/s | speed-up |")
     print("|---|---|---|")
     print(f"| bag (embeddings_at, reference) | {n / t_bag:.0f} | 1.0x |")
@@ -83,7 +83,7 @@ def main() -> int:
         ck = run_training(cfg, [bag], "student", method=method, teacher=str(teacher), use_labels=labels,
                           progress=False, log=lambda s: None)
         rows.append((f"student {method}{' + labels' if labels else ''}", _step_time(ck)))
-    print(f"\n| run (batch {cfg['train']['batch_size']}, crop {cfg['augment']['crop']}) | s/step |")
+    print(f"\n| run (batch {cfg.train.batch_size}, crop {cfg.augment.crop}) | s/step |")
     print("|---|---|")
     for name, s in rows:
         print(f"| {name} | {s:.3f} |")

@@ -45,16 +45,16 @@ def main() -> int:
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config)
-    mcfg, st = dict(cfg["model"]), cfg["student"]
-    b = int(cfg["train"]["batch_size"])
-    h, w = cfg["augment"]["crop"] or (120, 160)
-    c, k = 3, int(mcfg["num_classes"])
-    student = build_net(mcfg, c, True)
-    teacher = build_net(mcfg, 1, False).eval().requires_grad_(False)
+    model, st = cfg.model, cfg.student
+    b = int(cfg.train.batch_size)
+    h, w = cfg.augment.crop or (120, 160)
+    c, k = 3, int(model.num_classes)
+    student = build_net(model, c, True)
+    teacher = build_net(model, 1, False).eval().requires_grad_(False)
     a2e = build_a2e(in_channels=1, out_channels=c, activation="none")
     ev, aps, label = torch.rand(b, c, h, w), torch.rand(b, 1, h, w), torch.randint(0, k, (b, h, w))
     opt = torch.optim.SGD(list(student.parameters()) + list(a2e.parameters()), lr=1e-3)
-    T, nodes = float(st["temperature"]), int(st["affinity_nodes"])
+    T, nodes = float(st.temperature), int(st.affinity_nodes)
 
     def supervised() -> None:
         opt.zero_grad()
@@ -106,7 +106,7 @@ def main() -> int:
             ("  student + E2A head, batch 2B (real + crafted)", timed(student_heads(torch.cat([ev, ev])))),
             ("  student alone, batch 2B (floor: real + crafted)", timed(student_heads(torch.cat([ev, ev]), head=False)))]
     ref = rows[0][1]
-    print(f"\n{mcfg['backbone']} width {mcfg.get('width_mult')}, batch {b}, crop {h}x{w}, {args.threads} threads, "
+    print(f"\n{model.backbone} width {model.width_mult}, batch {b}, crop {h}x{w}, {args.threads} threads, "
           f"median of {args.repeats}")
     print("| part | ms | x supervised step |")
     print("|---|---:|---:|")
@@ -118,21 +118,21 @@ def main() -> int:
           f"{floor / ref:.2f} |")
 
     # the package's own steps, teacher live against teacher outputs cached
-    from evdistill_ros.distill.methods import Networks, method_for
+    from evdistill_ros.distill.methods import LossContext, Networks, method_for
     from evdistill_ros.distill.teacher import TeacherView
-    from evdistill_ros.models import default_metadata
+    from evdistill_ros.models.card import NetworkCard
 
     def view(backbone: str) -> TeacherView:
-        net = build_net({**mcfg, "backbone": backbone, "width_mult": mcfg.get("width_mult") if backbone == mcfg[
-            "backbone"] else None}, 1, False)
-        meta = {**default_metadata(), "representation": "aps", "in_channels": 1, "num_classes": k,
-                "preprocessing": {"scale": "auto", "channels": "exact"}}
-        return TeacherView(net, meta, None, T, torch.device("cpu"))
+        net = build_net(model.replace(backbone=backbone, width_mult=model.width_mult if backbone == model.backbone
+                                      else None), 1, False)
+        card = NetworkCard(arch="deeplabv3plus", in_channels=1, num_classes=k,
+                           preprocessing={"scale": "auto", "channels": "exact"})
+        return TeacherView(net, card, None, T, torch.device("cpu"))
 
     soft = torch.randn(b, k + 1, h, w)
     soft[:, -1] = 1.0  # the validity map the dataset adds
     method_rows = []
-    for tname, tv in (("config's teacher", view(mcfg["backbone"])),
+    for tname, tv in (("config's teacher", view(model.backbone)),
                       (f"DeepLabV3+ {args.big_teacher_backbone} teacher", view(args.big_teacher_backbone))):
         for mname in ("kd", "evdistill"):
             method = method_for("student", mname, False, st)
@@ -140,7 +140,7 @@ def main() -> int:
 
             def step(cached: bool, method=method, nets=nets) -> None:
                 opt.zero_grad()
-                terms = method.loss_terms(nets, ev, aps, label, soft if cached else None)
+                terms = method.loss_terms(nets, LossContext(), ev, aps, label, soft if cached else None)
                 sum(method.weights[n] * v for n, v in terms.items()).backward()
                 opt.step()
             live, cached = timed(lambda: step(False)), timed(lambda: step(True))

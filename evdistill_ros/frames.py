@@ -1,6 +1,6 @@
 """APS frames: the one conversion from a camera image to what networks and pictures use.
 
-Training extraction (distill.cache), inference (models.preprocess: the node, evaluation) and
+Training extraction (io.pair_writer), inference (models.preprocess: the node, evaluation) and
 pictures (render) all call these, so the same frame gives the same pixels everywhere.
 
     canonical(image, encoding) -> (H, W) uint8 | (H, W) uint16 | (H, W, 3) uint8 RGB

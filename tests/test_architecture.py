@@ -108,6 +108,11 @@ def test_ruff_is_clean():
 
 ABOVE_MODELS = ("eval", "distill", "ros", "sim")
 CHECKPOINT_NAMES = ("meta", "metadata", "event_meta", "ckpt_meta", "network_meta")
+SECTIONS = ("data", "model", "augment", "train", "teacher", "student", "compare")
+CONFIG_NAMES = ("cfg", "config", "scfg", "mcfg", "run_cfg", "run_config", *(f"{s}_cfg" for s in SECTIONS),
+                *(f"{s}_config" for s in SECTIONS))
+# the file boundaries: where a checkpoint's or a config's plain form is read and checked
+BOUNDARIES = ("distill/config.py",)
 
 
 def _dict_typed(annotation: ast.expr | None) -> bool:
@@ -115,23 +120,40 @@ def _dict_typed(annotation: ast.expr | None) -> bool:
     return annotation is None or any(t in text for t in ("dict", "Dict", "Mapping", "Any"))
 
 
-def test_no_function_above_models_takes_checkpoint_metadata_as_a_dict():
-    """Above models/, a network's metadata travels as models.card.NetworkCard; the dict form lives at
-    the file boundary only (checkpoint, .onnx, card files)."""
+def test_no_function_above_models_takes_checkpoint_metadata_or_config_as_a_dict():
+    """Above models/, a network's metadata travels as models.card.NetworkCard and a training config
+    as distill.config.Config and its typed sections; the dict forms live at the file boundaries
+    (checkpoint, .onnx and card files; the YAML config)."""
     found = []
     for pkg in ABOVE_MODELS:
         for path in (PACKAGE / pkg).rglob("*.py"):
+            if str(path.relative_to(PACKAGE)) in BOUNDARIES:
+                continue
             for node in ast.walk(ast.parse(path.read_text())):
                 if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     continue
                 a = node.args
                 for arg in [*a.posonlyargs, *a.args, *a.kwonlyargs]:
-                    if arg.arg in CHECKPOINT_NAMES and _dict_typed(arg.annotation):
+                    named = arg.arg in CHECKPOINT_NAMES or arg.arg in CONFIG_NAMES
+                    section = arg.arg in SECTIONS and arg.annotation is not None
+                    if (named or section) and _dict_typed(arg.annotation):
                         found.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}({arg.arg})")
-    assert not found, "checkpoint metadata as a dict above models/ (take a NetworkCard):\n" + "\n".join(found)
+    assert not found, ("checkpoint metadata or config as a dict above models/ (take a NetworkCard, a Config or "
+                       "a section):\n" + "\n".join(found))
 
 
 def test_the_ast_check_sees_a_dict_parameter(tmp_path):
     tree = ast.parse("def f(meta: dict, card: NetworkCard, n: int): pass")
     args = tree.body[0].args.args
     assert [_dict_typed(a.annotation) for a in args] == [True, False, False]
+
+
+def test_distill_functions_are_short():
+    """The training code reads as small steps (distill.trainer.TrainingRun): no function of distill/
+    is over 60 lines."""
+    long = []
+    for path in (PACKAGE / "distill").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                long.append(f"{path.name}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert not long, "\n".join(long)

@@ -45,7 +45,7 @@ def test_training_killed_anywhere_leaves_sound_files_and_resumes(tmp_path):
     write_bag(bag, seed=0)
     cfg = tiny_config(tmp_path, steps=40, ckpt_every=3)
     cfg_path = tmp_path / "cfg.yaml"
-    cfg_path.write_text(yaml.safe_dump({k: v for k, v in cfg.items() if not k.startswith("_")}))
+    cfg_path.write_text(yaml.safe_dump(cfg.to_dict()))
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "evdistill_ros.cli", "train", "teacher", "--config", str(cfg_path), "--bags",
            str(bag), "--out", str(out), "--resume", "--no-progress"]
@@ -54,7 +54,7 @@ def test_training_killed_anywhere_leaves_sound_files_and_resumes(tmp_path):
         _killed(cmd, float(rng.uniform(2.0, 9.0)), tmp_path)
         if out.exists():
             _final_files_sound(out)
-        _final_files_sound(Path(cfg["data"]["cache_dir"]))
+        _final_files_sound(Path(cfg.data.cache_dir))
     done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     _, meta = load_checkpoint(out / "checkpoint.pt")

@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 from evdistill_ros.distill import config as C
-from evdistill_ros.distill.compare import Entry, parse_entry, run_compare, summarize
+from evdistill_ros.distill.compare import run_compare
+from evdistill_ros.distill.compare_report import summarize
+from evdistill_ros.distill.entries import Entry, parse_entry
 from evdistill_ros.io.bag import topics
 from evdistill_ros.models import read_metadata
 
@@ -131,11 +133,9 @@ def test_compare_with_seeds_scenarios_ablation_and_unlabelled_data(tmp_path):
     assert scores(again["runs"]) == scores(r["runs"])
     assert len(json.loads((out / "seed5" / "teacher" / "eval.json").read_text())) == 3
     # ... but never a run or a bag made with other settings
-    longer = _config(tmp_path, methods)
-    longer["student"]["steps"] = 3
+    longer = _config(tmp_path, methods).replace(student={"steps": 3})
     with pytest.raises(ValueError, match=r"student_supervised: finished with other settings \(train.steps: 2 -> 3\)"):
         run_compare(longer, out_dir=out, progress=False, log=lambda s: None, seeds=2)
-    other_sim = _config(tmp_path, methods)
-    other_sim["compare"]["seconds"] = 0.6
+    other_sim = _config(tmp_path, methods).replace(compare={"seconds": 0.6})
     with pytest.raises(ValueError, match=r"bags simulated with other settings \(seconds: 0.5 -> 0.6\)"):
         run_compare(other_sim, out_dir=out, progress=False, log=lambda s: None, seeds=2)

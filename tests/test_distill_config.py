@@ -17,8 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize("name", ["demo", "ddd17", "mvsec", "dsec", "davis"])
 def test_shipped_configs_load(name):
     cfg = C.load_config(REPO / "config" / f"{name}.yaml")
-    assert cfg["student"]["method"] in C.METHODS
-    w = cfg["student"]["weights"]
+    assert cfg.student.method in C.METHODS
+    w = cfg.student.weights
     assert (w["ce"], w["recon"], w["pixel"], w["affinity"]) == (10.0, 10.0, 20.0, 0.1)
 
 
@@ -45,14 +45,14 @@ def test_unknown_keys_and_bad_values_raise(tmp_path):
 
 def test_overrides_and_stage_sections():
     cfg = C.load_config(None, [C.parse_override("train.lr=0.05"), {"student": {"steps": 7}}])
-    assert C.stage_config(cfg, "teacher")["lr"] == 0.05
-    assert C.stage_config(cfg, "student")["steps"] == 7
-    assert C.stage_config(cfg, "teacher")["steps"] == C.DEFAULTS["train"]["steps"]
+    assert cfg.train_for("teacher").lr == 0.05
+    assert cfg.train_for("student").steps == 7
+    assert cfg.train_for("teacher").steps == C.DEFAULTS["train"]["steps"]
     # augmentation per stage: a teacher on whole frames, students on the shared crops
     cfg = C.load_config(None, [C.parse_override("teacher.augment.crop=null"), {"augment": {"crop": [32, 48]}}])
-    assert C.augment_config(cfg, "teacher")["crop"] is None
-    assert C.augment_config(cfg, "student") == cfg["augment"] and cfg["augment"]["crop"] == [32, 48]
-    assert C.augment_config(cfg, "teacher")["scale"] == cfg["augment"]["scale"]
+    assert cfg.augment_for("teacher").crop is None
+    assert cfg.augment_for("student") == cfg.augment and cfg.augment.crop == [32, 48]
+    assert cfg.augment_for("teacher").scale == cfg.augment.scale
 
 
 def test_augment_same_geometry_for_events_aps_labels():
@@ -62,15 +62,15 @@ def test_augment_same_geometry_for_events_aps_labels():
     label = (ramp.long() % 6)
     events = torch.stack([ramp, -ramp])
     aps = (ramp / ramp.max())[None]
-    cfg = {"scale": [1.0, 1.0], "crop": [16, 20], "hflip": True, "brightness": 0.0, "contrast": 0.0,
-           "gamma": 0.0, "noise": 0.0}
+    cfg = C.AugmentConfig(**{"scale": [1.0, 1.0], "crop": [16, 20], "hflip": True, "brightness": 0.0, "contrast": 0.0,
+           "gamma": 0.0, "noise": 0.0})
     for seed in range(6):
         e, a, lab = augment_pair(events, aps, label, cfg, np.random.default_rng(seed))
         assert e.shape == (2, 16, 20) and a.shape == (1, 16, 20) and lab.shape == (16, 20)
         np.testing.assert_allclose(e[0].numpy() / ramp.max().item(), a[0].numpy(), rtol=1e-5)
         np.testing.assert_array_equal(e[0].long().numpy() % 6, lab.numpy())
     # scaling + padding: labels padded with ignore, photometric only on aps
-    cfg.update(scale=[0.5, 0.5], crop=[24, 32], brightness=0.3)
+    cfg = cfg.replace(scale=[0.5, 0.5], crop=[24, 32], brightness=0.3)
     e, a, lab = augment_pair(events, aps, label, cfg, np.random.default_rng(0))
     assert (lab == 255).sum() == 24 * 32 - 12 * 16
     assert (e[0][lab == 255] == 0).all()
@@ -105,9 +105,9 @@ def test_config_types_shadowed_overrides_and_empty_files_are_refused(tmp_path):
     with pytest.raises(ValueError, match=r"train.steps=3 is shadowed by teacher.steps=1000.*set teacher.steps"):
         C.load_config(demo, [C.parse_override("train.steps=3")])
     cfg = C.load_config(demo, [C.parse_override("teacher.steps=3"), C.parse_override("student.steps=2")])
-    assert C.stage_config(cfg, "teacher")["steps"] == 3 and C.stage_config(cfg, "student")["steps"] == 2
+    assert cfg.train_for("teacher").steps == 3 and cfg.train_for("student").steps == 2
     cfg = C.load_config(demo, [C.parse_override("train.lr=1e-3")])  # YAML reads 1e-3 as text
-    assert cfg["train"]["lr"] == 0.001
+    assert cfg.train.lr == 0.001
     for text, match in (("data: 5\n", "data must be a mapping"), ("train: [1, 2]\n", "train must be a mapping"),
                         ("augment:\n  hflip: 3\n", "augment.hflip must be true or false"),
                         ("student:\n  temperature: warm\n", "student.temperature must be a number"),
@@ -128,3 +128,27 @@ def test_event_inputs_beyond_the_bounds_are_refused_in_the_config():
     with pytest.raises(ValueError, match="bins=-3"):
         C.load_config(None, [{"data": {"representation": "voxel_grid", "representation_params": {"bins": -3}}}])
     assert C.load_config(None, [{"data": {"representation": "voxel_grid", "representation_params": {"bins": 20}}}])
+
+
+def test_config_is_typed_and_round_trips():
+    cfg = C.load_config(REPO / "config" / "demo.yaml")
+    assert isinstance(cfg.data, C.DataConfig) and isinstance(cfg.student, C.StudentConfig)
+    assert cfg.model.options == {"aspp_channels": 128, "decoder_channels": 128}  # free build_model options
+    again = C.load_config(None, [cfg.to_dict()])
+    assert again == cfg and again.to_dict() == cfg.to_dict()
+    assert cfg.train_for("teacher").steps == 1000 and cfg.train_for("student").steps == 300
+    changed = cfg.replace(data={"val_bags": ["v.bag"]})
+    assert changed.data.val_bags == ["v.bag"] and cfg.data.val_bags == [] and changed.path == cfg.path
+    with pytest.raises(C.ConfigError, match="unknown key data.val_bagz"):
+        cfg.replace(data={"val_bagz": []})
+    with pytest.raises(C.ConfigError, match="train.lr must be a number"):
+        cfg.replace(train={"lr": "fast"})
+
+
+def test_every_field_has_help_for_the_generated_reference():
+    from dataclasses import fields
+
+    for name, kind in C.SECTIONS.items():
+        assert kind.__doc__, name
+        for f in fields(kind):
+            assert f.metadata.get("help"), f"{name}.{f.name} has no help"

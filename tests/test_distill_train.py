@@ -13,9 +13,8 @@ import pytest
 import torch
 
 from evdistill_ros.distill import config as C
-from evdistill_ros.distill.cache import extract_pairs
-from evdistill_ros.events import EventInput
-from evdistill_ros.io.pair_cache import cache_key, open_cache
+from evdistill_ros.io.pair_writer import extract_pairs
+from evdistill_ros.io.pair_cache import open_cache
 from evdistill_ros.events import Events
 from evdistill_ros.io.bag import BagWriter
 
@@ -93,7 +92,7 @@ def test_cache_extracts_pairs_and_rekeys(tmp_path, bags):
     from evdistill_ros.io.bag import read_events
 
     cfg = tiny_config(tmp_path)
-    path = extract_pairs(bags[:1], cfg["data"], progress=False, log=lambda s: None)
+    path = extract_pairs(cfg.data.pair_source(bags[:1]), cfg.data.cache_dir, progress=False, log=lambda s: None)
     cache = open_cache(path)
     assert len(cache) == 24 and cache.events.shape == (24, 3, H, W) and cache.meta["labelled"] == 24
     # window ending at frame k = events in [t_k - 50 ms, t_k): compare with a direct embed
@@ -105,15 +104,13 @@ def test_cache_extracts_pairs_and_rekeys(tmp_path, bags):
     assert cache.n_events[k] == len(ev.time_slice(t_end - FRAME_NS, t_end))
     assert (cache.labels[0] != 255).all()
     # same inputs -> same cache; a window change -> another key
-    assert extract_pairs(bags[:1], cfg["data"], progress=False, log=lambda s: None) == path
-    other = dict(cfg["data"], window_ns=25_000_000)
-    def key(d):
-        return cache_key(bags[:1], EventInput.from_config(d), d)
-
-    assert key(other) != key(cfg["data"])
+    assert extract_pairs(cfg.data.pair_source(bags[:1]), cfg.data.cache_dir, progress=False, log=lambda s: None) == path
+    other = cfg.data.replace(window_ns=25_000_000)
+    assert other.pair_source(bags[:1]).key() != cfg.data.pair_source(bags[:1]).key()
+    assert other.pair_source(bags[:1]).event_input.window != cfg.data.event_input.window
     assert not any(p.name.startswith(".") for p in path.parent.iterdir())  # no temp dirs left
     with pytest.raises(ValueError, match="not found"):
-        extract_pairs([str(tmp_path / "nope.bag")], cfg["data"], progress=False)
+        extract_pairs(cfg.data.pair_source([str(tmp_path / "nope.bag")]), cfg.data.cache_dir, progress=False)
 
 
 def _miou(pred: np.ndarray, label: np.ndarray) -> float:
@@ -145,7 +142,7 @@ def test_teacher_and_students_learn_above_chance(tmp_path, bags):
 
     torch.set_num_threads(1)
     cfg = tiny_config(tmp_path)
-    cfg["data"]["val_bags"] = bags[1:]
+    cfg = cfg.replace(data={"val_bags": bags[1:]})
     teacher = run_training(cfg, bags[:1], "teacher", progress=False, log=lambda s: None)
     m = json.loads((teacher.parent / "metrics.json").read_text())
     assert m["step"] == 60 and m["last_losses"]["ce"] < 0.5 * m["first_losses"]["ce"]
@@ -154,8 +151,8 @@ def test_teacher_and_students_learn_above_chance(tmp_path, bags):
 
     ref = evaluate(bags[1], aps_ckpt=teacher, progress=False, log=lambda s: None)["aps"]
     assert m["validation"]["miou"] == pytest.approx(ref["miou"], abs=1e-6)
-    cfg["data"]["val_bags"] = []
-    test_cache = open_cache(extract_pairs(bags[1:], cfg["data"], progress=False, log=lambda s: None))
+    cfg = cfg.replace(data={"val_bags": []})
+    test_cache = open_cache(extract_pairs(cfg.data.pair_source(bags[1:]), cfg.data.cache_dir, progress=False, log=lambda s: None))
     # chance (one class everywhere, or uniform guesses) is about 0.2 on this 3-class scene
     assert _predict(teacher, test_cache, "aps") > 0.45
     sup = run_training(cfg, bags[:1], "student", method="supervised", progress=False, log=lambda s: None)
@@ -240,8 +237,8 @@ def test_pretrained_rgb_backbone_starts_grey_teacher_and_event_student(tmp_path,
     weights = tmp_path / "imagenet_mbv2.pth"
     torch.save(rgb.backbone.state_dict(), weights)
     cfg = tiny_config(tmp_path, steps=2)
-    cfg["model"]["pretrained"] = str(weights)
-    cfg["data"]["representation_params"] = {"bins": 5}
+    cfg = cfg.replace(model={"pretrained": str(weights)})
+    cfg = cfg.replace(data={"representation_params": {"bins": 5}})
     for stage, method, channels in (("teacher", None, 1), ("student", "supervised", 5)):
         lines: list[str] = []
         run_training(cfg, bags[:1], stage, method=method, progress=False, log=lines.append,
@@ -273,19 +270,21 @@ def test_label_loss_options_reach_the_teacher(tmp_path):
     label loss the method uses: median-frequency weights of the cached training labels."""
     from evdistill_ros.distill import losses
     from evdistill_ros.distill.state import load_state
-    from evdistill_ros.distill.trainer import class_pixel_counts, run_training
+    from evdistill_ros.distill.methods import class_pixel_counts
+    from evdistill_ros.distill.trainer import run_training
     from evdistill_ros.models import read_metadata
 
     bag = tmp_path / "b.bag"
     write_bag(bag, seed=3, frames=8)
     cfg = tiny_config(tmp_path, steps=2, ckpt_every=2)
-    cfg["teacher"] = {"ce_class_weighting": "median_frequency", "ce_top_fraction": 0.25, "augment": {"crop": [16, 24]}}
+    cfg = cfg.replace(teacher={"ce_class_weighting": "median_frequency", "ce_top_fraction": 0.25,
+                               "augment": {"crop": [16, 24]}})
     logs: list[str] = []
     ckpt = run_training(cfg, [str(bag)], "teacher", progress=False, log=logs.append)
     # the stage's augmentation is the one it trained with (and resumes against)
     state = load_state(ckpt.parent / "state.pt")
-    assert state["fingerprint"]["augment"]["crop"] == [16, 24] and cfg["augment"]["crop"] == [32, 32]
-    cache = open_cache(extract_pairs([str(bag)], cfg["data"], progress=False, log=lambda s: None))
+    assert state["fingerprint"]["augment"]["crop"] == [16, 24] and cfg.augment.crop == [32, 32]
+    cache = open_cache(extract_pairs(cfg.data.pair_source([str(bag)]), cfg.data.cache_dir, progress=False, log=lambda s: None))
     counts = class_pixel_counts(cache, np.arange(len(cache)), 6)
     assert counts.sum() == int((np.asarray(cache.labels) < 6).sum())
     want = losses.median_frequency_weights(counts)
@@ -298,12 +297,12 @@ def test_label_loss_options_reach_the_teacher(tmp_path):
     kd_logs: list[str] = []
     run_training(cfg, [str(bag)], "student", method="kd", teacher=str(ckpt), progress=False, log=kd_logs.append)
     assert any("teacher trained on 16x24 crops, the student's batches are 32x32 crops" in m for m in kd_logs)
-    cfg["student"]["augment"] = {"crop": [16, 24]}
+    cfg = cfg.replace(student={"augment": {"crop": [16, 24]}})
     kd_logs.clear()
     run_training(cfg, [str(bag)], "student", method="kd", teacher=str(ckpt), progress=False, log=kd_logs.append)
     assert not any("teacher trained on" in m for m in kd_logs)
     # ... and of another rescaling range (the other half of the geometry)
-    cfg["student"]["augment"] = {"crop": [16, 24], "scale": [0.5, 2.0]}
+    cfg = cfg.replace(student={"augment": {"crop": [16, 24], "scale": [0.5, 2.0]}})
     kd_logs.clear()
     run_training(cfg, [str(bag)], "student", method="kd", teacher=str(ckpt), progress=False, log=kd_logs.append)
     want = ("teacher trained on 16x24 crops rescaled by 0.9-1.1, the student's batches are 16x24 crops rescaled by "
@@ -314,7 +313,7 @@ def test_label_loss_options_reach_the_teacher(tmp_path):
     import torch
 
     from evdistill_ros.models import Preprocessor, load_checkpoint
-    cfg["student"]["kd_class_weighting"] = "median_frequency"
+    cfg = cfg.replace(student={"kd_class_weighting": "median_frequency"})
     kd_logs.clear()
     kd = run_training(cfg, [str(bag)], "student", method="kd", teacher=str(ckpt), progress=False, log=kd_logs.append,
                       out_dir=tmp_path / "kd_weighted")
@@ -383,7 +382,7 @@ def test_a_damaged_pair_cache_is_found_and_extracted_again(tmp_path, bags):
     cache is opened for training and the cache is extracted again, saying so."""
     cfg = tiny_config(tmp_path)
     logs: list[str] = []
-    path = extract_pairs(bags[:1], cfg["data"], progress=False, log=logs.append)
+    path = extract_pairs(cfg.data.pair_source(bags[:1]), cfg.data.cache_dir, progress=False, log=logs.append)
     good = {name: np.load(path / f"{name}.npy").copy() for name in ("events", "labels")}
 
     def truncate(p):
@@ -406,10 +405,10 @@ def test_a_damaged_pair_cache_is_found_and_extracted_again(tmp_path, bags):
     for damage, why in ((truncate, "events.npy"), (garble, "checksum"), (labels77, "ids [77]"), (nan_events, "NaN")):
         damage(path)
         logs.clear()
-        assert extract_pairs(bags[:1], cfg["data"], progress=False, log=logs.append) == path
+        assert extract_pairs(cfg.data.pair_source(bags[:1]), cfg.data.cache_dir, progress=False, log=logs.append) == path
         assert any("is damaged" in s and why in s for s in logs), (why, logs)
         c = open_cache(path)
         assert np.array_equal(c.events, good["events"]) and np.array_equal(c.labels, good["labels"])
     logs.clear()
-    extract_pairs(bags[:1], cfg["data"], progress=False, log=logs.append)
+    extract_pairs(cfg.data.pair_source(bags[:1]), cfg.data.cache_dir, progress=False, log=logs.append)
     assert logs == []  # a sound cache is used as it is

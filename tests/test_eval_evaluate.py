@@ -215,15 +215,14 @@ def test_bag_embeds_with_checkpoint_window_and_skips_unlabelled(data):
 
 def test_trainer_validation_equals_evaluate(data, tmp_path):
     """The trainer's validation (training-pair cache) and `evdistill evaluate` (bag) agree exactly."""
-    from evdistill_ros.distill.cache import extract_pairs
-    from evdistill_ros.io.pair_cache import open_cache
+    from evdistill_ros.io.pair_writer import extract_pairs
     from evdistill_ros.distill.trainer import validate
+    from evdistill_ros.events.spec import ByTime, EventInput
+    from evdistill_ros.io.pair_cache import PairSource, open_cache
 
-    cfg = {"events_topic": "/davis/left/events", "image_topic": "/davis/left/image_raw",
-           "labels_topic": "/davis/left/labels", "representation": "evdistill_2ch", "representation_params": {},
-           "window_ns": 50_000_000, "window_events": None, "resize": None, "min_events": 0,
-           "cache_dir": str(tmp_path)}
-    cache_dir = extract_pairs([str(data["bag"])], cfg, progress=False, log=lambda m: None)
+    source = PairSource((str(data["bag"]),), EventInput("evdistill_2ch", {}, ByTime(50_000_000)),
+                        "/davis/left/events", "/davis/left/image_raw", "/davis/left/labels")
+    cache_dir = extract_pairs(source, tmp_path, progress=False, log=lambda m: None)
     cache = open_cache(cache_dir)
     for modality, ck in (("events", data["ev"]), ("aps", data["aps"])):
         model, card = load_network(ck)
@@ -313,7 +312,7 @@ def test_an_empty_frame_is_skipped_and_counted_not_fatal(tmp_path):
     import torch
 
     from evdistill_ros.distill import config as C
-    from evdistill_ros.distill.cache import extract_pairs
+    from evdistill_ros.io.pair_writer import extract_pairs
     from evdistill_ros.eval.evaluate import evaluate
     from evdistill_ros.events import Events
     from evdistill_ros.io.bag import BagWriter
@@ -340,7 +339,7 @@ def test_an_empty_frame_is_skipped_and_counted_not_fatal(tmp_path):
     r = evaluate(bag, aps_ckpt=ck, progress=False, log=logs.append)["aps"]
     assert r["frames"] == 3 and r["skipped"]["no_aps"] == 1, r["skipped"]
     cfg = C.load_config(None, [{"data": {"cache_dir": str(tmp_path / "cache")}}])
-    extract_pairs([str(bag)], cfg["data"], progress=False, log=logs.append)
+    extract_pairs(cfg.data.pair_source([str(bag)]), cfg.data.cache_dir, progress=False, log=logs.append)
     assert any("1 empty frame(s) skipped" in s for s in logs), logs
 
 

@@ -103,7 +103,7 @@ def test_shipped_configs_give_valid_event_inputs():
 
     for name in ("ddd17", "mvsec", "demo", "dsec"):
         cfg = load_config(Path(__file__).resolve().parents[1] / "config" / f"{name}.yaml")
-        spec = EventInput.from_config(cfg["data"]).check()
+        spec = cfg.data.event_input.check()
         if spec.representation == "evdistill_2ch":
             assert spec.params == {}
 

@@ -163,8 +163,8 @@ def test_unmappable_teacher_fails_before_any_work(tmp_path, teachers):
     from evdistill_ros.distill.trainer import run_training
 
     cfg = tiny_config(tmp_path)
-    cfg["data"]["class_set"] = "sim"  # Cityscapes' 19 classes have no mapping onto the simulator's 12
-    cfg["model"]["num_classes"] = 12
+    # Cityscapes' 19 classes have no mapping onto the simulator's 12
+    cfg = cfg.replace(data={"class_set": "sim"}, model={"num_classes": 12})
     with pytest.raises(ValueError, match="dsec19.*sim|no mapping from class set dsec19 to sim") as exc:
         run_training(cfg, [str(tmp_path / "never_read.bag")], stage="student", method="kd",
                      teacher=str(teachers["torchscript"]), progress=False, log=lambda s: None)
@@ -186,7 +186,7 @@ def test_student_distils_from_a_card(tmp_path, bag, teachers, kind, method):
     from evdistill_ros.models import load_checkpoint
 
     cfg = tiny_config(tmp_path, steps=30)
-    cfg["student"]["weights"].update(recon=1.0)
+    cfg = cfg.replace(student={"weights": {"recon": 1.0}})
     logs: list[str] = []
     ckpt = run_training(cfg, [bag], stage="student", method=method, teacher=str(teachers[kind]), progress=False,
                         log=logs.append)
@@ -227,18 +227,18 @@ def test_student_distils_from_a_card(tmp_path, bag, teachers, kind, method):
 def test_cached_teacher_outputs_follow_the_label_geometry(tmp_path, bag):
     """An item's teacher maps go through the same crop / scale / flip as its label: a teacher
     that predicts the label exactly stays exact after augmentation (where the label is)."""
-    from evdistill_ros.distill.cache import extract_pairs
+    from evdistill_ros.io.pair_writer import extract_pairs
     from evdistill_ros.distill.dataset import PairDataset
     from evdistill_ros.io.pair_cache import open_cache
 
     cfg = tiny_config(tmp_path)
-    cache = open_cache(extract_pairs([bag], cfg["data"], progress=False, log=lambda s: None))
+    cache = open_cache(extract_pairs(cfg.data.pair_source([bag]), cfg.data.cache_dir, progress=False, log=lambda s: None))
     labels = np.asarray(cache.labels)
     onehot = np.where(np.eye(6, dtype=bool)[np.minimum(labels, 5)].transpose(0, 3, 1, 2), 0.0, LOG_FLOOR)
     out = tmp_path / "outs"
     out.mkdir()
     np.save(out / "log_probs.npy", onehot.astype(np.float16))
-    ds = PairDataset(cache, augment={**cfg["augment"], "scale": [1.0, 1.0]}, labelled_only=True)
+    ds = PairDataset(cache, augment=cfg.augment.replace(scale=[1.0, 1.0]), labelled_only=True)
     ds.use_teacher_outputs(out)
     for i in range(6):
         item = ds[(i, 100 + i)]

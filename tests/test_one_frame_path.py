@@ -15,7 +15,7 @@ import torch
 
 from evdistill_ros import frames
 from evdistill_ros.distill import config as C
-from evdistill_ros.distill.cache import extract_pairs
+from evdistill_ros.io.pair_writer import extract_pairs
 from evdistill_ros.distill.dataset import PairDataset
 from evdistill_ros.distill.methods import method_for
 from evdistill_ros.distill.trainer import checkpoint_card, norm_stats
@@ -59,15 +59,15 @@ def test_training_and_inference_prepare_identical_tensors(tmp_path, encoding, re
     cfg = C.load_config(None, [{"data": {"cache_dir": str(tmp_path / "cache"), "resize": resize,
                                          "representation": "voxel_grid", "representation_params": {"bins": 3},
                                          "frame": frame}}])
-    cache = open_cache(extract_pairs([str(bag)], cfg["data"], progress=False, log=lambda s: None))
+    cache = open_cache(extract_pairs(cfg.data.pair_source([str(bag)]), cfg.data.cache_dir, progress=False, log=lambda s: None))
     stats = norm_stats(cache, np.arange(len(cache)))
     dataset = PairDataset(cache)  # no augmentation: what validation and a plain training step see
     frames_on_wire = [frames.canonical(m.image, m.encoding) for m in iter_images(bag, "/davis/left/image_raw")]
     samples = list(iter_bag_samples(bag, event_input=cache.event_input))
     for stage, in_channels in (("teacher", frames.frame_channels(frame)), ("student", cache.meta["channels"])):
-        method = method_for(stage, "supervised", False, cfg["student"])
+        method = method_for(stage, "supervised", False, cfg.student)
         model = build_model("deeplabv3plus", "mobilenetv2", in_channels, 6, width_mult=0.25)
-        card = checkpoint_card(method, model, cfg["data"], cache, stats, {}, cfg)
+        card = checkpoint_card(method, model, cfg, cache, stats, {})
         train_prep = Preprocessor.for_card(card, any_size=True)  # as the trainer builds it
         infer_prep = Predictor.from_model(model, card).preprocess  # as the node and evaluation run it
         for k in range(len(cache)):

@@ -5,9 +5,9 @@ identically to all three, so pixels stay paired; photometric changes (brightness
 gamma, noise) touch the APS frame only, because event tensors measure brightness
 *changes* and have no absolute intensity to perturb.
 
-    augment_pair(events, aps, label, cfg, rng) -> (events, aps, label)
+    augment_pair(events, aps, label, augment, rng) -> (events, aps, label)
         events (C,H,W) float32 tensor, aps (1,H,W) float32 tensor in [0,1],
-        label (H,W) int64 tensor or None; cfg the config's `augment` section;
+        label (H,W) int64 tensor or None; augment the stage's AugmentConfig;
         rng a numpy Generator (the only source of randomness: same seed, same output).
         Events and APS are resized bilinearly, labels by nearest neighbour; a crop larger
         than the scaled image pads events/APS with 0 and labels with IGNORE_INDEX.
@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..classes import IGNORE_INDEX
+from .config import AugmentConfig
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
@@ -42,8 +43,8 @@ def _crop_pad(x: torch.Tensor, top: int, left: int, size: tuple[int, int], fill:
     return out
 
 
-def _photometric(aps: torch.Tensor, cfg: dict, rng: np.random.Generator) -> torch.Tensor:
-    b, c, g, n = (float(cfg.get(k) or 0.0) for k in ("brightness", "contrast", "gamma", "noise"))
+def _photometric(aps: torch.Tensor, augment: AugmentConfig, rng: np.random.Generator) -> torch.Tensor:
+    b, c, g, n = (float(v or 0.0) for v in (augment.brightness, augment.contrast, augment.gamma, augment.noise))
     if g > 0:
         aps = aps.clamp(0, 1) ** float(np.exp(rng.uniform(-g, g)))
     if c > 0:
@@ -57,29 +58,29 @@ def _photometric(aps: torch.Tensor, cfg: dict, rng: np.random.Generator) -> torc
     return aps.clamp(0.0, 1.0)
 
 
-def augment_pair(events: torch.Tensor, aps: torch.Tensor, label: torch.Tensor | None, cfg: dict,
+def augment_pair(events: torch.Tensor, aps: torch.Tensor, label: torch.Tensor | None, augment: AugmentConfig,
                  rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     H, W = events.shape[-2:]
     if aps.shape[-2:] != (H, W) or (label is not None and label.shape[-2:] != (H, W)):
         raise ValueError(f"augment_pair: events {tuple(events.shape)}, aps {tuple(aps.shape)} and label "
                          f"{None if label is None else tuple(label.shape)} must share H, W")
-    lo, hi = cfg.get("scale") or (1.0, 1.0)
+    lo, hi = augment.scale or (1.0, 1.0)
     s = float(rng.uniform(lo, hi)) if hi > lo else float(lo)
     size = (max(1, round(H * s)), max(1, round(W * s)))
     events, aps = _resize(events, size, "bilinear"), _resize(aps, size, "bilinear")
     if label is not None:
         label = _resize(label, size, "nearest")
-    crop = tuple(cfg.get("crop") or (H, W))
+    crop = tuple(augment.crop or (H, W))
     top = int(rng.integers(0, size[0] - crop[0] + 1)) if size[0] >= crop[0] else -int(rng.integers(0, crop[0] - size[0] + 1))
     left = int(rng.integers(0, size[1] - crop[1] + 1)) if size[1] >= crop[1] else -int(rng.integers(0, crop[1] - size[1] + 1))
     events, aps = _crop_pad(events, top, left, crop, 0.0), _crop_pad(aps, top, left, crop, 0.0)
     if label is not None:
         label = _crop_pad(label, top, left, crop, IGNORE_INDEX)
-    if cfg.get("hflip") and rng.random() < 0.5:
+    if augment.hflip and rng.random() < 0.5:
         events, aps = events.flip(-1), aps.flip(-1)
         if label is not None:
             label = label.flip(-1)
-    aps = _photometric(aps, cfg, rng)
+    aps = _photometric(aps, augment, rng)
     return events.contiguous(), aps.contiguous(), None if label is None else label.contiguous()
 
 

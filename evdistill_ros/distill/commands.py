@@ -60,7 +60,10 @@ def register(subparsers) -> None:
 def _run(args: argparse.Namespace) -> int:
     from .config import load_config, parse_override  # on use: the CLI parses without torch/numba
 
-    cfg = load_config(args.config, [parse_override(o) for o in args.overrides])
+    overrides = [parse_override(o) for o in args.overrides]
+    if args.stage != "compare" and args.val_bags:
+        overrides.append({"data": {"val_bags": list(args.val_bags)}})
+    cfg = load_config(args.config, overrides)
     if args.stage == "compare":
         from .compare import run_compare  # on use: the CLI parses without torch/numba
 
@@ -68,8 +71,6 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     from .trainer import run_training  # on use: the CLI parses without torch/numba
 
-    if args.val_bags:
-        cfg["data"]["val_bags"] = list(args.val_bags)
     kwargs = {}
     if args.stage == "student":
         kwargs = {"method": args.method, "teacher": args.teacher, "use_labels": args.use_labels}

@@ -1,32 +1,33 @@
-"""Training configuration: YAML presets merged over defaults, validated, one dict.
+"""Training configuration: YAML presets merged over defaults, validated, typed.
 
-A config has these sections (every key is documented in config/demo.yaml):
+`load_config(path, overrides)` returns a `Config` of frozen sections; the plain mapping exists only
+at the file boundary (the YAML read here, a run's config.yaml and a checkpoint's training record
+written from `Config.to_dict()`). The reference page of every key (docs/reference/config.md) is
+generated from the sections' fields: their names, defaults and help.
 
-    data      bags, topics, event representation + window, cache location, input size
-    model     architecture of teacher and student (build_model keyword arguments)
-    augment   joint geometric augmentation + photometric augmentation of APS frames
-    train     optimisation shared by both stages (steps, batch, optimiser, schedule, logging)
-    teacher   per-stage overrides of `train` keys for the teacher stage (plus `model` overrides)
-    student   per-stage overrides of `train` keys, the distillation `method`, `use_labels`,
-              loss `weights`, KD `temperature`, affinity graph size, A2E generator settings
-    compare   synthetic data for `evdistill train compare`
+    data      DataConfig: recordings, topics, event input (`.event_input`), pair cache
+    model     ModelConfig: build_model's arguments (other keys: its options)
+    augment   AugmentConfig: joint geometric augmentation + photometric augmentation of APS frames
+    train     TrainConfig: optimisation shared by both stages
+    teacher   StageConfig: the teacher stage's overrides of `train` keys, `model` and `augment`
+    student   StudentConfig: the method, its losses, and the student stage's overrides
+    compare   CompareConfig: `evdistill train compare`'s synthetic data and entries
 
-API:
-    DEFAULTS                         the default config (a nested dict)
-    load_config(path, overrides=None) -> dict   YAML merged over DEFAULTS, validated
-    merge(base, override) -> dict    recursive dict merge (override wins), new dict
-    stage_config(cfg, stage) -> dict `train` with the stage's overrides applied
-    parse_override("a.b=3") -> dict  a dotted command-line override as a nested dict
+    config.train_for(stage), .augment_for(stage), .model_for(stage)   a stage's effective sections
+    config.replace(data={"val_bags": [...]})                          a changed copy, checked again
+    parse_override("a.b=3") -> {"a": {"b": 3}}                        a --set value as a mapping
 
-Unknown keys raise ValueError naming the key, so a typo never silently trains with a default.
+Unknown keys and wrong types raise ConfigError naming the key, so a typo never silently trains
+with a default.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
-from dataclasses import replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import yaml
 
@@ -34,6 +35,7 @@ from ..classes import class_set
 from ..errors import ConfigError
 from ..frames import FRAME_MODES
 from ..events.spec import DEFAULT_BOUNDS, DEFAULT_EVENT_INPUT, EventInput
+from ..io.pair_cache import PairSource
 from ..io.presets import PRESETS
 
 METHODS = ("supervised", "kd", "evdistill")
@@ -43,101 +45,265 @@ TEACHER_OUTPUTS = ("auto", "cached", "live")
 # weights (None: unweighted)
 CE_CLASS_WEIGHTINGS = {"none": None, "median_frequency": 1.0, "median_frequency_sqrt": 0.5}
 
-DEFAULTS: dict[str, Any] = {
-    "data": {
-        "bags": [],
-        "val_bags": [],
-        "events_topic": PRESETS["sim"].events,
-        "image_topic": PRESETS["sim"].image,
-        "labels_topic": PRESETS["sim"].labels,
-        # the package's one default event input (events.spec); every shipped config names its own
-        "representation": DEFAULT_EVENT_INPUT.representation,
-        # replaced, not merged, by a config that names other params: {} means the registry's
-        # defaults; a dict merge here once gave evdistill_2ch a 'bins'
-        "representation_params": dict(DEFAULT_EVENT_INPUT.params),
-        "window_ns": DEFAULT_EVENT_INPUT.window.window_ns,
-        "window_events": None,
-        "resize": None,
-        "cache_dir": "~/.cache/evdistill_ros/pairs",
-        # what the labels mean: ddd17 | dsec11 | dsec19 | a class-set YAML (evdistill_ros.classes)
-        "class_set": "ddd17",
-        # the teacher's frame: gray (BT.601 luma, DAVIS APS) | rgb (colour cameras, DSEC's ev_inf frames)
-        "frame": "gray",
-        "min_events": 0,
-    },
-    "model": {
-        "arch": "deeplabv3plus",
-        "backbone": "mobilenetv2",
-        "output_stride": 16,
-        "num_classes": None,  # None: the class set's; another number is an error
-        "pretrained": None,
-        "width_mult": None,
-    },
-    "augment": {
-        "scale": [0.75, 1.25],
-        "crop": None,
-        "hflip": True,
-        "brightness": 0.2,
-        "contrast": 0.2,
-        "gamma": 0.2,
-        "noise": 0.02,
-    },
-    "train": {
-        "steps": 2000,
-        "batch_size": 8,
-        "optimizer": "sgd",
-        "lr": 1e-3,
-        "momentum": 0.9,
-        "weight_decay": 5e-4,
-        "poly_power": 0.9,
-        "warmup_steps": 1000,
-        "warmup_start": 0.1,
-        "grad_clip": None,
-        # the label loss (teacher, supervised, evdistill + labels): class weights and hardest fraction
-        "ce_class_weighting": "none",  # one of CE_CLASS_WEIGHTINGS (median frequency: SegNet, from the training labels)
-        "ce_top_fraction": 1.0,  # 1 = every labelled pixel; e.g. 0.25 = bootstrapped CE on the hardest quarter
-        "amp": True,
-        "seed": 0,
-        "num_workers": 2,
-        "threads": None,
-        "log_every": 20,
-        "image_every": 200,
-        "val_every": 500,
-        "ckpt_every": 500,
-        "out_dir": "runs",
-        "device": "auto",
-    },
-    "teacher": {},
-    "student": {
-        "method": "evdistill",
-        "use_labels": False,
-        "teacher": None,
-        "temperature": 1.0,
-        "affinity_nodes": 16,
-        # pixel KD class weights (kd, evdistill): one of CE_CLASS_WEIGHTINGS, from the teacher's predictions
-        "kd_class_weighting": "none",
-        # the teacher's soft predictions: cached (run once per training frame, stored beside the pair
-        # cache, augmented like the labels) | live (run on every batch) | auto (cached for a teacher
-        # card, live for this package's teachers, whose photometric augmentation then reaches the teacher)
-        "teacher_outputs": "auto",
-        "weights": {"ce": 10.0, "recon": 10.0, "pixel": 20.0, "affinity": 0.1, "a2e": 1.0, "a2e_gen": 1.0},
-    },
-    "compare": {
-        "out_dir": "compare_output",
-        "seconds": 4.0,
-        "train_sequences": 3,
-        "night_train_sequences": 1,
-        "test_sequences": 1,
-        "night_sequences": 1,
-        "fast_sequences": 0,  # fast-motion test scenario (APS motion blur); 0 = not tested
-        "fast_sim": {"speed": 25.0, "full_well_time": 0.08},  # simulator parameters of that scenario
-        "width": 160,
-        "height": 120,
-        "seed": 0,
-        "methods": ["supervised", "kd", "evdistill", "evdistill+labels"],
-        "seeds": 1,  # training seeds (train.seed, +1, ...): mean ± std and paired differences
-    },
-}
+def _opt(default: Any, help: str) -> Any:
+    """A config field: its default and what it means (the reference page is generated from both)."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+class Section:
+    """A config section: a frozen dataclass made from the validated YAML mapping, and back."""
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Section":
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: copy.deepcopy(v) for k, v in d.items() if k in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
+
+    def replace(self, **changes: Any) -> Any:
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+@dataclass(frozen=True)
+class DataConfig(Section):
+    """`data`: the recordings, their topics, the event input and the pair cache."""
+
+    bags: list = _opt([], "training recordings (paths); `--bags` on the command line replaces them")
+    val_bags: list = _opt([], "validation recordings; empty = no validation during training")
+    events_topic: str = _opt(PRESETS["sim"].events, "dvs_msgs/EventArray (or EventPacket) topic")
+    image_topic: str = _opt(PRESETS["sim"].image, "sensor_msgs/Image APS frames (mono8/mono16/rgb8/bgr8)")
+    labels_topic: str | None = _opt(PRESETS["sim"].labels, "sensor_msgs/Image mono8 class ids, 255 = ignore "
+                                    "(optional in a bag)")
+    # the package's one default event input (events.spec); every shipped config names its own
+    representation: str = _opt(DEFAULT_EVENT_INPUT.representation, "event representation (events.embed name)")
+    # replaced, not merged, by a config that names other params: {} means the registry's
+    # defaults; a dict merge here once gave evdistill_2ch a 'bins'
+    representation_params: dict = _opt(dict(DEFAULT_EVENT_INPUT.params), "keyword arguments of that "
+                                       "representation ({} = its defaults)")
+    window_ns: int | None = _opt(DEFAULT_EVENT_INPUT.window.window_ns, "event window ending at each APS frame, "
+                                 "in ns ...")
+    window_events: int | None = _opt(None, "... or a fixed event count instead (set exactly one of the two)")
+    resize: list | None = _opt(None, "[height, width] to resize pairs to when caching; null = sensor size")
+    cache_dir: str = _opt("~/.cache/evdistill_ros/pairs", "where extracted pairs are cached (keyed by "
+                          "recordings + settings)")
+    class_set: str = _opt("ddd17", "the labels' classes: ddd17 | dsec11 | dsec19 | sim | a YAML "
+                          "(evdistill_ros.classes; model.num_classes follows)")
+    frame: str = _opt("gray", "the teacher's frame: gray (BT.601 luma, DAVIS APS) | rgb (colour cameras)")
+    min_events: int = _opt(0, "skip frames whose window has fewer events")
+
+    @property
+    def event_input(self) -> EventInput:
+        return EventInput.from_config(self.to_dict())
+
+    def pair_source(self, bags: Sequence[str] | None = None) -> PairSource:
+        """The pair cache key of `bags` (default: data.bags) read with these settings."""
+        return PairSource(tuple(str(b) for b in (self.bags if bags is None else bags)), self.event_input,
+                          self.events_topic, self.image_topic, self.labels_topic,
+                          tuple(self.resize) if self.resize else None, int(self.min_events or 0),
+                          str(self.class_set), str(self.frame))
+
+
+@dataclass(frozen=True)
+class ModelConfig(Section):
+    """`model`: build_model's arguments; keys other than these are passed on as its options."""
+
+    arch: str = _opt("deeplabv3plus", "architecture (models.ARCHS)")
+    backbone: str = _opt("mobilenetv2", "resnet18 / 34 / 50 / 101 or mobilenetv2")
+    output_stride: int = _opt(16, "8 or 16: the encoder's output stride")
+    num_classes: int | None = _opt(None, "null: the class set's (another number is an error)")
+    pretrained: str | None = _opt(None, "backbone weights to start from (any input channel count)")
+    width_mult: float | None = _opt(None, "MobileNetV2 width multiplier (null = 1.0)")
+    options: dict = _opt({}, "any other key of the section: a build_model option (aspp_channels, "
+                         "decoder_channels, ...)")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ModelConfig":
+        names = {f.name for f in fields(cls)} - {"options"}
+        return cls(**{k: copy.deepcopy(v) for k, v in d.items() if k in names},
+                   options={k: copy.deepcopy(v) for k, v in d.items() if k not in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        return {**{k: v for k, v in out.items() if k != "options"}, **out["options"]}
+
+
+@dataclass(frozen=True)
+class AugmentConfig(Section):
+    """`augment`: geometry identical for events, APS and labels; photometric changes on APS only."""
+
+    scale: list | None = _opt([0.75, 1.25], "random rescale range")
+    crop: list | None = _opt(None, "random crop [height, width] (padded with 0 / ignore when larger); null = none")
+    hflip: bool = _opt(True, "random horizontal flip")
+    brightness: float = _opt(0.2, "APS: additive brightness in [-b, b]")
+    contrast: float = _opt(0.2, "APS: contrast factor in [1-c, 1+c]")
+    gamma: float = _opt(0.2, "APS: gamma exp(U(-g, g))")
+    noise: float = _opt(0.02, "APS: Gaussian noise, std up to this")
+
+
+@dataclass(frozen=True)
+class TrainConfig(Section):
+    """`train`: optimisation shared by both stages (a stage section overrides any key)."""
+
+    steps: int = _opt(2000, "optimiser steps")
+    batch_size: int = _opt(8, "per process")
+    optimizer: str = _opt("sgd", "sgd (the authors') | adamw")
+    lr: float = _opt(1e-3, "base learning rate")
+    momentum: float = _opt(0.9, "SGD momentum")
+    weight_decay: float = _opt(5e-4, "L2 weight decay")
+    poly_power: float = _opt(0.9, "poly decay exponent after warmup")
+    warmup_steps: int = _opt(1000, "linear warmup steps (capped at steps/5)")
+    warmup_start: float = _opt(0.1, "warmup starts at this fraction of lr")
+    grad_clip: float | None = _opt(None, "clip the gradient norm (null = off)")
+    ce_class_weighting: str = _opt("none", "label loss class weights: none | median_frequency (SegNet, from the "
+                                   "training labels) | median_frequency_sqrt (gentler)")
+    ce_top_fraction: float = _opt(1.0, "label loss over the hardest fraction of labelled pixels (1 = all; "
+                                  "0.25 = bootstrapped CE)")
+    amp: bool = _opt(True, "mixed precision on CUDA (ignored on the CPU)")
+    seed: int = _opt(0, "seed of weights, data order and augmentation (compare: +1 per further seed)")
+    num_workers: int = _opt(2, "DataLoader workers (0 = load in the main process)")
+    threads: int | None = _opt(None, "torch CPU threads (null = torch's default)")
+    log_every: int = _opt(20, "TensorBoard scalars every N steps")
+    image_every: int = _opt(200, "TensorBoard prediction images every N steps")
+    val_every: int = _opt(500, "validation mIoU every N steps (0 = only at the end)")
+    ckpt_every: int = _opt(500, "checkpoint + resumable state every N steps")
+    out_dir: str = _opt("runs", "runs go to OUT_DIR/<teacher | student_<method>[_labels]>")
+    device: str = _opt("auto", "auto (cuda when available) | cpu | cuda | cuda:1")
+
+
+@dataclass(frozen=True)
+class StageConfig(Section):
+    """`teacher` (and the stage part of `student`): overrides for one stage alone: any `train`
+    key, and `model` / `augment` keys."""
+
+    train: dict = _opt({}, "any `train` key, written directly in the section (e.g. teacher.steps)")
+    model: dict = _opt({}, "`model` keys for this stage (e.g. a bigger teacher backbone)")
+    augment: dict = _opt({}, "`augment` keys for this stage (e.g. the teacher on whole frames)")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "StageConfig":
+        train_keys = {f.name for f in fields(TrainConfig)}
+        return cls(train={k: copy.deepcopy(v) for k, v in d.items() if k in train_keys},
+                   model=copy.deepcopy(dict(d.get("model") or {})), augment=copy.deepcopy(dict(d.get("augment") or {})))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = copy.deepcopy(self.train)
+        if self.model:
+            out["model"] = copy.deepcopy(self.model)
+        if self.augment:
+            out["augment"] = copy.deepcopy(self.augment)
+        return out
+
+
+@dataclass(frozen=True)
+class StudentConfig(StageConfig):
+    """`student`: the distillation method and its losses, plus the student stage's overrides."""
+
+    method: str = _opt("evdistill", "supervised | kd | evdistill")
+    use_labels: bool = _opt(False, "evdistill: add cross-entropy on event labels when the recordings have them")
+    teacher: str | None = _opt(None, "teacher checkpoint or teacher card (kd, evdistill); --teacher overrides")
+    temperature: float = _opt(1.0, "pixel-wise KD temperature")
+    affinity_nodes: int = _opt(16, "affinity graph pooled to at most N x N nodes")
+    kd_class_weighting: str = _opt("none", "pixel KD class weights: none | median_frequency | "
+                                   "median_frequency_sqrt (of the teacher's predictions)")
+    teacher_outputs: str = _opt("auto", "the teacher's soft predictions: cached (once per training frame, stored "
+                                "beside the pair cache) | live (every batch) | auto (cached for a teacher card)")
+    weights: dict = _opt({"ce": 10.0, "recon": 10.0, "pixel": 20.0, "affinity": 0.1, "a2e": 1.0, "a2e_gen": 1.0},
+                         "loss weights; 0 switches a term off: ce (labels), recon (E2A), pixel (KD), affinity, "
+                         "a2e (crafted pairs), a2e_gen (their generator)")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "StudentConfig":
+        own = {f.name for f in fields(cls)} - {"train", "model", "augment"}
+        stage = StageConfig.from_dict(d)
+        return cls(train=stage.train, model=stage.model, augment=stage.augment,
+                   **{k: copy.deepcopy(v) for k, v in d.items() if k in own})
+
+    def to_dict(self) -> dict[str, Any]:
+        own = [f.name for f in fields(self) if f.name not in ("train", "model", "augment")]
+        return {**copy.deepcopy(self.train), **{k: copy.deepcopy(getattr(self, k)) for k in own},
+                **({"model": copy.deepcopy(self.model)} if self.model else {}),
+                **({"augment": copy.deepcopy(self.augment)} if self.augment else {})}
+
+
+@dataclass(frozen=True)
+class CompareConfig(Section):
+    """`compare`: `evdistill train compare`'s synthetic data and the networks it trains."""
+
+    out_dir: str = _opt("compare_output", "where `evdistill train compare` writes recordings, runs and report")
+    seconds: float = _opt(4.0, "length of each simulated sequence (s)")
+    train_sequences: int = _opt(3, "normal-light training sequences")
+    night_train_sequences: int = _opt(1, "night training sequences (APS poor, events fine)")
+    test_sequences: int = _opt(1, "held-out normal test sequences (other seeds)")
+    night_sequences: int = _opt(1, "held-out night test sequences")
+    fast_sequences: int = _opt(0, "held-out fast-motion test sequences (APS motion-blurred; 0 = none)")
+    fast_sim: dict = _opt({"speed": 25.0, "full_well_time": 0.08}, "that scenario's simulator settings")
+    width: int = _opt(160, "simulated sensor width")
+    height: int = _opt(120, "simulated sensor height")
+    seed: int = _opt(0, "seed of the simulated sequences")
+    methods: list = _opt(["supervised", "kd", "evdistill", "evdistill+labels"], "entries: "
+                         "METHOD[+labels][-recon|-pixel|-affinity|-a2e][@uK][:N] (docs/training.md)")
+    seeds: int | list = _opt(1, "train every network with N seeds (train.seed, +1, ...): mean ± std and paired "
+                             "differences; or a list of seeds")
+
+
+SECTIONS: dict[str, type[Section]] = {"data": DataConfig, "model": ModelConfig, "augment": AugmentConfig,
+                                      "train": TrainConfig, "teacher": StageConfig, "student": StudentConfig,
+                                      "compare": CompareConfig}
+
+
+@dataclass(frozen=True)
+class Config:
+    """A training configuration: typed sections; `path` is the YAML it was read from (None: defaults)."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    teacher: StageConfig = field(default_factory=StageConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
+    path: str | None = field(default=None, compare=False)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], path: str | None = None) -> "Config":
+        """From a validated mapping (load_config validates; use it for YAML and overrides)."""
+        return cls(**{name: kind.from_dict(d.get(name) or {}) for name, kind in SECTIONS.items()}, path=path)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plain form: what config.yaml of a run and a checkpoint's training record hold."""
+        return {name: getattr(self, name).to_dict() for name in SECTIONS}
+
+    def replace(self, **changes: Any) -> "Config":
+        """A copy with sections replaced; a mapping merges into its section (checked like a YAML)."""
+        plain = {k: v for k, v in changes.items() if isinstance(v, Mapping)}
+        typed = {k: v for k, v in changes.items() if not isinstance(v, Mapping)}
+        out = dataclasses.replace(self, **typed) if typed else self
+        return _typed(out.to_dict(), [plain], out.path) if plain else out
+
+    def stage(self, stage: str) -> StageConfig:
+        if stage not in STAGES:
+            raise ConfigError(f"stage must be one of {STAGES}, got {stage!r}")
+        return self.teacher if stage == "teacher" else self.student
+
+    def train_for(self, stage: str) -> TrainConfig:
+        """`train` with the stage's overrides applied (stage: teacher | student)."""
+        return TrainConfig.from_dict({**self.train.to_dict(), **self.stage(stage).train})
+
+    def augment_for(self, stage: str | None) -> AugmentConfig:
+        """`augment` with the stage's overrides (e.g. a teacher on whole frames, students on crops)."""
+        base = self.augment.to_dict()
+        return AugmentConfig.from_dict(base if stage is None else merge(base, self.stage(stage).augment))
+
+    def model_for(self, stage: str) -> ModelConfig:
+        """`model` with the stage's overrides (e.g. a bigger teacher backbone)."""
+        return ModelConfig.from_dict(merge(self.model.to_dict(), self.stage(stage).model))
+
+
+DEFAULTS: dict[str, Any] = {name: kind().to_dict() for name, kind in SECTIONS.items()}
+
 
 # Sections whose keys may be anything (free keyword arguments passed on).
 _FREE = {("data", "representation_params"), ("model",), ("student", "weights"), ("compare", "fast_sim")}
@@ -263,7 +429,7 @@ def validate(cfg: dict) -> dict:
     if d["resize"] is not None and (len(d["resize"]) != 2 or min(d["resize"]) <= 0):
         raise ConfigError(f"config: data.resize must be [height, width], got {d['resize']!r}")
     for stage in (None, *(st for st in STAGES if "augment" in cfg[st])):
-        crop = augment_config(cfg, stage)["crop"]
+        crop = _augment_dict(cfg, stage)["crop"]
         if crop is not None and (not isinstance(crop, (list, tuple)) or len(crop) != 2 or min(crop) <= 0):
             where = f"{stage}.augment" if stage else "augment"
             raise ConfigError(f"config: {where}.crop must be [height, width] or null, got {crop!r}")
@@ -312,8 +478,8 @@ def parse_override(text: str) -> dict:
     return out
 
 
-def load_config(path: str | os.PathLike | None, overrides: list[dict] | None = None) -> dict:
-    """DEFAULTS, then the YAML file at `path` (if any), then each override dict; validated."""
+def load_config(path: str | os.PathLike | None, overrides: list[dict] | None = None) -> Config:
+    """DEFAULTS, then the YAML file at `path` (if any), then each override mapping; validated and typed."""
     cfg = copy.deepcopy(DEFAULTS)
     if path is not None:
         p = Path(path)
@@ -329,48 +495,34 @@ def load_config(path: str | os.PathLike | None, overrides: list[dict] | None = N
         if not isinstance(loaded, dict):
             raise ConfigError(f"config {p}: top level must be a mapping")
         cfg = merge(cfg, loaded)
-        cfg["_path"] = str(p)
+    return _typed(cfg, overrides, None if path is None else str(path))
+
+
+def _typed(cfg: dict, overrides: list[dict] | None, path: str | None) -> Config:
     for o in overrides or []:
+        if not isinstance(o, Mapping):
+            raise ConfigError(f"config override must be a mapping, got {o!r}")
         _check_shadowing(cfg, o)
-        cfg = merge(cfg, o)
-    path_key = cfg.pop("_path", None)
+        cfg = merge(cfg, dict(o))
     validate(cfg)
     if cfg["model"]["num_classes"] is None:  # the network predicts the class set the labels are in
         cfg["model"]["num_classes"] = class_set(cfg["data"]["class_set"]).num_classes
-    if path_key:
-        cfg["_path"] = path_key
-    return cfg
+    return Config.from_dict(cfg, path=path)
 
 
-def _check_shadowing(cfg: dict, override: dict) -> None:
+def _check_shadowing(cfg: dict, override: Mapping) -> None:
     """An override of a `train` key that a stage section sets too would change nothing for that
-    stage (the stage's key wins, stage_config): refused in one line naming the key to set."""
-    for key, value in (override.get("train") or {}).items() if isinstance(override.get("train"), dict) else ():
+    stage (the stage's key wins): refused in one line naming the key to set."""
+    for key, value in override.get("train").items() if isinstance(override.get("train"), Mapping) else ():
         for stage in STAGES:
             section = cfg.get(stage) or {}
             if key in section and key not in (override.get(stage) or {}):
                 raise ConfigError(f"config: train.{key}={value!r} is shadowed by {stage}.{key}={section[key]!r} "
-                                 f"(a stage's key wins): set {stage}.{key} instead")
+                                  f"(a stage's key wins): set {stage}.{key} instead")
 
 
-def stage_config(cfg: dict, stage: str) -> dict:
-    """The `train` section with `cfg[stage]`'s train-key overrides applied (stage: teacher|student)."""
-    if stage not in STAGES:
-        raise ConfigError(f"stage must be one of {STAGES}, got {stage!r}")
-    out = copy.deepcopy(cfg["train"])
-    for key, value in cfg.get(stage, {}).items():
-        if key in out:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def augment_config(cfg: dict, stage: str | None) -> dict:
-    """`augment` with the stage's `augment` overrides (e.g. a teacher on whole frames, students on crops)."""
+def _augment_dict(cfg: dict, stage: str | None) -> dict:
+    """The validated mapping's `augment` with a stage's overrides."""
     if stage is None:
         return copy.deepcopy(cfg["augment"])
     return merge(cfg["augment"], cfg.get(stage, {}).get("augment", {}) or {})
-
-
-def model_config(cfg: dict, stage: str) -> dict:
-    """`model` with the stage's `model` overrides (e.g. a bigger teacher backbone)."""
-    return merge(cfg["model"], cfg.get(stage, {}).get("model", {}) or {})

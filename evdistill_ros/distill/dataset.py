@@ -30,10 +30,11 @@ from torch.utils.data.distributed import DistributedSampler
 from ..io.pair_cache import PairCache, open_cache
 from ..models.preprocess import unit_scale
 from .augment import augment_pair, center_crop_pad
+from .config import AugmentConfig
 
 
 class PairDataset(Dataset):
-    def __init__(self, cache: PairCache, indices: Sequence[int] | None = None, augment: dict | None = None,
+    def __init__(self, cache: PairCache, indices: Sequence[int] | None = None, augment: AugmentConfig | None = None,
                  crop: Sequence[int] | None = None, labelled_only: bool = False) -> None:
         self.cache = cache
         self.cache_path = cache.path

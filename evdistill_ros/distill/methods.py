@@ -1,16 +1,11 @@
 """Training methods as strategies: what each one needs, builds and computes.
 
-    method_for(stage, method=None, use_labels=False, student_cfg) -> Method
-    Method: name, needs_labels, needs_teacher, modality ("aps" | "events")
-        check_teacher(path, classes, frame, augment) -> notes   before any expensive work (one-line
-                                                  errors; notes: warnings, e.g. other crops than the teacher's)
-        build(model_cfg, cache, device, log) -> Networks   (the teacher: a distill.teacher.TeacherView
-                                                  of a checkpoint or a teacher card, mapped to the student's classes)
-        prepare(nets, cache, indices, device, log)  once before the first step (the KD class weights)
-        metadata(data_cfg, cache, stats) -> dict  what the checkpoint says about its input
-        fingerprint() -> dict                     what a resumed run must share
-        loss_terms(nets, ev, aps01, label, soft=None) -> dict unweighted terms (weights in `weights`);
-                                                  `soft`: the batch's cached teacher outputs, when cached
+`method_for(stage, method, use_labels, config.student)` gives the immutable strategy of one run.
+Each method says what it needs (`needs_labels`, `needs_teacher`, `modality`), checks the teacher
+before any work (`check_teacher`), builds its networks (`build`), makes once what its losses need
+(`prepare` -> LossContext: the label loss and the pixel KD class weights), computes the
+unweighted loss terms of a batch (`loss_terms`), and says what its checkpoint records and what a
+resumed run must share (`metadata`, `record`, `fingerprint`).
 
     Teacher       DeepLabv3+ on grey APS frames, cross-entropy on labels
     Supervised    event student, cross-entropy on event labels (the baseline)
@@ -32,12 +27,11 @@ from torch import nn
 
 from .. import frames
 from ..classes import ClassSet
-from ..events.spec import EventInput
 from ..io.pair_cache import PairCache
 from ..models import Preprocessor, build_a2e, build_model, load_pretrained
 from ..models.files import load_network, read_card
 from . import losses
-from .config import CE_CLASS_WEIGHTINGS, METHODS, augment_config
+from .config import CE_CLASS_WEIGHTINGS, METHODS, AugmentConfig, DataConfig, ModelConfig, StudentConfig, TrainConfig
 from .dataset import aps_batch
 from .teacher import TeacherView, class_groups
 
@@ -52,9 +46,17 @@ class LossConfig:
     kd_class_weighting: str = "none"  # one of config.CE_CLASS_WEIGHTINGS, counted on the teacher's predictions
 
     @classmethod
-    def from_config(cls, student: dict) -> "LossConfig":
-        return cls({k: float(v) for k, v in student["weights"].items()}, float(student["temperature"]),
-                   int(student["affinity_nodes"]), str(student.get("kd_class_weighting") or "none"))
+    def from_config(cls, student: StudentConfig) -> "LossConfig":
+        return cls({k: float(v) for k, v in student.weights.items()}, float(student.temperature),
+                   int(student.affinity_nodes), str(student.kd_class_weighting or "none"))
+
+
+@dataclass(frozen=True)
+class LossContext:
+    """What the loss terms need besides the batch, made once by Method.prepare."""
+
+    ce: losses.CrossEntropy = field(default_factory=losses.CrossEntropy)  # the label loss
+    kd_weight: torch.Tensor | None = None  # per-class weights of the pixel KD terms
 
 
 @dataclass
@@ -69,31 +71,59 @@ class Networks:
     def trained(self) -> list[nn.Module]:
         return [m for m in (self.net, self.a2e) if m is not None]
 
+    @property
+    def num_classes(self) -> int:
+        return int(getattr(self.net, "module", self.net).config["num_classes"])
+
 
 def _as_list(value) -> list | None:
     return None if value is None else [float(v) for v in value]
 
 
-def build_net(mcfg: dict, in_channels: int, with_reconstruction: bool = False,
+def build_net(model: ModelConfig, in_channels: int, with_reconstruction: bool = False,
               log: Callable[[str], None] = print, reconstruction_channels: int = 1) -> nn.Module:
     """A network from the `model` section (plus `model.pretrained`, adapted to `in_channels`)."""
-    opts = {k: v for k, v in mcfg.items() if k not in ("arch", "backbone", "output_stride", "num_classes", "pretrained")
-            and v is not None}
+    opts = {k: v for k, v in {"width_mult": model.width_mult, **model.options}.items() if v is not None}
     if with_reconstruction:
         opts["with_reconstruction"] = True
         opts["reconstruction_channels"] = int(reconstruction_channels)
-    model = build_model(arch=mcfg["arch"], backbone=mcfg["backbone"], in_channels=in_channels,
-                        num_classes=int(mcfg["num_classes"]), output_stride=int(mcfg["output_stride"]), **opts)
-    if mcfg.get("pretrained"):
+    net = build_model(arch=model.arch, backbone=model.backbone, in_channels=in_channels,
+                      num_classes=int(model.num_classes), output_stride=int(model.output_stride), **opts)
+    if model.pretrained:
         try:
-            report = load_pretrained(model, mcfg["pretrained"])
+            report = load_pretrained(net, model.pretrained)
         except (FileNotFoundError, ValueError) as exc:
             raise ValueError(f"model.pretrained: {exc}") from None
         log(f"model.pretrained: {report.summary()}")
-    return model
+    return net
 
 
-@dataclass
+def class_pixel_counts(cache: PairCache, indices: np.ndarray, num_classes: int, chunk: int = 256) -> np.ndarray:
+    """Labelled pixels per class over the cached frames `indices` (ignore and unknown ids left out)."""
+    counts = np.zeros(256, np.int64)
+    idx = np.sort(np.asarray(indices))
+    for s in range(0, len(idx), chunk):
+        counts += np.bincount(np.asarray(cache.labels[idx[s:s + chunk]]).ravel(), minlength=256)
+    return counts[:num_classes]
+
+
+def label_loss(train: TrainConfig, cache: PairCache, indices: np.ndarray, num_classes: int, device: torch.device,
+               log: Callable[[str], None]) -> losses.CrossEntropy:
+    """The stage's cross-entropy: `train.ce_class_weighting` (none | median_frequency |
+    median_frequency_sqrt, from the training labels) and `train.ce_top_fraction` (1 = every labelled
+    pixel; < 1 bootstrapped)."""
+    weighting, top = train.ce_class_weighting or "none", float(train.ce_top_fraction or 1.0)
+    weight = None
+    power = CE_CLASS_WEIGHTINGS[weighting]
+    if power is not None:
+        counts = class_pixel_counts(cache, indices, num_classes)
+        weight = losses.median_frequency_weights(counts, power=power).to(device)
+        log(f"cross-entropy class weights ({weighting.replace('_', ' ')}): "
+            + ", ".join(f"{w:.2f}" for w in weight.tolist()))
+    return losses.CrossEntropy(weight, top)
+
+
+@dataclass(frozen=True)
 class Method:
     losses: LossConfig
     name: str = ""
@@ -101,16 +131,21 @@ class Method:
     modality: str = "events"
     needs_labels: bool = False
     needs_teacher: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)  # recorded in the checkpoint's training metadata
-    ce: losses.CrossEntropy = field(default_factory=losses.CrossEntropy)  # the label loss (trainer configures it)
-    kd_weight: torch.Tensor | None = None  # per-class weights of the pixel KD terms (prepare sets them)
+    method: str = ""  # the student method's name (supervised | kd | evdistill); "" for the teacher
+    use_labels: bool = False
+
+    def record(self, teacher: str | None) -> dict[str, Any]:
+        """What the checkpoint's training record says of the method (beside the config)."""
+        if self.stage != "student":
+            return {}
+        return {"method": self.method, "use_labels": self.use_labels, "teacher": str(teacher) if teacher else None}
 
     @property
     def weights(self) -> dict[str, float]:
         return self.losses.weights
 
     def check_teacher(self, path: str | None, classes: ClassSet | None = None, frame: str | None = None,
-                      augment: dict | None = None) -> list[str]:
+                      augment: AugmentConfig | None = None) -> list[str]:
         """A teacher must be an APS-frame network: said in one line before any work is done. Returns
         warnings (not errors): the student's batches crop differently from the teacher's training
         (`augment`), so the teacher labels inputs unlike any it was trained on."""
@@ -144,9 +179,11 @@ class Method:
         conf = card.to_dict()["training"].get("config") or {}  # plain data: the config helpers copy it
         if augment is None or "augment" not in conf:
             return notes
-        theirs = augment_config(conf, "teacher")
+        # the teacher's training config is a file's plain record: its teacher-stage augment read as such
+        theirs = {**(conf.get("augment") or {}), **((conf.get("teacher") or {}).get("augment") or {})}
+        ours = augment.to_dict()
         # the geometry decides what a teacher's input looks like (photometric changes are APS-only noise)
-        differs = [k for k in ("crop", "scale") if _as_list(theirs.get(k)) != _as_list(augment.get(k))]
+        differs = [k for k in ("crop", "scale") if _as_list(theirs.get(k)) != _as_list(ours.get(k))]
         if not differs:
             return notes
 
@@ -157,14 +194,14 @@ class Method:
                 scale = a.get("scale")
                 text += " not rescaled" if scale is None else f" rescaled by {scale[0]}-{scale[1]}"
             return text
-        return notes + [f"note: the teacher trained on {say(theirs)}, the student's batches are {say(augment)}: "
+        return notes + [f"note: the teacher trained on {say(theirs)}, the student's batches are {say(ours)}: "
                         "the teacher labels inputs unlike its training ones (docs/experiments, small classes: a whole-frame "
                         f"teacher distilled on crops taught a worse student); set student.augment."
                         f"{'/'.join(differs)} to match"]
 
-    def build(self, mcfg: dict, cache: PairCache, teacher_path: str | None, device: torch.device,
+    def build(self, model: ModelConfig, cache: PairCache, teacher_path: str | None, device: torch.device,
               log: Callable[[str], None], classes: ClassSet | None = None) -> Networks:
-        nets = Networks(build_net(mcfg, int(cache.meta["channels"]), self._reconstruction(), log=log,
+        nets = Networks(build_net(model, int(cache.meta["channels"]), self._reconstruction(), log=log,
                                   reconstruction_channels=frames.frame_channels(cache.frame)))
         if self.needs_teacher:
             net, card = load_network(teacher_path, device=device)
@@ -174,15 +211,23 @@ class Method:
     def _reconstruction(self) -> bool:
         return False
 
-    def prepare(self, nets: Networks, cache: PairCache, indices, device: torch.device,
-                log: Callable[[str], None], max_frames: int = 256, outputs=None) -> None:
+    def prepare(self, nets: Networks, cache: PairCache, indices, train: TrainConfig, device: torch.device,
+                log: Callable[[str], None], outputs=None) -> LossContext:
+        """What the losses need, once before the first step: the label loss (train.ce_class_weighting,
+        ce_top_fraction) and the pixel KD class weights."""
+        ce = label_loss(train, cache, indices, nets.num_classes, device, log) if self.needs_labels or \
+            self.use_labels else losses.CrossEntropy()
+        return LossContext(ce, self._kd_weight(nets, cache, indices, device, log, outputs=outputs))
+
+    def _kd_weight(self, nets: Networks, cache: PairCache, indices, device: torch.device,
+                   log: Callable[[str], None], max_frames: int = 256, outputs=None) -> torch.Tensor | None:
         """`student.kd_class_weighting`: the pixel KD terms weight each pixel by the class the teacher
         gives it, median-frequency weights of the teacher's predictions (its low-resolution argmax,
         what the KD sees) on up to `max_frames` evenly spaced training frames: the label-free
         student's version of `train.ce_class_weighting`, whose labels are the teacher's."""
         power = CE_CLASS_WEIGHTINGS[self.losses.kd_class_weighting]
         if power is None or not self.needs_teacher:
-            return
+            return None
         idx = np.asarray(indices)
         pick = np.unique(idx[np.linspace(0, len(idx) - 1, min(max_frames, len(idx))).astype(np.int64)])
         counts = None
@@ -195,27 +240,32 @@ class Method:
             n = np.bincount(pred.flatten().cpu().numpy(), minlength=nets.teacher.student_classes.num_classes)
             counts = n if counts is None else counts + n
         if counts is None:  # no training frames: the trainer stops on that itself
-            return
-        self.kd_weight = losses.median_frequency_weights(counts, power=power).to(device)
+            return None
+        weight = losses.median_frequency_weights(counts, power=power).to(device)
         log(f"pixel KD class weights ({self.losses.kd_class_weighting.replace('_', ' ')}, from the teacher's "
-            f"predictions on {len(pick)} training frames): " + ", ".join(f"{w:.2f}" for w in self.kd_weight.tolist()))
+            f"predictions on {len(pick)} training frames): " + ", ".join(f"{w:.2f}" for w in weight.tolist()))
+        return weight
 
-    def metadata(self, data_cfg: dict, stats: dict) -> tuple[Any, dict]:
+    def metadata(self, data: DataConfig, stats: dict) -> tuple[Any, dict]:
         """(representation, preprocessing) for the checkpoint. "resize": "area" names the
         conversion the cache applied (frames.resize), so inference repeats it."""
-        return EventInput.from_config(data_cfg).to_dict(), {
+        return data.event_input.to_dict(), {
             "resize": "area", "scale": 1.0, "channels": "exact",
             "mean": stats["events_mean"], "std": stats["events_std"]}
 
-    def fingerprint(self) -> dict:
+    def fingerprint(self, teacher: str | None = None, cached_outputs: bool = False) -> dict:
+        """What a resumed run must share with the run that saved its state."""
         fp = {"temperature": self.losses.temperature, "affinity_nodes": self.losses.affinity_nodes,
-              "weights": self.losses.weights, **self.extra}
+              "weights": self.losses.weights, "method": self.method, "use_labels": self.use_labels,
+              "teacher": str(teacher) if teacher else None}
         if self.needs_teacher and self.losses.kd_class_weighting != "none":  # (runs from before the option resume)
             fp["kd_class_weighting"] = self.losses.kd_class_weighting
+        if cached_outputs:  # (runs from before the option ran the teacher live: they still resume)
+            fp["teacher_outputs"] = "cached"
         return fp
 
-    def loss_terms(self, nets: Networks, ev: torch.Tensor | None, aps01: torch.Tensor, label: torch.Tensor,
-                   soft: torch.Tensor | None = None) -> dict:
+    def loss_terms(self, nets: Networks, ctx: LossContext, ev: torch.Tensor | None, aps01: torch.Tensor,
+                   label: torch.Tensor, soft: torch.Tensor | None = None) -> dict:
         raise NotImplementedError
 
     def _teacher_native(self, nets: Networks, aps01: torch.Tensor) -> torch.Tensor:
@@ -237,64 +287,69 @@ class Method:
         log_probs = F.log_softmax(soft[:, :-1], dim=1)  # renormalised after the geometric resampling
         return {"log_probs": log_probs, "features": log_probs.exp(), "mask": soft[:, -1] > 0.5}
 
+@dataclass(frozen=True)
 class Teacher(Method):
-    def __init__(self, losses_cfg: LossConfig):
-        super().__init__(losses_cfg, name="teacher", stage="teacher", modality="aps", needs_labels=True)
+    name: str = "teacher"
+    stage: str = "teacher"
+    modality: str = "aps"
+    needs_labels: bool = True
 
-    def build(self, mcfg, cache, teacher_path, device, log, classes=None) -> Networks:
-        return Networks(build_net(mcfg, frames.frame_channels(cache.frame), log=log))
+    def build(self, model, cache, teacher_path, device, log, classes=None) -> Networks:
+        return Networks(build_net(model, frames.frame_channels(cache.frame), log=log))
 
-    def metadata(self, data_cfg: dict, stats: dict) -> tuple[Any, dict]:
+    def metadata(self, data: DataConfig, stats: dict) -> tuple[Any, dict]:
         # "frame" and "resize" name the conversions the cache applied (frames.to_frame and
         # frames.resize), so inference gives the network the same pixels (models.preprocess)
-        return "aps", {"frame": data_cfg.get("frame", "gray"), "resize": "area", "scale": "auto",
+        return "aps", {"frame": data.frame, "resize": "area", "scale": "auto",
                        "channels": "exact", "mean": stats["aps_mean"], "std": stats["aps_std"]}
 
-    def fingerprint(self) -> dict:
+    def fingerprint(self, teacher: str | None = None, cached_outputs: bool = False) -> dict:
         return {}
 
-    def loss_terms(self, nets, ev, aps01, label, soft=None) -> dict:
-        return {"ce": self.ce(nets.net(nets.prep(aps01, layout="bchw")), label)}
+    def loss_terms(self, nets, ctx, ev, aps01, label, soft=None) -> dict:
+        return {"ce": ctx.ce(nets.net(nets.prep(aps01, layout="bchw")), label)}
 
 
+@dataclass(frozen=True)
 class Supervised(Method):
-    def __init__(self, losses_cfg: LossConfig):
-        super().__init__(losses_cfg, name="student_supervised", needs_labels=True,
-                         extra={"method": "supervised", "use_labels": False})
+    name: str = "student_supervised"
+    needs_labels: bool = True
+    method: str = "supervised"
 
-    def loss_terms(self, nets, ev, aps01, label, soft=None) -> dict:
-        return {"ce": self.ce(nets.net(ev), label)}
+    def loss_terms(self, nets, ctx, ev, aps01, label, soft=None) -> dict:
+        return {"ce": ctx.ce(nets.net(ev), label)}
 
 
+@dataclass(frozen=True)
 class KD(Method):
-    def __init__(self, losses_cfg: LossConfig):
-        super().__init__(losses_cfg, name="student_kd", needs_teacher=True,
-                         extra={"method": "kd", "use_labels": False})
+    name: str = "student_kd"
+    needs_teacher: bool = True
+    method: str = "kd"
 
-    def loss_terms(self, nets, ev, aps01, label, soft=None) -> dict:
+    def loss_terms(self, nets, ctx, ev, aps01, label, soft=None) -> dict:
         out = nets.net(ev, return_features=True)
         t = self._teacher_targets(nets, aps01, soft, out["logits_lowres"].shape[-2:])
         return {"pixel": losses.pixel_kd_soft(out["logits_lowres"], t["log_probs"], self.losses.temperature,
-                                              mask=t["mask"], class_weight=self.kd_weight)}
+                                              mask=t["mask"], class_weight=ctx.kd_weight)}
 
 
+@dataclass(frozen=True)
 class EvDistill(Method):
-    def __init__(self, losses_cfg: LossConfig, use_labels: bool):
-        super().__init__(losses_cfg, name="student_evdistill" + ("_labels" if use_labels else ""), needs_teacher=True,
-                         extra={"method": "evdistill", "use_labels": bool(use_labels)})
-        self.use_labels = bool(use_labels)
+    name: str = "student_evdistill"  # "_labels" appended with use_labels (method_for)
+    needs_teacher: bool = True
+    method: str = "evdistill"
 
     def _reconstruction(self) -> bool:
         return self.weights["recon"] > 0
 
-    def build(self, mcfg, cache, teacher_path, device, log, classes=None) -> Networks:
-        nets = super().build(mcfg, cache, teacher_path, device, log, classes)
+    def build(self, model, cache, teacher_path, device, log, classes=None) -> Networks:
+        nets = super().build(model, cache, teacher_path, device, log, classes)
         if self.weights["a2e"] > 0 or self.weights["a2e_gen"] > 0:
             nets.a2e = build_a2e(in_channels=nets.teacher.in_channels, out_channels=int(cache.meta["channels"]),
                                  activation="none")
         return nets
 
-    def loss_terms(self, nets, ev, aps01, label, soft=None) -> dict:
+    def loss_terms(self, nets, ctx, ev, aps01, label, soft=None) -> dict:
         w, T = self.weights, self.losses.temperature
         terms: dict = {}
         B = ev.shape[0]
@@ -311,23 +366,23 @@ class EvDistill(Method):
         out = nets.net(inputs, return_features=True, reconstruct=B)
         t = self._teacher_targets(nets, aps01, soft, out["logits_lowres"].shape[-2:])
         if self.use_labels and w["ce"] > 0:
-            terms["ce"] = self.ce(out["logits"][:B], label)
+            terms["ce"] = ctx.ce(out["logits"][:B], label)
         if w["recon"] > 0:
             terms["recon"] = losses.reconstruction_loss(out["reconstruction"], aps01)
         if w["pixel"] > 0:
             terms["pixel"] = losses.pixel_kd_soft(out["logits_lowres"][:B], t["log_probs"], T, mask=t["mask"],
-                                                  class_weight=self.kd_weight)
+                                                  class_weight=ctx.kd_weight)
         if w["affinity"] > 0:
             terms["affinity"] = losses.affinity_kd(out["aspp"][:B], t["features"], self.losses.affinity_nodes)
         if inputs.shape[0] > B:
             terms["a2e"] = losses.pixel_kd_soft(out["logits_lowres"][B:], t["log_probs"], T, mask=t["mask"],
-                                                class_weight=self.kd_weight)
+                                                class_weight=ctx.kd_weight)
         return terms
 
 
-def method_for(stage: str, method: str | None, use_labels: bool, student_cfg: dict) -> Method:
+def method_for(stage: str, method: str | None, use_labels: bool, student: StudentConfig) -> Method:
     """The strategy of one run: stage "teacher", or stage "student" with one of METHODS."""
-    lc = LossConfig.from_config(student_cfg)
+    lc = LossConfig.from_config(student)
     if stage == "teacher":
         return Teacher(lc)
     if stage != "student":
@@ -337,5 +392,5 @@ def method_for(stage: str, method: str | None, use_labels: bool, student_cfg: di
     if method == "kd":
         return KD(lc)
     if method == "evdistill":
-        return EvDistill(lc, use_labels)
+        return EvDistill(lc, name="student_evdistill" + ("_labels" if use_labels else ""), use_labels=bool(use_labels))
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")

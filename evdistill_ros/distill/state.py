@@ -4,7 +4,7 @@
     load_state(path) -> dict    torch.load(weights_only=True): never unpickles code; a truncated
                                 or foreign file is a one-line ValueError naming it
     rng_state() / set_rng_state(s)   python, numpy, torch (and CUDA) RNGs as tensors / numbers
-    fingerprint(cfg, scfg, model_cfg, method_fp, augment_cfg) -> dict
+    fingerprint(config, train, model, method_fp, augment) -> dict
     changed_keys(old, new) -> list[str]   "a.b: old -> new" for each difference
 """
 from __future__ import annotations
@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 
+from .config import AugmentConfig, Config, ModelConfig, TrainConfig
 from ..atomic import atomic_write
 
 STATE_FORMAT = "evdistill_ros.train_state"
@@ -71,18 +72,18 @@ def load_state(path: Path) -> dict:
     return state
 
 
-def plain(cfg: dict) -> dict:
-    """A config as JSON-able plain data (private `_` keys dropped)."""
-    return json.loads(json.dumps({k: v for k, v in cfg.items() if not k.startswith("_")}, default=str))
+def plain(value: Mapping[str, Any]) -> dict:
+    """A mapping (a config's plain form) as JSON-able plain data (private `_` keys dropped)."""
+    return json.loads(json.dumps({k: v for k, v in value.items() if not k.startswith("_")}, default=str))
 
 
-def fingerprint(cfg: dict, scfg: dict, model_cfg: dict, method_fp: dict, augment_cfg: dict) -> dict:
+def fingerprint(config: Config, train: TrainConfig, model: ModelConfig, method_fp: dict,
+                augment: AugmentConfig) -> dict:
     """What a resumed run must share with the saved one (not logging/checkpoint cadence or device).
-    `scfg`, `model_cfg`, `augment_cfg`: the stage's sections (config.stage_config, model_config,
-    augment_config)."""
-    data = {k: v for k, v in cfg["data"].items() if k not in ("cache_dir", "val_bags")}
-    fp = {"train": {k: v for k, v in scfg.items() if k not in _FREE_TRAIN_KEYS}, "model": model_cfg,
-          "data": data, "augment": augment_cfg}
+    `train`, `model`, `augment`: the stage's sections (Config.train_for, model_for, augment_for)."""
+    data = {k: v for k, v in config.data.to_dict().items() if k not in ("cache_dir", "val_bags")}
+    fp = {"train": {k: v for k, v in train.to_dict().items() if k not in _FREE_TRAIN_KEYS},
+          "model": model.to_dict(), "data": data, "augment": augment.to_dict()}
     if method_fp:
         fp["student"] = method_fp
     return plain(fp)

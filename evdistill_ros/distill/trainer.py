@@ -57,12 +57,11 @@ from ..atomic import DirLock, atomic_write_text, clean_stale
 from ..classes import IGNORE_INDEX, class_set
 from ..eval import evaluate_model
 from ..io.pair_cache import PairCache, cache_samples, open_cache
+from ..io.pair_writer import extract_pairs
 from ..models import Preprocessor, build_model, save_checkpoint
 from ..models.card import NetworkCard
 from ..models.predictor import Predictor
-from . import losses
-from .cache import extract_pairs
-from .config import CE_CLASS_WEIGHTINGS, augment_config, model_config, stage_config
+from .config import Config
 from .dataset import PairDataset, ResumableSampler, collate
 from .ddp import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed, unwrap, wrap
 from .methods import Method, Networks, method_for
@@ -110,40 +109,15 @@ def norm_stats(cache: PairCache, indices: np.ndarray, max_frames: int = 256) -> 
             "aps_std": np.maximum(np.atleast_1d(aps.std(axis=aps_axes)), 1e-3).tolist()}
 
 
-def class_pixel_counts(cache: PairCache, indices: np.ndarray, num_classes: int, chunk: int = 256) -> np.ndarray:
-    """Labelled pixels per class over the cached frames `indices` (ignore and unknown ids left out)."""
-    counts = np.zeros(256, np.int64)
-    idx = np.sort(np.asarray(indices))
-    for s in range(0, len(idx), chunk):
-        counts += np.bincount(np.asarray(cache.labels[idx[s:s + chunk]]).ravel(), minlength=256)
-    return counts[:num_classes]
-
-
-def label_loss(scfg: dict, cache: PairCache, indices: np.ndarray, num_classes: int, device: torch.device,
-               log: Callable[[str], None]) -> losses.CrossEntropy:
-    """The stage's cross-entropy: `train.ce_class_weighting` (none | median_frequency |
-    median_frequency_sqrt, from the training labels) and `train.ce_top_fraction` (1 = every labelled
-    pixel; < 1 bootstrapped)."""
-    weighting, top = scfg.get("ce_class_weighting") or "none", float(scfg.get("ce_top_fraction") or 1.0)
-    weight = None
-    power = CE_CLASS_WEIGHTINGS[weighting]
-    if power is not None:
-        counts = class_pixel_counts(cache, indices, num_classes)
-        weight = losses.median_frequency_weights(counts, power=power).to(device)
-        log(f"cross-entropy class weights ({weighting.replace('_', ' ')}): "
-            + ", ".join(f"{w:.2f}" for w in weight.tolist()))
-    return losses.CrossEntropy(weight, top)
-
-
-def checkpoint_card(method: Method, model: nn.Module, data_cfg: dict, cache: PairCache, stats: dict, extra: dict,
-                    cfg: dict) -> NetworkCard:
+def checkpoint_card(method: Method, model: nn.Module, config: Config, cache: PairCache, stats: dict,
+                    record: dict) -> NetworkCard:
     """What the checkpoint of `model` (the deployable network) says: architecture, input, size,
-    preprocessing, classes, training."""
-    rep, pre = method.metadata(data_cfg, stats)
+    preprocessing, classes, training (`record`: the method's and the data's, beside the config)."""
+    rep, pre = method.metadata(config.data, stats)
     size = {"height": int(cache.meta["height"]), "width": int(cache.meta["width"])}
     return NetworkCard.from_dict({**model.config, "representation": rep, "input_size": size, "preprocessing": pre,
-                                  **class_set(data_cfg.get("class_set", "ddd17")).to_dict(),
-                                  "training": {"stage": method.stage, **extra, "config": plain(cfg)}})
+                                  **class_set(config.data.class_set).to_dict(),
+                                  "training": {"stage": method.stage, **record, "config": plain(config.to_dict())}})
 
 
 def teacher_outputs_cached(mode: str, teacher: TeacherView) -> bool:
@@ -201,244 +175,266 @@ class _Stopper:
             signal.signal(s, h)
 
 
-def run_training(config: dict, bags: list[str] | None = None, stage: str = "teacher", *, method: str | None = None,
-                 teacher: str | None = None, out_dir: str | os.PathLike | None = None, resume: bool = False,
-                 use_labels: bool | None = None, log: Callable[[str], None] = print, progress: bool = True,
-                 stop_after: int | None = None, on_done: Callable[[int, nn.Module], None] | None = None,
-                 wait: bool = False) -> Path:
-    cfg = copy.deepcopy(config)
-    st = cfg["student"]
-    use_labels = bool(st["use_labels"] if use_labels is None else use_labels)
-    strategy = method_for(stage, method or st["method"], use_labels, st)
-    scfg = stage_config(cfg, stage)
+def run_training(config: Config, bags: list[str] | None = None, stage: str = "teacher", *,
+                 method: str | None = None, teacher: str | None = None, out_dir: str | os.PathLike | None = None,
+                 resume: bool = False, use_labels: bool | None = None, log: Callable[[str], None] = print,
+                 progress: bool = True, stop_after: int | None = None,
+                 on_done: Callable[[int, nn.Module], None] | None = None, wait: bool = False) -> Path:
+    st = config.student
+    use_labels = bool(st.use_labels if use_labels is None else use_labels)
+    strategy = method_for(stage, method or st.method, use_labels, st)
     if stage == "student":
-        st.update(method=strategy.extra["method"], use_labels=use_labels)
-    teacher = teacher or st.get("teacher")
+        config = config.replace(student={"method": strategy.method, "use_labels": use_labels})
+    teacher = teacher or st.teacher
     # before any extraction or network is built
-    for note in strategy.check_teacher(teacher, class_set(cfg["data"]["class_set"]), cfg["data"]["frame"],
-                                       augment_config(cfg, stage)):
+    for note in strategy.check_teacher(teacher, class_set(config.data.class_set), config.data.frame,
+                                       config.augment_for(stage)):
         log(note)
     if bags:
-        cfg["data"]["bags"] = list(bags)
-
-    probe = _device(scfg["device"], DistInfo())
+        config = config.replace(data={"bags": list(bags)})
+    train = config.train_for(stage)
+    probe = _device(train.device, DistInfo())
     info = init_distributed(probe.type)
-    device = _device(scfg["device"], info)
+    device = _device(train.device, info)
     try:
-        run_dir = Path(out_dir or Path(scfg["out_dir"]) / strategy.name)
+        run_dir = Path(out_dir or Path(train.out_dir) / strategy.name)
         # one run per folder: a second into the same --out would interleave checkpoints and logs
         with DirLock(run_dir, wait=wait, log=log) if info.is_main else contextlib.nullcontext():
-            return _train(cfg, scfg, strategy, teacher if strategy.needs_teacher else None, run_dir, resume, info,
-                          device, log, progress, stop_after, on_done)
+            run = TrainingRun(config, strategy, teacher if strategy.needs_teacher else None, run_dir, info, device,
+                              log, progress)
+            return run.run(resume, stop_after, on_done)
     finally:
         cleanup(info)
 
 
-def _train(cfg: dict, scfg: dict, method: Method, teacher_path: str | None, out_dir, resume: bool, info: DistInfo,
-           device: torch.device, log, progress: bool, stop_after: int | None, on_done) -> Path:
-    """The loop: data, the method's networks, resume, steps, checkpoints. Everything that
-    depends on the method is asked of it."""
-    if scfg.get("threads"):
-        torch.set_num_threads(int(scfg["threads"]))
-    main = info.is_main
-    say = log if main else (lambda s: None)
-    name = method.name
-    run_dir = Path(out_dir)
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        for leftover in clean_stale(run_dir):
-            say(f"removed {leftover.name}, left by a run that did not finish writing it")
+class TrainingRun:
+    """One network's training as small steps over one state: data, networks, resume, loop, finish.
+    Everything that depends on the method is asked of it (distill.methods)."""
 
-    # --- data: rank 0 extracts, the others open the same cache
-    data = cfg["data"]
-    if main:
-        cache_path = extract_pairs(data["bags"], data, progress=progress, log=say)
-    barrier(info)
-    if not main:
-        cache_path = extract_pairs(data["bags"], data, progress=False, log=lambda s: None)
-    cache = open_cache(cache_path)
-    val_cache = None
-    if data.get("val_bags"):
-        if main:
-            extract_pairs(data["val_bags"], data, progress=progress, log=say)
-        barrier(info)
-        val_cache = open_cache(extract_pairs(data["val_bags"], data, progress=False, log=lambda s: None))
-    all_idx = np.arange(len(cache))
-    stats = norm_stats(cache, all_idx)
-    if method.needs_labels and not cache.meta["labelled"]:
-        raise ValueError(f"{name}: the training bags have no labels on {data['labels_topic']}")
-    dataset = PairDataset(cache, all_idx, augment=augment_config(cfg, method.stage), labelled_only=method.needs_labels)
-    method.ce = label_loss(scfg, cache, dataset.indices, int(model_config(cfg, method.stage)["num_classes"]), device, say)
+    def __init__(self, config: Config, method: Method, teacher_path: str | None, run_dir: Path, info: DistInfo,
+                 device: torch.device, log: Callable[[str], None], progress: bool) -> None:
+        self.config, self.method, self.teacher_path = config, method, teacher_path
+        self.run_dir, self.info, self.device, self.progress = Path(run_dir), info, device, progress
+        self.main = info.is_main
+        self.say = log if self.main else (lambda s: None)
+        self.train = config.train_for(method.stage)
+        self.state_path, self.ckpt_path = self.run_dir / "state.pt", self.run_dir / "checkpoint.pt"
+        self.step = 0
+        self.writer = None
 
-    # --- networks
-    w = method.weights
-    seed_everything(int(scfg["seed"]))
-    nets = method.build(model_config(cfg, method.stage), cache, teacher_path, device, say,
-                        classes=class_set(data["class_set"]))
-    net, a2e = nets.net, nets.a2e
-    outputs = None
-    if nets.teacher is not None and teacher_outputs_cached(cfg["student"]["teacher_outputs"], nets.teacher):
-        if main:
-            outputs = TeacherOutputs.build(nets.teacher, cache, device, say, progress=progress)
-        barrier(info)
-        if not main:
-            outputs = TeacherOutputs.open(TeacherOutputs.location(nets.teacher, cache), cache)
-        dataset.use_teacher_outputs(outputs.path)
-        say(f"{name}: the teacher's outputs are read from {outputs.path} (computed once; "
-            "student.teacher_outputs: live runs the teacher on every batch)")
-    method.prepare(nets, cache, dataset.indices, device, say, outputs=outputs)
-    if outputs is not None:
-        nets.teacher.release()  # its outputs are stored: a large teacher need not hold memory (or a GPU) all run
-    for m in nets.trained():
-        m.to(device).train()
-    params = [p for m in nets.trained() for p in m.named_parameters()]
-    optimizer = build_optimizer(params, scfg)
-    scheduler = build_scheduler(optimizer, scfg)
-    amp = bool(scfg["amp"]) and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    def run(self, resume: bool, stop_after: int | None, on_done: Callable[[int, nn.Module], None] | None) -> Path:
+        if self.train.threads:
+            torch.set_num_threads(int(self.train.threads))
+        if self.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            for leftover in clean_stale(self.run_dir):
+                self.say(f"removed {leftover.name}, left by a run that did not finish writing it")
+        self.load_data()
+        self.build_networks()
+        if resume:
+            self.resume()
+        self.loop(stop_after)
+        if on_done is not None:
+            on_done(self.step, self.net)
+        barrier(self.info)
+        return self.finish()
 
-    extra = {"bags": list(data["bags"])}
-    if method.stage == "student":
-        extra = {**method.extra, "teacher": str(teacher_path) if teacher_path else None, **extra}
-    card = checkpoint_card(method, _deployable(net), data, cache, stats, extra, cfg)
-    prep = Preprocessor.for_card(card, any_size=True)
+    def _pairs(self, bags: list[str]) -> PairCache:
+        """Rank 0 extracts (with progress), the others open the same cache after it."""
+        source, root = self.config.data.pair_source(bags), self.config.data.cache_dir
+        if self.main:
+            extract_pairs(source, root, progress=self.progress, log=self.say)
+        barrier(self.info)
+        return open_cache(extract_pairs(source, root, progress=False, log=lambda s: None))
 
-    # --- resume
-    method_fp = method.fingerprint()
-    if method.stage == "student":
-        method_fp = {**method_fp, "teacher": str(teacher_path) if teacher_path else None}
-        if outputs is not None:  # (runs from before the option ran the teacher live: they still resume)
-            method_fp["teacher_outputs"] = "cached"
-    fp = fingerprint(cfg, scfg, model_config(cfg, method.stage), method_fp, augment_config(cfg, method.stage))
-    step = 0
-    state_path, ckpt_path = run_dir / "state.pt", run_dir / "checkpoint.pt"
-    if resume:
-        if state_path.is_file():
-            s = load_state(state_path)
-            if s.get("name") != name:
-                raise ValueError(f"{state_path}: not a training state of run {name!r}")
-            changed = changed_keys(s.get("fingerprint") or {}, fp)
-            if changed:
-                raise ValueError(f"{state_path}: the configuration changed since it was saved ({', '.join(changed[:5])}); "
-                                 "resume with the same config or use another --out")
-            net.load_state_dict(s["model"])
-            if a2e is not None:
-                a2e.load_state_dict(s["a2e"])
-            optimizer.load_state_dict(s["optimizer"])
-            scheduler.load_state_dict(s["scheduler"])
-            scaler.load_state_dict(s["scaler"])
-            step = int(s["step"])
-            set_rng_state(s["rng"])
-            say(f"resumed {name} at step {step} from {state_path}")
-        else:
-            say(f"--resume: no {state_path} yet, starting {name} from step 0")
+    def load_data(self) -> None:
+        data, method = self.config.data, self.method
+        self.cache = self._pairs(data.bags)
+        self.val_cache = self._pairs(data.val_bags) if data.val_bags else None
+        self.stats = norm_stats(self.cache, np.arange(len(self.cache)))
+        if method.needs_labels and not self.cache.meta["labelled"]:
+            raise ValueError(f"{method.name}: the training bags have no labels on {data.labels_topic}")
+        self.dataset = PairDataset(self.cache, np.arange(len(self.cache)),
+                                   augment=self.config.augment_for(method.stage), labelled_only=method.needs_labels)
 
-    total = int(scfg["steps"])
-    bs = int(scfg["batch_size"])
-    sampler = ResumableSampler(len(dataset), bs, seed=int(scfg["seed"]), num_replicas=info.world_size,
-                               rank=info.rank, start_step=step)
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=bs, sampler=sampler, collate_fn=collate, num_workers=int(scfg["num_workers"]),
-        drop_last=True, generator=torch.Generator().manual_seed(int(scfg["seed"])),
-        persistent_workers=False, pin_memory=device.type == "cuda")
-    # the loop's view: DDP-wrapped trained networks, the frozen teacher as it is
-    run_nets = Networks(net=wrap(net, info, device), prep=prep, a2e=wrap(a2e, info, device) if a2e is not None else None,
-                        teacher=nets.teacher)
+    def build_networks(self) -> None:
+        method, device, cache = self.method, self.device, self.cache
+        seed_everything(int(self.train.seed))
+        nets = method.build(self.config.model_for(method.stage), cache, self.teacher_path, device, self.say,
+                            classes=class_set(self.config.data.class_set))
+        self.net, self.a2e, self.outputs = nets.net, nets.a2e, None
+        mode = self.config.student.teacher_outputs
+        if nets.teacher is not None and teacher_outputs_cached(mode, nets.teacher):
+            if self.main:
+                self.outputs = TeacherOutputs.build(nets.teacher, cache, device, self.say, progress=self.progress)
+            barrier(self.info)
+            if not self.main:
+                self.outputs = TeacherOutputs.open(TeacherOutputs.location(nets.teacher, cache), cache)
+            self.dataset.use_teacher_outputs(self.outputs.path)
+            self.say(f"{method.name}: the teacher's outputs are read from {self.outputs.path} (computed once; "
+                     "student.teacher_outputs: live runs the teacher on every batch)")
+        self.ctx = method.prepare(nets, cache, self.dataset.indices, self.train, device, self.say,
+                                  outputs=self.outputs)
+        if self.outputs is not None:
+            nets.teacher.release()  # its outputs are stored: a large teacher need not hold memory (or a GPU) all run
+        for m in nets.trained():
+            m.to(device).train()
+        self.params = [p for m in nets.trained() for p in m.named_parameters()]
+        self.optimizer = build_optimizer(self.params, self.train)
+        self.scheduler = build_scheduler(self.optimizer, self.train)
+        self.amp = bool(self.train.amp) and device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        record = {**method.record(self.teacher_path), "bags": list(self.config.data.bags)}
+        self.card = checkpoint_card(method, _deployable(self.net), self.config, cache, self.stats, record)
+        self.prep = Preprocessor.for_card(self.card, any_size=True)
+        # the loop's view: DDP-wrapped trained networks, the frozen teacher as it is
+        self.run_nets = Networks(net=wrap(self.net, self.info, device), prep=self.prep,
+                                 a2e=wrap(self.a2e, self.info, device) if self.a2e is not None else None,
+                                 teacher=nets.teacher)
+        self.fingerprint = fingerprint(self.config, self.train, self.config.model_for(method.stage),
+                                       method.fingerprint(self.teacher_path, self.outputs is not None),
+                                       self.config.augment_for(method.stage))
 
-    writer = None
-    if main:
-        writer = SummaryWriter(str(run_dir / "tb"), purge_step=step if step else None)
-        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(plain(cfg), sort_keys=False))
-
-    def save(at: int) -> None:
-        if not main:
+    def resume(self) -> None:
+        name, path = self.method.name, self.state_path
+        if not path.is_file():
+            self.say(f"--resume: no {path} yet, starting {name} from step 0")
             return
-        done = card.replace(training={**card.training, "step": at, "steps": total})
-        save_checkpoint(ckpt_path, _deployable(net), done.to_dict())
-        save_state(state_path, name=name, step=at, fingerprint=fp, model=net.state_dict(),
-                   a2e=a2e.state_dict() if a2e is not None else None, optimizer=optimizer.state_dict(),
-                   scheduler=scheduler.state_dict(), scaler=scaler.state_dict())
+        s = load_state(path)
+        if s.get("name") != name:
+            raise ValueError(f"{path}: not a training state of run {name!r}")
+        changed = changed_keys(s.get("fingerprint") or {}, self.fingerprint)
+        if changed:
+            raise ValueError(f"{path}: the configuration changed since it was saved ({', '.join(changed[:5])}); "
+                             "resume with the same config or use another --out")
+        self.net.load_state_dict(s["model"])
+        if self.a2e is not None:
+            self.a2e.load_state_dict(s["a2e"])
+        self.optimizer.load_state_dict(s["optimizer"])
+        self.scheduler.load_state_dict(s["scheduler"])
+        self.scaler.load_state_dict(s["scaler"])
+        self.step = int(s["step"])
+        set_rng_state(s["rng"])
+        self.say(f"resumed {name} at step {self.step} from {path}")
 
-    def run_validation(at: int) -> dict | None:
-        if val_cache is None or not main:
+    def save(self, at: int) -> None:
+        if not self.main:
+            return
+        done = self.card.replace(training={**self.card.training, "step": at, "steps": int(self.train.steps)})
+        save_checkpoint(self.ckpt_path, _deployable(self.net), done.to_dict())
+        save_state(self.state_path, name=self.method.name, step=at, fingerprint=self.fingerprint,
+                   model=self.net.state_dict(), a2e=self.a2e.state_dict() if self.a2e is not None else None,
+                   optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+                   scaler=self.scaler.state_dict())
+
+    def validation(self, at: int) -> dict | None:
+        if self.val_cache is None or not self.main:
             return None
-        res = validate(_deployable(net), card, val_cache, np.arange(len(val_cache)))
-        if writer is not None and res.get("miou") is not None:
-            writer.add_scalar("val/miou", res["miou"], at)
-            writer.add_scalar("val/miou_all", res.get("miou_all", float("nan")), at)
-        say(f"step {at}: validation mIoU {100 * res['miou']:.2f}")
+        res = validate(_deployable(self.net), self.card, self.val_cache, np.arange(len(self.val_cache)))
+        if self.writer is not None and res.get("miou") is not None:
+            self.writer.add_scalar("val/miou", res["miou"], at)
+            self.writer.add_scalar("val/miou_all", res.get("miou_all", float("nan")), at)
+        self.say(f"step {at}: validation mIoU {100 * res['miou']:.2f}")
         return res
 
-    bar = tqdm(total=total, initial=step, desc=name, unit="step", disable=not (progress and main), dynamic_ncols=True)
-    it = iter(loader)
-    last_terms: dict = {}
-    first_terms: dict = {}
-    t0 = time.time()
-    with _Stopper() as stopper:
-        while step < total:
-            batch = next(it)
-            # the teacher never sees events: no embedding is prepared for it
-            ev = None if method.modality == "aps" else prep(batch["events"].to(device, non_blocking=True),
-                                                            layout="bchw")
-            aps01 = batch["aps"].to(device, non_blocking=True)
-            label = batch["label"].to(device, non_blocking=True)
-            soft = batch["teacher"].to(device, non_blocking=True) if "teacher" in batch else None
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
-                terms = method.loss_terms(run_nets, ev, aps01, label, soft)
-                loss = sum(w[k] * v for k, v in terms.items() if w[k] > 0)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if scfg.get("grad_clip"):
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_([p for _, p in params], float(scfg["grad_clip"]))
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            step += 1
-            if not math.isfinite(float(loss.detach())):
-                raise RuntimeError(f"{name}: loss became {float(loss)} at step {step} (lower train.lr?)")
-            if step % int(scfg["log_every"]) == 0 or step == total:
-                logged = {k: float(all_reduce_mean(v.detach(), info)) for k, v in terms.items()}
-                logged["total"] = float(all_reduce_mean(loss.detach(), info))
-                last_terms = logged
-                first_terms = first_terms or logged
-                if writer is not None:
-                    for k, v in logged.items():
-                        writer.add_scalar(f"loss/{k}", v, step)
-                    writer.add_scalar("lr", optimizer.param_groups[0]["lr"], step)
-                bar.set_postfix(loss=f"{logged['total']:.3f}")
-            if writer is not None and scfg.get("image_every") and step % int(scfg["image_every"]) == 0:
-                _log_images(writer, net, prep, batch, ev, step, method.modality, IGNORE_INDEX,
-                            class_set(cfg["data"]["class_set"]))
-            bar.update(1)
-            if scfg.get("val_every") and step % int(scfg["val_every"]) == 0 and step < total:
-                run_validation(step)
-            interrupted = stopper.signum is not None
-            if step % int(scfg["ckpt_every"]) == 0 or step == total or interrupted or step == stop_after:
-                save(step)
-            if interrupted:
-                bar.close()
-                say(f"{name}: stopped by signal {stopper.signum} at step {step}; state saved to {state_path} "
-                    "(continue with --resume)")
-                raise TrainingInterrupted(f"stopped at step {step}", stopper.signum)
-            if stop_after is not None and step >= stop_after:
-                break
-    bar.close()
-    if on_done is not None:
-        on_done(step, net)
-    barrier(info)
-    if main:
-        elapsed = time.time() - t0
-        result = {"name": name, "step": step, "steps": total, "seconds": round(elapsed, 1),
-                  "first_losses": first_terms, "last_losses": last_terms, "checkpoint": str(ckpt_path)}
-        if step >= total:
-            val = run_validation(step)
+    def _loader(self) -> torch.utils.data.DataLoader:
+        t, info = self.train, self.info
+        bs = int(t.batch_size)
+        sampler = ResumableSampler(len(self.dataset), bs, seed=int(t.seed), num_replicas=info.world_size,
+                                   rank=info.rank, start_step=self.step)
+        return torch.utils.data.DataLoader(
+            self.dataset, batch_size=bs, sampler=sampler, collate_fn=collate, num_workers=int(t.num_workers),
+            drop_last=True, generator=torch.Generator().manual_seed(int(t.seed)),
+            persistent_workers=False, pin_memory=self.device.type == "cuda")
+
+    def _optimise(self, batch: dict) -> tuple[dict, torch.Tensor, torch.Tensor | None]:
+        """One step on one batch: (unweighted terms, weighted loss, the batch's event input)."""
+        device, method, w = self.device, self.method, self.method.weights
+        # the teacher never sees events: no embedding is prepared for it
+        ev = None if method.modality == "aps" else self.prep(batch["events"].to(device, non_blocking=True),
+                                                             layout="bchw")
+        aps01 = batch["aps"].to(device, non_blocking=True)
+        label = batch["label"].to(device, non_blocking=True)
+        soft = batch["teacher"].to(device, non_blocking=True) if "teacher" in batch else None
+        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=self.amp):
+            terms = method.loss_terms(self.run_nets, self.ctx, ev, aps01, label, soft)
+            loss = sum(w[k] * v for k, v in terms.items() if w[k] > 0)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.train.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_([p for _, p in self.params], float(self.train.grad_clip))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.step += 1
+        if not math.isfinite(float(loss.detach())):
+            raise RuntimeError(f"{method.name}: loss became {float(loss)} at step {self.step} (lower train.lr?)")
+        return terms, loss, ev
+
+    def _log(self, terms: dict, loss: torch.Tensor, batch: dict, ev: torch.Tensor | None, bar: tqdm) -> None:
+        t, step = self.train, self.step
+        if step % int(t.log_every) == 0 or step == int(t.steps):
+            logged = {k: float(all_reduce_mean(v.detach(), self.info)) for k, v in terms.items()}
+            logged["total"] = float(all_reduce_mean(loss.detach(), self.info))
+            self.last_terms = logged
+            self.first_terms = self.first_terms or logged
+            if self.writer is not None:
+                for k, v in logged.items():
+                    self.writer.add_scalar(f"loss/{k}", v, step)
+                self.writer.add_scalar("lr", self.optimizer.param_groups[0]["lr"], step)
+            bar.set_postfix(loss=f"{logged['total']:.3f}")
+        if self.writer is not None and t.image_every and step % int(t.image_every) == 0:
+            _log_images(self.writer, self.net, self.prep, batch, ev, step, self.method.modality, IGNORE_INDEX,
+                        class_set(self.config.data.class_set))
+
+    def loop(self, stop_after: int | None) -> None:
+        t, name, total = self.train, self.method.name, int(self.train.steps)
+        if self.main:
+            self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step if self.step else None)
+            atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(plain(self.config.to_dict()),
+                                                                            sort_keys=False))
+        bar = tqdm(total=total, initial=self.step, desc=name, unit="step", disable=not (self.progress and self.main),
+                   dynamic_ncols=True)
+        it = iter(self._loader())
+        self.last_terms, self.first_terms = {}, {}
+        self.t0 = time.time()
+        with _Stopper() as stopper:
+            while self.step < total:
+                batch = next(it)
+                terms, loss, ev = self._optimise(batch)
+                self._log(terms, loss, batch, ev, bar)
+                bar.update(1)
+                step = self.step
+                if t.val_every and step % int(t.val_every) == 0 and step < total:
+                    self.validation(step)
+                interrupted = stopper.signum is not None
+                if step % int(t.ckpt_every) == 0 or step == total or interrupted or step == stop_after:
+                    self.save(step)
+                if interrupted:
+                    bar.close()
+                    self.say(f"{name}: stopped by signal {stopper.signum} at step {step}; state saved to "
+                             f"{self.state_path} (continue with --resume)")
+                    raise TrainingInterrupted(f"stopped at step {step}", stopper.signum)
+                if stop_after is not None and step >= stop_after:
+                    break
+        bar.close()
+
+    def finish(self) -> Path:
+        if not self.main:
+            return self.ckpt_path
+        total, elapsed = int(self.train.steps), time.time() - self.t0
+        result = {"name": self.method.name, "step": self.step, "steps": total, "seconds": round(elapsed, 1),
+                  "first_losses": self.first_terms, "last_losses": self.last_terms, "checkpoint": str(self.ckpt_path)}
+        if self.step >= total:
+            val = self.validation(self.step)
             if val is not None:
                 result["validation"] = val
-        atomic_write_text(run_dir / "metrics.json", json.dumps(result, indent=1, default=float))
-        say(f"{name}: {step}/{total} steps in {elapsed:.0f} s, loss {last_terms.get('total', float('nan')):.4f} -> {ckpt_path}")
-        writer.close()
-    return ckpt_path
+        atomic_write_text(self.run_dir / "metrics.json", json.dumps(result, indent=1, default=float))
+        self.say(f"{self.method.name}: {self.step}/{total} steps in {elapsed:.0f} s, loss "
+                 f"{self.last_terms.get('total', float('nan')):.4f} -> {self.ckpt_path}")
+        self.writer.close()
+        return self.ckpt_path
 
 
 @torch.no_grad()

@@ -2,8 +2,8 @@
 
 A cache holds, for every APS frame of a set of bags, the event embedding of the window that
 ends at the frame's stamp, the frame (grey or RGB uint8, as `data.frame` says) and its label. It is written by
-`evdistill_ros.distill.cache.extract_pairs` and read here, by training (distill.dataset) and
-by evaluation (`iter_samples(path, format="cache")`) alike.
+`evdistill_ros.io.pair_writer.extract_pairs` and read here, by training (distill.dataset) and
+by evaluation (`iter_samples(path, format="cache")`) alike; written by io.pair_writer.
 
 Layout of one cache (a directory named by the key):
 
@@ -18,7 +18,7 @@ Layout of one cache (a directory named by the key):
     n_events.npy  (n,) int64            events in the window
     bag_index.npy (n,) int32            index into meta["bags"]
 
-    key_inputs(bags, spec, data_cfg) -> dict ; cache_key(...) -> str
+    PairSource(bags, event_input, topics, resize, ...)  the key: .key_inputs() -> dict, .key() -> str
     open_cache(path) -> PairCache            memory-mapped arrays + meta (sizes checked)
     verify_cache(cache, classes) -> cache    ValueError when damaged: meta.json's checksum, label ids,
                                              non-finite embeddings in up to 256 spread frames
@@ -33,7 +33,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -56,26 +56,39 @@ def _bag_identity(path: str) -> dict:
             if stats else 0}
 
 
-def key_inputs(bags: Sequence[str], spec: EventInput, data_cfg: Mapping[str, Any]) -> dict:
-    """Everything a cache's content depends on (any change re-extracts)."""
-    return {
-        "version": FORMAT_VERSION,
-        "bags": [_bag_identity(b) for b in bags],
-        "events_topic": data_cfg["events_topic"],
-        "image_topic": data_cfg["image_topic"],
-        "labels_topic": data_cfg["labels_topic"],
-        "event_input": spec.to_dict(),
-        "resize": list(data_cfg["resize"]) if data_cfg.get("resize") else None,
-        "min_events": int(data_cfg.get("min_events") or 0),
-        # only when not DDD17's, so the caches made before class sets keep their keys
-        **({"class_set": str(data_cfg["class_set"])} if data_cfg.get("class_set", "ddd17") != "ddd17" else {}),
-        **({"frame": str(data_cfg["frame"])} if data_cfg.get("frame", "gray") != "gray" else {}),
-    }
+@dataclass(frozen=True)
+class PairSource:
+    """What a cache's content depends on, typed: its key. Any change re-extracts."""
 
+    bags: tuple[str, ...]
+    event_input: EventInput
+    events_topic: str
+    image_topic: str
+    labels_topic: str | None = None
+    resize: tuple[int, int] | None = None
+    min_events: int = 0
+    class_set: str = "ddd17"
+    frame: str = "gray"
 
-def cache_key(bags: Sequence[str], spec: EventInput, data_cfg: Mapping[str, Any]) -> str:
-    blob = json.dumps(key_inputs(bags, spec, data_cfg), sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()[:20]
+    def key_inputs(self) -> dict:
+        """The key's inputs as meta.json stores them (bags by path, size and mtime)."""
+        return {
+            "version": FORMAT_VERSION,
+            "bags": [_bag_identity(b) for b in self.bags],
+            "events_topic": self.events_topic,
+            "image_topic": self.image_topic,
+            "labels_topic": self.labels_topic,
+            "event_input": self.event_input.to_dict(),
+            "resize": list(self.resize) if self.resize else None,
+            "min_events": int(self.min_events or 0),
+            # only when not DDD17's, so the caches made before class sets keep their keys
+            **({"class_set": str(self.class_set)} if self.class_set != "ddd17" else {}),
+            **({"frame": str(self.frame)} if self.frame != "gray" else {}),
+        }
+
+    def key(self) -> str:
+        blob = json.dumps(self.key_inputs(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:20]
 
 
 @dataclass

@@ -105,8 +105,8 @@ class WindowReconfigure:
         self.accumulator, self.base = accumulator, base
         self.applied: dict[str, Any] = {}
 
-    def __call__(self, config: Any) -> Any:
-        settings = {k: config[k] for k in WINDOW_SETTINGS if k in config}
+    def __call__(self, update: Any) -> Any:
+        settings = {k: update[k] for k in WINDOW_SETTINGS if k in update}
         # ~representation is a start-up parameter (not reconfigurable): it stays under every update
         settings.setdefault("representation", param("representation"))
         try:  # built and bounded before anything changes: a bad value is refused whole
@@ -114,11 +114,11 @@ class WindowReconfigure:
         except ValueError as exc:
             rospy.logerr("reconfigure refused: %s (kept %s)", exc, self.accumulator.spec.describe())
             for k in settings:  # the settings in force; before any update, each field's "unset" (0, "")
-                if k in config:
-                    config[k] = self.applied[k] if k in self.applied else type(config[k])()
-            return config
+                if k in update:
+                    update[k] = self.applied[k] if k in self.applied else type(update[k])()
+            return update
         self.applied = settings
-        return config
+        return update
 
 
 def reconfigure_server(config: str, callback: Callable[[Any, int], Any]) -> Any:

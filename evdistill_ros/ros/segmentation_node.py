@@ -193,20 +193,20 @@ class SegmentationNode:
                 network.get()
 
     # ---- settings while running (dynamic_reconfigure) ---------------------------------------
-    def _reconfigure(self, config, _level: int):
+    def _reconfigure(self, update, _level: int):
         """Apply what changed; a bad value is logged and put back, never half applied."""
-        self.alpha = float(config.overlay_alpha)
-        self.overlay_on = config.overlay_on
-        self.compressed_format, self.jpeg_quality = config.compressed_format, int(config.jpeg_quality)
-        if config.teacher != self.teacher_enabled:
-            self.teacher_enabled = bool(config.teacher)
+        self.alpha = float(update.overlay_alpha)
+        self.overlay_on = update.overlay_on
+        self.compressed_format, self.jpeg_quality = update.compressed_format, int(update.jpeg_quality)
+        if update.teacher != self.teacher_enabled:
+            self.teacher_enabled = bool(update.teacher)
             rospy.loginfo("teacher %s", "on" if self.teacher_enabled else "off")
         for network in (self.student, self.teacher):
-            if network is not None and config.device:
-                network.set_device(config.device)
+            if network is not None and update.device:
+                network.set_device(update.device)
         if self.accumulator is not None:
-            config = self.window_settings(config)
-        return config
+            update = self.window_settings(update)
+        return update
 
     # ---- inputs -------------------------------------------------------------------------
     def _on_window(self, w: Window, received: float, frame_id: str) -> None:

@@ -1,9 +1,9 @@
-"""Training pairs extracted once from bags into a pair cache (format: io.pair_cache).
+"""Training pairs extracted once from recordings into a pair cache (format: io.pair_cache).
 
-    extract_pairs(bags, data_cfg, cache_root=None, progress=True, log=print) -> Path
+    extract_pairs(source, cache_root, progress=True, log=print) -> Path
 
-For every APS frame of every bag, the one bag -> sample path (`io.samples.iter_bag_samples`
-with the config's `EventInput`) gives the embedding of the window ending at the frame, the
+For every APS frame of every recording, the one recording -> sample path (`io.samples.iter_bag_samples`
+with the source's `EventInput`) gives the embedding of the window ending at the frame, the
 frame and its label; the frame is stored as `frames.to_frame` makes it for `data.frame` (grey
 or RGB) and everything is resized with `frames.resize`, the functions inference uses
 (models.preprocess with the checkpoint's `frame` and `resize: area`). Epochs then never re-read bags.
@@ -20,31 +20,29 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
 
 from .. import frames
 from ..atomic import atomic_dir, atomic_write_text, clean_stale
-from ..classes import IGNORE_INDEX
-from ..classes import class_set
-from ..events.spec import EventInput
-from ..io.bag import topics
-from ..io.pair_cache import ARRAYS, cache_key, key_inputs, open_cache, verify_cache, with_checksum
-from ..io.samples import iter_bag_samples
+from ..classes import IGNORE_INDEX, class_set
+from .bag import topics
+from .pair_cache import ARRAYS, PairSource, open_cache, verify_cache, with_checksum
+from .samples import iter_bag_samples
 
 
-def extract_pairs(bags: Sequence[str], data_cfg: dict, cache_root: str | os.PathLike | None = None,
-                  progress: bool = True, log: Callable[[str], None] = print) -> Path:
-    """Extract (or find) the cache for `bags` under `cache_root` (default data_cfg['cache_dir'])."""
+def extract_pairs(source: PairSource, cache_root: str | os.PathLike, progress: bool = True,
+                  log: Callable[[str], None] = print) -> Path:
+    """Extract (or find) the cache of `source` under `cache_root`."""
+    bags = source.bags
     if not bags:
         raise ValueError("no training bags given (set data.bags in the config or pass --bags)")
-    spec = EventInput.from_config(data_cfg)
-    classes = class_set(data_cfg.get("class_set", "ddd17"))
-    root = Path(cache_root or data_cfg["cache_dir"]).expanduser()
-    key = cache_key(bags, spec, data_cfg)
-    final = root / key
+    spec = source.event_input
+    classes = class_set(source.class_set)
+    root = Path(cache_root).expanduser()
+    final = root / source.key()
     if final.exists():
         try:
             verify_cache(open_cache(final), classes)
@@ -55,8 +53,8 @@ def extract_pairs(bags: Sequence[str], data_cfg: dict, cache_root: str | os.Path
     root.mkdir(parents=True, exist_ok=True)
     for p in clean_stale(root):
         log(f"removed {p.name}, left by an extraction that did not finish")
-    image_topic = data_cfg["image_topic"]
-    frame_mode = data_cfg.get("frame", "gray")
+    image_topic = source.image_topic
+    frame_mode = source.frame
     counts = []
     for bag in bags:
         have = topics(bag)
@@ -64,8 +62,8 @@ def extract_pairs(bags: Sequence[str], data_cfg: dict, cache_root: str | os.Path
             raise ValueError(f"{bag}: no APS frames on {image_topic}")
         counts.append(have[image_topic].count)
     total = sum(counts)
-    size = tuple(data_cfg["resize"]) if data_cfg.get("resize") else None
-    min_events = int(data_cfg.get("min_events") or 0)
+    size = tuple(source.resize) if source.resize else None
+    min_events = int(source.min_events or 0)
     with atomic_dir(final) as tmp:
         arrays = None
         n = empty = 0
@@ -73,9 +71,8 @@ def extract_pairs(bags: Sequence[str], data_cfg: dict, cache_root: str | os.Path
         bar = tqdm(total=total, desc="extract pairs", unit="frame", disable=not progress)
         for bi, bag in enumerate(bags):
             start = n
-            samples = iter_bag_samples(bag, event_input=spec, events_topic=data_cfg["events_topic"],
-                                       image_topic=image_topic, labels_topic=data_cfg.get("labels_topic"),
-                                       classes=classes)
+            samples = iter_bag_samples(bag, event_input=spec, events_topic=source.events_topic,
+                                       image_topic=image_topic, labels_topic=source.labels_topic, classes=classes)
             for s in samples:
                 bar.update(1)
                 if s.aps is None:  # an empty (0 x 0) frame: nothing to pair
@@ -86,7 +83,7 @@ def extract_pairs(bags: Sequence[str], data_cfg: dict, cache_root: str | os.Path
                 frame = frames.to_frame(s.aps, frame_mode)
                 if size is None:
                     size = frame.shape[:2]
-                elif not data_cfg.get("resize") and frame.shape[:2] != size:
+                elif not source.resize and frame.shape[:2] != size:
                     raise ValueError(f"{bag}: frames of {frame.shape[1]}x{frame.shape[0]}, earlier bags "
                                      f"{size[1]}x{size[0]}; set data.resize to train on both")
                 if arrays is None:
@@ -112,7 +109,7 @@ def extract_pairs(bags: Sequence[str], data_cfg: dict, cache_root: str | os.Path
                 del full
                 np.save(tmp / f"{name}.npy", trimmed)
         labelled = int(np.load(tmp / "has_label.npy").sum())
-        meta = dict(key_inputs(bags, spec, data_cfg), n=n, height=int(size[0]), width=int(size[1]),
+        meta = dict(source.key_inputs(), n=n, height=int(size[0]), width=int(size[1]),
                     channels=channels, labelled=labelled, bag_ranges=ranges, created=time.time())
         atomic_write_text(tmp / "meta.json", json.dumps(with_checksum(meta), indent=1))
     log(f"cached {n} pairs ({labelled} labelled) from {len(bags)} bag(s) -> {final}"

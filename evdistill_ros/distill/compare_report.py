@@ -1,0 +1,160 @@
+"""The tables and figures of `evdistill train compare`: seeds summarised, markdown, plots.
+
+    summarize(runs) -> dict                     mean / std / paired differences over seeds
+    markdown(result, class_set_name) -> str     compare.md
+    plot_compare(result, out) -> list[Path]     compare.png and, with @uK entries, unlabelled.png
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .entries import SPLITS, parse_entry
+
+
+def _stats(values: list[float]) -> tuple[float, float | None]:
+    a = np.asarray(values, np.float64)
+    return float(a.mean()), (float(a.std(ddof=1)) if len(a) > 1 else None)
+
+
+def _mean_present(values: list[float | None]) -> float:
+    """Mean over the seeds where the class was present (None: absent); NaN if absent in all."""
+    present = [v for v in values if v is not None and not np.isnan(v)]
+    return float(np.mean(present)) if present else float("nan")
+
+
+def summarize(runs: dict[int, dict[str, dict]]) -> dict:
+    """Per network and split: the mean result (miou, miou_all, per-class iou), its std over seeds,
+    the per-seed values and the per-seed difference to the supervised student (paired)."""
+    seeds = list(runs)
+    names = list(runs[seeds[0]])
+    out: dict[str, dict] = {}
+    for name in names:
+        out[name] = {"train_seconds": float(np.mean([runs[s][name]["train_seconds"] for s in seeds]))}
+        for split in SPLITS:
+            per = [runs[s][name].get(split) for s in seeds]
+            if not per or any(r is None for r in per):
+                continue
+            mean, std = _stats([r["miou"] for r in per])
+            all_mean, all_std = _stats([r["miou_all"] for r in per])
+            iou = {c: _mean_present([r["iou"][c] for r in per]) for c in per[0]["iou"]}
+            entry = {"miou": mean, "miou_std": std, "miou_all": all_mean, "miou_all_std": all_std, "iou": iou,
+                     "seeds": {str(s): r["miou"] for s, r in zip(seeds, per)}, "frames": per[0].get("frames")}
+            ref = [runs[s].get("student_supervised", {}).get(split) for s in seeds]
+            if name.startswith("student_") and name != "student_supervised" and all(ref):
+                diff = [r["miou"] - q["miou"] for r, q in zip(per, ref)]
+                d_mean, d_std = _stats(diff)
+                entry["vs_supervised"] = {"mean": d_mean, "std": d_std, "wins": int(sum(d > 0 for d in diff)),
+                                          "n": len(diff)}
+            out[name][split] = entry
+    return out
+
+
+def _fmt(v) -> str:
+    return "-" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{100 * v:.2f}"
+
+
+def _pm(mean, std) -> str:
+    return _fmt(mean) if std is None else f"{_fmt(mean)} ± {100 * std:.2f}"
+
+
+def markdown(result: dict, class_set_name: str) -> str:
+    nets, n = result["networks"], len(result["settings"]["seeds"])
+    splits = [s for s in SPLITS if any(s in r for r in nets.values())]
+    seeds_note = (f"mean ± std over {n} seeds ({', '.join(map(str, result['settings']['seeds']))})" if n > 1
+                  else f"one run (seed {result['settings']['seeds'][0]}): differences of a point or two are noise")
+    lines = [f"mIoU (%), {seeds_note}; scenarios: {', '.join(splits)}.\n",
+             "| network | input | " + " | ".join(f"mIoU {s}" for s in splits) + " | "
+             + " | ".join(f"mIoU {s} (absent=0)" for s in splits[:2]) + " | train s |",
+             "|---|---|" + "---|" * (len(splits) + len(splits[:2])) + "---|"]
+    for name, r in nets.items():
+        lines.append(f"| {name} | {'APS' if name == 'teacher' else 'events'} | "
+                     + " | ".join(_pm(r.get(s, {}).get("miou"), r.get(s, {}).get("miou_std")) for s in splits) + " | "
+                     + " | ".join(_pm(r.get(s, {}).get("miou_all"), r.get(s, {}).get("miou_all_std"))
+                                  for s in splits[:2]) + f" | {r['train_seconds']:.0f} |")
+    diffs = [name for name, r in nets.items() if any("vs_supervised" in r.get(s, {}) for s in splits)]
+    if n > 1 and diffs:
+        lines += ["\nDifference to the supervised student, paired by seed (mIoU points, mean ± std; wins = seeds "
+                  "where the network beats it):\n",
+                  "| network | " + " | ".join(splits) + " |", "|---|" + "---|" * len(splits)]
+        for name in diffs:
+            cells = []
+            for s in splits:
+                d = nets[name].get(s, {}).get("vs_supervised")
+                cells.append("-" if d is None else f"{100 * d['mean']:+.2f} ± {100 * (d['std'] or 0):.2f} "
+                                                   f"({d['wins']}/{d['n']})")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for k, v in result["checks"].items():
+        lines.append(f"\n{k}: {'PASS' if v['pass'] else 'FAIL'} ({v['value']:.3f})")
+    for split in splits:
+        names = [name for name in nets if "iou" in nets[name].get(split, {})]
+        classes = list(nets[names[0]][split]["iou"])
+        lines += [f"\nPer-class IoU (%), {split}" + (" (mean over seeds)" if n > 1 else "")
+                  + f", class set {class_set_name}:\n",
+                  "| class | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+        lines += [f"| {c} | " + " | ".join(_fmt(nets[name][split]["iou"].get(c)) for name in names) + " |"
+                  for c in classes]
+    return "\n".join(lines) + "\n"
+
+
+def plot_compare(result: dict, out: Path) -> list[Path]:
+    """compare.png (mIoU per network and scenario, std over seeds as error bars) and, when
+    @uK students were trained, unlabelled.png (mIoU against unlabelled data)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    nets = result["networks"]
+    splits = [s for s in SPLITS if any(s in r for r in nets.values())]
+    names = list(nets)
+    n_seeds = len(result["settings"]["seeds"])
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(names) * len(splits) / 2 + 2), 4.0))
+    width = 0.8 / len(splits)
+    for k, split in enumerate(splits):
+        y = [100 * (nets[n].get(split, {}).get("miou") or np.nan) for n in names]
+        e = [100 * (nets[n].get(split, {}).get("miou_std") or 0.0) for n in names]
+        ax.bar(np.arange(len(names)) + (k - (len(splits) - 1) / 2) * width, y, width, yerr=e if n_seeds > 1 else None,
+               capsize=2, label=split)
+    ax.set_xticks(np.arange(len(names)))
+    ax.set_xticklabels([n.replace("student_", "") for n in names], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("mIoU (%)")
+    ax.set_title(f"test mIoU per scenario ({'mean ± std over %d seeds' % n_seeds if n_seeds > 1 else 'one run'})")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    paths = [out / "compare.png"]
+    fig.savefig(paths[0], dpi=110)
+    plt.close(fig)
+
+    curves: dict[str, list] = {}  # base entry name -> [(multiple, name)]
+    for m in result["settings"]["methods"]:
+        e = parse_entry(m)
+        if e.unlabelled and e.name in nets:
+            curves.setdefault(e.base.name, []).append((e.unlabelled, e.name))
+    if curves:
+        fig, axes = plt.subplots(1, len(splits), figsize=(4.2 * len(splits), 3.8), squeeze=False)
+        for ax, split in zip(axes[0], splits):
+            for base, pts in curves.items():
+                pts = sorted(pts + ([(0, base)] if base in nets else []))
+                pts = [(k, nets[n][split]) for k, n in pts if split in nets[n]]
+                ax.errorbar([k for k, _ in pts], [100 * r["miou"] for _, r in pts],
+                            yerr=[100 * (r["miou_std"] or 0) for _, r in pts], marker="o", capsize=3,
+                            label=base.replace("student_", "") + " (labelled + unlabelled)")
+            ax.set_xticks(sorted({0, *(k for pts in curves.values() for k, _ in pts)}))
+            for ref, style in (("student_supervised", "--"), ("teacher", ":")):
+                if split in nets.get(ref, {}):
+                    ax.axhline(100 * nets[ref][split]["miou"], ls=style, color="grey" if ref != "teacher" else "black",
+                               label=ref.replace("student_", "") + " (labelled only)")
+            ax.set_xlabel("unlabelled sequences (x the labelled ones)")
+            ax.set_ylabel(f"mIoU (%), {split}")
+            ax.set_title(split)
+            ax.grid(alpha=0.3)
+        axes[0][0].legend(fontsize=7)
+        fig.suptitle("what unlabelled recordings buy" + (f" (mean ± std, {n_seeds} seeds)" if n_seeds > 1 else " (one run)"))
+        fig.tight_layout()
+        paths.append(out / "unlabelled.png")
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
+    return paths
