@@ -240,12 +240,12 @@ class TrainingRun:
         return self.finish()
 
     def _pairs(self, bags: list[str]) -> PairCache:
-        """Rank 0 extracts (with progress), the others open the same cache after it."""
+        """Rank 0 extracts (with progress), the others find the same cache after it (each cache is
+        looked up and verified once per rank)."""
         source, root = self.config.data.pair_source(bags), self.config.data.cache_dir
-        if self.main:
-            extract_pairs(source, root, progress=self.progress, log=self.say)
+        path = extract_pairs(source, root, progress=self.progress, log=self.say) if self.main else None
         barrier(self.info)
-        return open_cache(extract_pairs(source, root, progress=False, log=lambda s: None))
+        return open_cache(path or extract_pairs(source, root, progress=False, log=lambda s: None))
 
     def load_data(self) -> None:
         data, method = self.config.data, self.method

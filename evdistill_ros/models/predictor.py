@@ -18,7 +18,6 @@ the same way.
 """
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -33,7 +32,7 @@ from ..events.spec import EventInput
 from .backends import Backend, TorchBackend, create_backend
 from .card import NetworkCard
 from .checkpoint import authors_metadata, load_checkpoint
-from .export import read_onnx_metadata
+from .files import read_card
 from .preprocess import Preprocessor, restore_output
 from .teacher_card import CardNetwork, is_card, read_teacher_card
 
@@ -91,10 +90,8 @@ class Predictor:
                 log(f"{path.name}: a teacher card's network runs as its card says ({card.kind}), not with {backend}")
             self._setup(create_backend("torch", CardNetwork(card, self.device), self.meta, self.device, fp16))
             return
-        if path.suffix == ".onnx":
-            if not path.is_file():
-                raise FileNotFoundError(f"network not found: {path}")
-            self.card = for_modality(NetworkCard.from_dict(read_onnx_metadata(path), path=str(path)), modality)
+        if path.suffix == ".onnx":  # read_card: the one reader of a network file's card (its errors too)
+            self.card = for_modality(read_card(path), modality)
             onnx_model, model = path.read_bytes(), None
             backend = "onnxruntime" if backend == "torch" else backend
         else:
@@ -127,7 +124,7 @@ class Predictor:
     def representation(self) -> Any:
         return "aps" if self.event_input is None else self.event_input.to_dict()
 
-    @functools.cached_property  # asked per window by the segmentation node
+    @property
     def class_set(self) -> ClassSet:
         """The classes this network predicts."""
         return self.card.classes
