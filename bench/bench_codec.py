@@ -26,7 +26,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from evdistill_ros.events import Events  # noqa: E402
 from evdistill_ros.wire import decode_event_array, dvs_msgs  # noqa: E402
-from evdistill_ros.io.bag import BagWriter, iter_events, open_bag  # noqa: E402
+from evdistill_ros.io.bag import iter_events  # noqa: E402
+from evdistill_ros.io.bag_layout import open_bag  # noqa: E402
+from evdistill_ros.io.bag_writer import BagWriter  # noqa: E402
 
 TOPIC = "/davis/left/events"
 

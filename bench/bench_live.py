@@ -33,7 +33,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from evdistill_ros.events import Events  # noqa: E402
-from evdistill_ros.io.bag import BagWriter, iter_event_messages, topics  # noqa: E402
+from evdistill_ros.io.bag import iter_event_messages, topics  # noqa: E402
+from evdistill_ros.io.bag_writer import BagWriter  # noqa: E402
 from evdistill_ros.ros.probe import RosMaster, node_stats  # noqa: E402
 
 TOPIC = "/davis/left/events"

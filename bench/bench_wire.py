@@ -25,7 +25,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from evdistill_ros.events import Events  # noqa: E402
-from evdistill_ros.io.bag import Bag, BagWriter, ros2_typestore  # noqa: E402
+from evdistill_ros.io.bag import Bag  # noqa: E402
+from evdistill_ros.io.bag_layout import ros2_typestore  # noqa: E402
+from evdistill_ros.io.bag_writer import BagWriter  # noqa: E402
 from evdistill_ros.wire import decode_event_array, encode_event_array, reference  # noqa: E402
 from evdistill_ros.wire.event_camera_msgs import (EVENT_PACKET_MD5, EVENT_PACKET_TYPE, decoder_for,  # noqa: E402
                                                   encode_event_packet, event_packet_definition)

@@ -44,7 +44,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   log "creating venv $VENV (system site packages, for rospy and cv2)"
   /usr/bin/python3 -m venv --system-site-packages "$VENV"
 fi
-req_hash=$(cat requirements.txt setup.py | sha256sum | cut -c1-16)
+req_hash=$(cat requirements.txt setup.py pyproject.toml | sha256sum | cut -c1-16)
 if [ "$(cat "$VENV/.evdistill-req" 2>/dev/null)" != "$req_hash" ]; then
   log "installing Python packages into the venv (torch, numba, rosbags, ...)"
   quiet_pip() {  # hide pip's notes about this machine's local index mirrors; pipefail keeps pip's status

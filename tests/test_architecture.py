@@ -100,7 +100,7 @@ def test_errors_are_typed_by_layer(tmp_path):
 
 
 def test_ruff_is_clean():
-    """ruff with the repository's ruff.toml finds nothing (undefined or unused names, ...)."""
+    """ruff with the repository's pyproject.toml settings finds nothing (undefined or unused names, ...)."""
     ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
     r = subprocess.run([ruff, "check", "--no-cache", str(ROOT)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-1000:]

@@ -16,7 +16,7 @@ from evdistill_ros.distill import config as C
 from evdistill_ros.io.pair_writer import extract_pairs
 from evdistill_ros.io.pair_cache import open_cache
 from evdistill_ros.events import Events
-from evdistill_ros.io.bag import BagWriter
+from evdistill_ros.io.bag_writer import BagWriter
 
 H, W = 32, 48
 FRAME_NS = 50_000_000

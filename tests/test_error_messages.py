@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from evdistill_ros.io.bag import BagWriter
+from evdistill_ros.io.bag_writer import BagWriter
 from evdistill_ros.models import build_model, save_checkpoint
 
 

@@ -20,7 +20,8 @@ from PIL import Image
 from evdistill_ros.classes import IGNORE_INDEX
 from evdistill_ros.eval.evaluate import evaluate, evaluate_model, markdown_table, resize_labels_nearest
 from evdistill_ros.events import Events, embed
-from evdistill_ros.io.bag import BagWriter, read_events
+from evdistill_ros.io.bag import read_events
+from evdistill_ros.io.bag_writer import BagWriter
 from evdistill_ros.io.evdistill_png import write_evdistill_sample
 from evdistill_ros.io.png import write_png
 from evdistill_ros.io.samples import Sample, iter_samples
@@ -315,7 +316,7 @@ def test_an_empty_frame_is_skipped_and_counted_not_fatal(tmp_path):
     from evdistill_ros.io.pair_writer import extract_pairs
     from evdistill_ros.eval.evaluate import evaluate
     from evdistill_ros.events import Events
-    from evdistill_ros.io.bag import BagWriter
+    from evdistill_ros.io.bag_writer import BagWriter
     from evdistill_ros.models import build_model, save_checkpoint
 
     rng = np.random.default_rng(0)
@@ -348,7 +349,7 @@ def test_frames_that_change_size_and_events_out_of_order_are_reported(tmp_path):
     import warnings
 
     from evdistill_ros.events import Events
-    from evdistill_ros.io.bag import BagWriter
+    from evdistill_ros.io.bag_writer import BagWriter
     from evdistill_ros.io.samples import iter_bag_samples
 
     rng = np.random.default_rng(0)

@@ -10,7 +10,8 @@ import pytest
 
 from conftest import random_events
 from evdistill_ros.events import Events
-from evdistill_ros.io.bag import BagError, BagWriter, bag_info, iter_events, iter_images, read_events, topics
+from evdistill_ros.io.bag import BagError, bag_info, iter_events, iter_images, read_events, topics
+from evdistill_ros.io.bag_writer import BagWriter
 
 EV_TOPIC = "/davis/left/events"
 
@@ -129,7 +130,8 @@ def test_glitched_timestamps_are_outliers_offline_as_live(tmp_path):
     import numpy as np
 
     from evdistill_ros.events import ByTime, EventInput, Events
-    from evdistill_ros.io.bag import BagWriter, bag_info, read_events
+    from evdistill_ros.io.bag import bag_info, read_events
+    from evdistill_ros.io.bag_writer import BagWriter
     from evdistill_ros.io.samples import iter_bag_samples
     from evdistill_ros.wire.dvs_msgs import TIME_OUTLIER_NS, EventArrayMsg, screen_time_outliers
 

@@ -7,7 +7,7 @@ import pytest
 from conftest import random_events
 from evdistill_ros.cli import main
 from evdistill_ros.events import ByCount, ByTime, EventInput, Events
-from evdistill_ros.io.bag import BagWriter
+from evdistill_ros.io.bag_writer import BagWriter
 from evdistill_ros.io.ess import iter_ess, write_ess_recording
 from evdistill_ros.io.evdistill_png import event_image, iter_evdistill_png, write_evdistill_sample
 from evdistill_ros.io.evsegnet import iter_evsegnet, write_evsegnet_sample

@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 
 from evdistill_ros.events import Events
-from evdistill_ros.io.bag import BagError, BagWriter, ros2_typestore, bag_info, read_events
+from evdistill_ros.io.bag import BagError, bag_info, read_events
+from evdistill_ros.io.bag_layout import ros2_typestore
+from evdistill_ros.io.bag_writer import BagWriter
 from evdistill_ros.io.convert import convert_event_packets, convert_to_ros1
 from evdistill_ros.io.samples import detect_format, iter_bag_samples
 from evdistill_ros.wire.event_camera_msgs import event_packet_definition, EVENT_PACKET_MD5, encode_event_packet

@@ -20,7 +20,8 @@ from evdistill_ros.distill.dataset import PairDataset
 from evdistill_ros.distill.methods import method_for
 from evdistill_ros.distill.trainer import checkpoint_card, norm_stats
 from evdistill_ros.events import Events
-from evdistill_ros.io.bag import BagWriter, iter_images
+from evdistill_ros.io.bag import iter_images
+from evdistill_ros.io.bag_writer import BagWriter
 from evdistill_ros.io.pair_cache import open_cache
 from evdistill_ros.io.samples import iter_bag_samples
 from evdistill_ros.models import Preprocessor, build_model
@@ -108,8 +109,8 @@ def test_bag_samples_open_the_bag_once(tmp_path, monkeypatch):
     path = tmp_path / "mono8.bag"
     _write(path, "mono8", seed=3)
     opened = []
-    real = bag_module._open_reader
-    monkeypatch.setattr(bag_module, "_open_reader", lambda p: opened.append(p) or real(p))
+    real = bag_module.open_reader
+    monkeypatch.setattr(bag_module, "open_reader", lambda p: opened.append(p) or real(p))
     samples = list(iter_bag_samples(path))
     assert len(samples) == 4 and all(s.label is not None for s in samples)
     assert len(opened) == 1

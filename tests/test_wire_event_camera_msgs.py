@@ -204,7 +204,8 @@ def test_decoder_for_connection_types():
 
 def test_convert_event_packet_bag(tmp_path):
     from evdistill_ros.cli import main
-    from evdistill_ros.io.bag import BagWriter, iter_images, read_events, topics
+    from evdistill_ros.io.bag import iter_images, read_events, topics
+    from evdistill_ros.io.bag_writer import BagWriter
 
     ev = random_events(2000, seed=2, t0=T0, duration_ns=300_000_000)
     src, dst = tmp_path / "pk.bag", tmp_path / "dvs.bag"

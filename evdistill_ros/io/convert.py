@@ -25,7 +25,9 @@ from ..atomic import staged_dir
 from ..events.spec import DEFAULT_EVENT_INPUT, ByTime, EventInput
 from ..wire.dvs_msgs import EVENT_ARRAY_TYPE as DVS_TYPE
 from ..wire.event_camera_msgs import EVENT_TYPES, decoder_for
-from .bag import BagWriter, open_recording, ros2_type_name
+from .bag import open_recording
+from .bag_layout import ros2_type_name
+from .bag_writer import BagWriter
 from .bag import topics as bag_topics
 from .evdistill_png import write_evdistill_sample
 from .evsegnet import write_evsegnet_sample

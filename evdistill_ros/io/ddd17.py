@@ -42,7 +42,7 @@ import numpy as np
 
 from .. import frames
 from ..events.types import Events
-from .bag import BagWriter
+from .bag_writer import BagWriter
 from .packing import EventPacker
 from .presets import PRESETS, TopicPreset
 

@@ -47,7 +47,7 @@ import numpy as np
 from ..classes import DSEC11, DSEC19, ClassSet
 from ..events.spec import DEFAULT_EVENT_INPUT, ByCount, EventInput
 from ..events.types import Events
-from .bag import BagWriter
+from .bag_writer import BagWriter
 from .packing import EventPacker
 from .png import read_png, write_png
 from .presets import PRESETS

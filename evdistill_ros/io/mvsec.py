@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..events.types import Events
-from .bag import BagWriter
+from .bag_writer import BagWriter
 from .packing import EventPacker
 from .presets import PRESETS, TopicPreset
 

@@ -41,7 +41,7 @@ from tqdm import tqdm
 from ..atomic import atomic_write_text, clean_stale
 from ..classes import SIM, class_map, class_set
 from ..events.types import Events
-from ..io.bag import BagWriter
+from ..io.bag_writer import BagWriter
 from ..io.presets import PRESETS
 from . import render as rd
 from .aps import ApsSensor
