@@ -307,31 +307,38 @@ def test_cli_table_json_and_errors(data, tmp_path, capsys):
     assert rc == 1 and err.count("\n") == 0 and "data not found" in err
 
 
+def _write_small_bag(path, frame_shape, events_times=None, labels=False, seed=0):
+    """Four 50 ms steps of 40x30 events and frames; `frame_shape(k)` the k-th frame's shape,
+    `events_times(k, ts)` may disorder the k-th window's sorted times."""
+    from evdistill_ros.events import Events
+    from evdistill_ros.io.bag_writer import BagWriter
+
+    rng = np.random.default_rng(seed)
+    t0 = 1_700_000_000_000_000_000
+    with BagWriter(path) as w:
+        for k in range(4):
+            t = t0 + (k + 1) * 50_000_000
+            ts = np.sort(rng.integers(t - 50_000_000, t, 200))
+            if events_times is not None:
+                ts = events_times(k, ts)
+            w.write_events("/davis/left/events", Events(rng.integers(0, 40, 200), rng.integers(0, 30, 200), ts,
+                                                        rng.integers(0, 2, 200)), 30, 40, stamp_ns=t)
+            w.write_image("/davis/left/image_raw", t, rng.integers(0, 256, frame_shape(k), dtype=np.uint8), "mono8")
+            if labels:
+                w.write_image("/davis/left/labels", t, rng.integers(0, 6, (30, 40)).astype(np.uint8), "mono8")
+    return path
+
 def test_an_empty_frame_is_skipped_and_counted_not_fatal(tmp_path):
     """A 0x0 APS image (a faulty driver) aborted a whole evaluation with OpenCV's raw message; now
     that frame is skipped and counted, the others are scored, training extraction skips it too."""
     import torch
 
     from evdistill_ros.distill import config as C
-    from evdistill_ros.io.pair_writer import extract_pairs
     from evdistill_ros.eval.evaluate import evaluate
-    from evdistill_ros.events import Events
-    from evdistill_ros.io.bag_writer import BagWriter
+    from evdistill_ros.io.pair_writer import extract_pairs
     from evdistill_ros.models import build_model, save_checkpoint
 
-    rng = np.random.default_rng(0)
-    bag = tmp_path / "b.bag"
-    t0 = 1_700_000_000_000_000_000
-    with BagWriter(bag) as w:
-        for k in range(4):
-            t = t0 + (k + 1) * 50_000_000
-            n = 300
-            w.write_events("/davis/left/events", Events(rng.integers(0, 40, n), rng.integers(0, 30, n),
-                                                        np.sort(rng.integers(t - 50_000_000, t, n)),
-                                                        rng.integers(0, 2, n)), 30, 40, stamp_ns=t)
-            img = np.zeros((0, 0), np.uint8) if k == 2 else rng.integers(0, 256, (30, 40), dtype=np.uint8)
-            w.write_image("/davis/left/image_raw", t, img, "mono8")
-            w.write_image("/davis/left/labels", t, rng.integers(0, 6, (30, 40)).astype(np.uint8), "mono8")
+    bag = _write_small_bag(tmp_path / "b.bag", lambda k: (0, 0) if k == 2 else (30, 40), labels=True)
     torch.manual_seed(0)
     net = build_model("deeplabv3plus", "mobilenetv2", in_channels=1, num_classes=6, width_mult=0.25,
                       aspp_channels=16, decoder_channels=16).eval()
@@ -348,23 +355,14 @@ def test_frames_that_change_size_and_events_out_of_order_are_reported(tmp_path):
     """Both passed through evaluation in silence; each recording now says so once."""
     import warnings
 
-    from evdistill_ros.events import Events
-    from evdistill_ros.io.bag_writer import BagWriter
     from evdistill_ros.io.samples import iter_bag_samples
 
-    rng = np.random.default_rng(0)
-    bag = tmp_path / "b.bag"
-    t0 = 1_700_000_000_000_000_000
-    with BagWriter(bag) as w:
-        for k in range(4):
-            t = t0 + (k + 1) * 50_000_000
-            ts = np.sort(rng.integers(t - 50_000_000, t, 200))
-            if k == 2:
-                ts[100:110] -= 20_000_000  # ten events out of order (less than the reset threshold)
-            w.write_events("/davis/left/events", Events(rng.integers(0, 40, 200), rng.integers(0, 30, 200), ts,
-                                                        rng.integers(0, 2, 200)), 30, 40, stamp_ns=t)
-            shape = (30, 40) if k < 3 else (20, 40)
-            w.write_image("/davis/left/image_raw", t, rng.integers(0, 256, shape, dtype=np.uint8), "mono8")
+    def disorder(k, ts):
+        if k == 2:
+            ts[100:110] -= 20_000_000  # ten events out of order (less than the reset threshold)
+        return ts
+
+    bag = _write_small_bag(tmp_path / "b.bag", lambda k: (30, 40) if k < 3 else (20, 40), disorder)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert len(list(iter_bag_samples(bag))) == 4

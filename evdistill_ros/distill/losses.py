@@ -1,46 +1,9 @@
 """Loss terms of the teacher, the baselines and EvDistill (Wang et al., CVPR'21).
 
-All functions take NCHW tensors and return a scalar tensor (mean over valid pixels/nodes).
-
-    cross_entropy(logits, labels, ignore_index=255, weight=None, top_fraction=1.0)
-        Per-pixel CE over labelled pixels; logits are upsampled to the label size when they
-        differ. Returns 0 (with a graph) when no pixel is labelled. `weight` (C,): per-class
-        weights, the weighted mean as torch's. `top_fraction` < 1: bootstrapped CE (Wu et al.
-        2016, "Bridging category-level and instance-level semantic image segmentation"): the mean
-        over only the hardest fraction of the labelled pixels of the batch (largest weighted
-        losses), so the many easy road / sky pixels stop drowning the few hard small-object ones.
-    CrossEntropy(weight=None, top_fraction=1.0)        that, configured once (the trainer's
-        `train.ce_class_weighting` and `train.ce_top_fraction`), called as ce(logits, labels)
-    median_frequency_weights(counts, max_weight=10.0, power=1.0)
-        SegNet's class balancing: median(f) / f_c with f_c the pixel frequency of class c
-        (classes absent from the counts get 1), raised to `power` (0.5: the square root, a
-        gentler balance), clipped to `max_weight`.
-    pixel_kd(student_logits, teacher_logits, temperature=1.0, mask=None, class_weight=None)
-        Pixel-wise distillation: KL(p_t || p_s) of the temperature-softened class
-        distributions at every pixel, averaged over pixels, times T^2 (Hinton et al. so the
-        gradient scale does not depend on T). `class_weight` (C,): each pixel weighted by the
-        class of the teacher's argmax there, the weighted mean (as a weighted cross-entropy's).
-        EvDistill's L_KD (paper Eq. 5) is this KL with the teacher's per-pixel softmax as target; same as the pixel-wise term of
-        Liu et al. "Structured Knowledge Distillation for Semantic Segmentation" (CVPR'19),
-        which EvDistill builds on. Zero iff the two distributions agree.
-    pixel_kd_soft(student_logits, teacher_log_probs, temperature=1.0, mask=None, class_weight=None)
-        The same with the teacher as log-probabilities (a mapped or cached teacher, distill.teacher).
-    affinity_matrix(features, nodes=16)
-        The affinity graph of a feature map: average-pool to at most nodes x nodes positions,
-        L2-normalise each position's feature vector, and take all pairwise cosine
-        similarities -> (N, P, P) with P = pooled positions.
-    affinity_kd(student_features, teacher_features, nodes=16)
-        EvDistill's affinity-graph distillation (paper Sec. 3.3, after Liu et al.'s pair-wise
-        distillation): squared difference between the student's and the teacher's affinity
-        graphs, averaged over all P^2 node pairs. Channels may differ between the two
-        networks (the graphs are P x P). Zero when the feature maps are positive multiples.
-    reconstruction_loss(pred, target, mask=None)
-        L1 between an image reconstructed from student features (E2A) or an event tensor
-        generated from an APS frame (A2E) and its target, both resized to the target size.
-
-The released EvDistill code has only the test script, so the formulations above follow the
-paper's equations; the weights (ce 10, reconstruction 10, pixel-wise 20, affinity 0.1) are the
-authors' reported training configuration.
+Every function takes NCHW tensors and returns a scalar tensor (a mean over valid pixels or
+graph nodes); the teacher's side never gets a gradient. The released EvDistill code has only the
+test script, so the formulations follow the paper's equations; the weights (ce 10,
+reconstruction 10, pixel-wise 20, affinity 0.1) are the authors' reported training configuration.
 """
 from __future__ import annotations
 
@@ -60,7 +23,14 @@ def _resize_like(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX,
                   weight: torch.Tensor | None = None, top_fraction: float = 1.0) -> torch.Tensor:
     """Mean CE over pixels whose label is not `ignore_index`; logits (N,C,h,w), labels (N,H,W) int.
-    `weight`: per-class weights (weighted mean); `top_fraction` < 1: the hardest fraction only."""
+
+    Logits are upsampled to the label size when they differ; no labelled pixel gives 0 (with a
+    graph). `weight` (C,): per-class weights, the weighted mean as torch's. `top_fraction` < 1:
+    bootstrapped CE (Wu et al. 2016, "Bridging category-level and instance-level semantic image
+    segmentation"): the mean over only the hardest fraction of the batch's labelled pixels
+    (largest weighted losses), so the many easy road / sky pixels stop drowning the few hard
+    small-object ones.
+    """
     if logits.dim() != 4 or labels.dim() != 3 or logits.shape[0] != labels.shape[0]:
         raise ValueError(f"cross_entropy: expected logits (N,C,H,W) and labels (N,H,W), got "
                          f"{tuple(logits.shape)} and {tuple(labels.shape)}")
@@ -84,7 +54,8 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int 
 
 
 class CrossEntropy:
-    """cross_entropy with its class weights and hardest fraction fixed (the trainer builds one)."""
+    """cross_entropy with its class weights and hardest fraction fixed, called as ce(logits, labels)
+    (the trainer builds one from `train.ce_class_weighting` and `train.ce_top_fraction`)."""
 
     def __init__(self, weight: torch.Tensor | None = None, top_fraction: float = 1.0) -> None:
         if not 0.0 < float(top_fraction) <= 1.0:
@@ -96,8 +67,9 @@ class CrossEntropy:
 
 
 def median_frequency_weights(counts, max_weight: float = 10.0, power: float = 1.0) -> torch.Tensor:
-    """(C,) pixel counts per class -> (C,) float32 weights (median(f) / f_c) ** power, absent classes 1,
-    <= max_weight."""
+    """SegNet's class balancing: (C,) pixel counts per class -> (C,) float32 weights
+    (median(f) / f_c) ** power with f_c the pixel frequency of class c; absent classes get 1,
+    `power` 0.5 is a gentler balance (the square root); clipped to `max_weight`."""
     c = np.asarray(counts, dtype=np.float64)
     present = c > 0
     w = np.ones(c.shape)
@@ -109,10 +81,13 @@ def median_frequency_weights(counts, max_weight: float = 10.0, power: float = 1.
 
 def pixel_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0,
              mask: torch.Tensor | None = None, class_weight: torch.Tensor | None = None) -> torch.Tensor:
-    """T^2 * mean over pixels of KL(softmax(t/T) || softmax(s/T)); teacher gets no gradient.
+    """Pixel-wise distillation: T^2 * mean over pixels of KL(softmax(t/T) || softmax(s/T)).
 
+    EvDistill's L_KD (paper Eq. 5), the pixel-wise term of Liu et al., "Structured Knowledge
+    Distillation for Semantic Segmentation" (CVPR'19), which EvDistill builds on; the T^2 keeps the
+    gradient scale independent of T (Hinton et al.). Zero iff the two distributions agree.
     `mask` (N,H,W) bool at the student's resolution selects the pixels that count; `class_weight`
-    (C,) weights each pixel by the teacher's argmax class (weighted mean).
+    (C,) weights each pixel by the teacher's argmax class (the weighted mean, as a weighted CE's).
     """
     if student_logits.shape[:2] != teacher_logits.shape[:2]:
         raise ValueError(f"pixel_kd: student {tuple(student_logits.shape)} and teacher "
@@ -155,7 +130,9 @@ def pixel_kd_soft(student_logits: torch.Tensor, teacher_log_probs: torch.Tensor,
 
 
 def affinity_matrix(features: torch.Tensor, nodes: int = 16) -> torch.Tensor:
-    """(N,C,H,W) -> (N,P,P) cosine similarities between pooled positions (P <= nodes^2)."""
+    """The affinity graph of a feature map: average-pool to at most nodes x nodes positions,
+    L2-normalise each position's feature vector, all pairwise cosine similarities:
+    (N,C,H,W) -> (N,P,P), P = pooled positions."""
     if features.dim() != 4:
         raise ValueError(f"affinity_matrix: expected (N,C,H,W), got {tuple(features.shape)}")
     if nodes < 1:
@@ -167,7 +144,10 @@ def affinity_matrix(features: torch.Tensor, nodes: int = 16) -> torch.Tensor:
 
 
 def affinity_kd(student_features: torch.Tensor, teacher_features: torch.Tensor, nodes: int = 16) -> torch.Tensor:
-    """Mean squared difference of the student's and teacher's affinity graphs (teacher detached)."""
+    """EvDistill's affinity-graph distillation (paper Sec. 3.3, after Liu et al.'s pair-wise
+    distillation): the squared difference of the student's and the teacher's affinity graphs,
+    averaged over all P^2 node pairs. Channels may differ (the graphs are P x P); zero when the
+    feature maps are positive multiples of each other."""
     if student_features.shape[0] != teacher_features.shape[0]:
         raise ValueError("affinity_kd: student and teacher batch sizes differ")
     teacher_features = teacher_features.detach()
@@ -179,7 +159,10 @@ def affinity_kd(student_features: torch.Tensor, teacher_features: torch.Tensor, 
 
 
 def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """L1 between `pred` (resized to the target's H, W) and `target`; mask (N,H,W) bool optional."""
+    """L1 between `pred` (resized to the target's H, W) and `target`; mask (N,H,W) bool optional.
+
+    `pred`: an image reconstructed from student features (E2A) or an event tensor generated
+    from an APS frame (A2E)."""
     if pred.shape[:2] != target.shape[:2]:
         raise ValueError(f"reconstruction_loss: pred {tuple(pred.shape)} and target {tuple(target.shape)} "
                          "differ in batch or channel count")

@@ -36,85 +36,105 @@ from .samples import iter_bag_samples
 def extract_pairs(source: PairSource, cache_root: str | os.PathLike, progress: bool = True,
                   log: Callable[[str], None] = print) -> Path:
     """Extract (or find) the cache of `source` under `cache_root`."""
-    bags = source.bags
-    if not bags:
+    if not source.bags:
         raise ValueError("no training bags given (set data.bags in the config or pass --bags)")
-    spec = source.event_input
     classes = class_set(source.class_set)
     root = Path(cache_root).expanduser()
     final = root / source.key()
-    if final.exists():
-        try:
-            verify_cache(open_cache(final), classes)
-            return final
-        except ValueError as exc:  # damaged since it was written: said, then extracted again
-            log(f"pair cache {final} is damaged ({exc}): extracting it again")
-            shutil.rmtree(final, ignore_errors=True)
+    if _usable(final, classes, log):
+        return final
     root.mkdir(parents=True, exist_ok=True)
     for p in clean_stale(root):
         log(f"removed {p.name}, left by an extraction that did not finish")
-    image_topic = source.image_topic
-    frame_mode = source.frame
-    counts = []
-    for bag in bags:
-        have = topics(bag)
-        if image_topic not in have or not have[image_topic].count:
-            raise ValueError(f"{bag}: no APS frames on {image_topic}")
-        counts.append(have[image_topic].count)
-    total = sum(counts)
-    size = tuple(source.resize) if source.resize else None
-    min_events = int(source.min_events or 0)
+    total = sum(_frame_counts(source))
     with atomic_dir(final) as tmp:
-        arrays = None
-        n = empty = 0
-        ranges = []
-        bar = tqdm(total=total, desc="extract pairs", unit="frame", disable=not progress)
-        for bi, bag in enumerate(bags):
-            start = n
-            samples = iter_bag_samples(bag, event_input=spec, events_topic=source.events_topic,
-                                       image_topic=image_topic, labels_topic=source.labels_topic, classes=classes)
-            for s in samples:
-                bar.update(1)
-                if s.aps is None:  # an empty (0 x 0) frame: nothing to pair
-                    empty += 1
-                    continue
-                if s.num_events < min_events:
-                    continue
-                frame = frames.to_frame(s.aps, frame_mode)
-                if size is None:
-                    size = frame.shape[:2]
-                elif not source.resize and frame.shape[:2] != size:
-                    raise ValueError(f"{bag}: frames of {frame.shape[1]}x{frame.shape[0]}, earlier bags "
-                                     f"{size[1]}x{size[0]}; set data.resize to train on both")
-                if arrays is None:
-                    arrays = _allocate(tmp, total, s.events.shape[0], size, frames.frame_channels(frame_mode))
-                arrays["events"][n] = frames.resize(s.events, size)
-                arrays["aps"][n] = frames.resize(frame, size)
-                arrays["has_label"][n] = s.label is not None
-                arrays["labels"][n] = IGNORE_INDEX if s.label is None else frames.resize(s.label, size, nearest=True)
-                arrays["t_ns"][n], arrays["n_events"][n], arrays["bag_index"][n] = s.t_ns, s.num_events, bi
-                n += 1
-            ranges.append([start, n])
-        bar.close()
-        if arrays is None or n == 0:
-            raise ValueError(f"no training pairs extracted from {len(bags)} bag(s) (min_events too high?)")
-        channels = int(arrays["events"].shape[1])
-        for a in arrays.values():
-            a.flush()
-        del arrays
+        with tqdm(total=total, desc="extract pairs", unit="frame", disable=not progress) as bar:
+            written = _write_pairs(tmp, source, classes, total, bar)
+        n, size, channels, ranges, empty = written
         if n < total:  # frames skipped (too few events, fewer frames than counted): rewrite trimmed
-            for name in ARRAYS:
-                full = np.load(tmp / f"{name}.npy", mmap_mode="r")
-                trimmed = np.array(full[:n])  # a copy: a view would keep the mapping the save truncates
-                del full
-                np.save(tmp / f"{name}.npy", trimmed)
+            _trim(tmp, n)
         labelled = int(np.load(tmp / "has_label.npy").sum())
         meta = dict(source.key_inputs(), n=n, height=int(size[0]), width=int(size[1]),
                     channels=channels, labelled=labelled, bag_ranges=ranges, created=time.time())
         atomic_write_text(tmp / "meta.json", json.dumps(with_checksum(meta), indent=1))
-    log(f"cached {n} pairs ({labelled} labelled) from {len(bags)} bag(s) -> {final}"
+    log(f"cached {n} pairs ({labelled} labelled) from {len(source.bags)} bag(s) -> {final}"
         + (f"; {empty} empty frame(s) skipped" if empty else ""))
     return final
+
+
+def _usable(final: Path, classes, log: Callable[[str], None]) -> bool:
+    """True when the cache exists and verifies; a damaged one is said and removed."""
+    if not final.exists():
+        return False
+    try:
+        verify_cache(open_cache(final), classes)
+        return True
+    except ValueError as exc:  # damaged since it was written: said, then extracted again
+        log(f"pair cache {final} is damaged ({exc}): extracting it again")
+        shutil.rmtree(final, ignore_errors=True)
+        return False
+
+
+def _frame_counts(source: PairSource) -> list[int]:
+    """APS frames per bag (from the index: the arrays are sized before reading)."""
+    counts = []
+    for bag in source.bags:
+        have = topics(bag)
+        if source.image_topic not in have or not have[source.image_topic].count:
+            raise ValueError(f"{bag}: no APS frames on {source.image_topic}")
+        counts.append(have[source.image_topic].count)
+    return counts
+
+
+def _write_pairs(tmp: Path, source: PairSource, classes, total: int, bar
+                 ) -> tuple[int, tuple[int, int], int, list[list[int]], int]:
+    """Every usable frame of every bag into arrays of `total` rows; (rows written, size, event
+    channels, per-bag row ranges, empty frames)."""
+    size = tuple(source.resize) if source.resize else None
+    min_events = int(source.min_events or 0)
+    arrays = None
+    n = empty = 0
+    ranges = []
+    for bi, bag in enumerate(source.bags):
+        start = n
+        for s in iter_bag_samples(bag, event_input=source.event_input, events_topic=source.events_topic,
+                                  image_topic=source.image_topic, labels_topic=source.labels_topic, classes=classes):
+            bar.update(1)
+            if s.aps is None:  # an empty (0 x 0) frame: nothing to pair
+                empty += 1
+                continue
+            if s.num_events < min_events:
+                continue
+            frame = frames.to_frame(s.aps, source.frame)
+            if size is None:
+                size = frame.shape[:2]
+            elif not source.resize and frame.shape[:2] != size:
+                raise ValueError(f"{bag}: frames of {frame.shape[1]}x{frame.shape[0]}, earlier bags "
+                                 f"{size[1]}x{size[0]}; set data.resize to train on both")
+            if arrays is None:
+                arrays = _allocate(tmp, total, s.events.shape[0], size, frames.frame_channels(source.frame))
+            arrays["events"][n] = frames.resize(s.events, size)
+            arrays["aps"][n] = frames.resize(frame, size)
+            arrays["has_label"][n] = s.label is not None
+            arrays["labels"][n] = IGNORE_INDEX if s.label is None else frames.resize(s.label, size, nearest=True)
+            arrays["t_ns"][n], arrays["n_events"][n], arrays["bag_index"][n] = s.t_ns, s.num_events, bi
+            n += 1
+        ranges.append([start, n])
+    if arrays is None or n == 0:
+        raise ValueError(f"no training pairs extracted from {len(source.bags)} bag(s) (min_events too high?)")
+    channels = int(arrays["events"].shape[1])
+    for a in arrays.values():
+        a.flush()
+    return n, size, channels, ranges, empty
+
+
+def _trim(tmp: Path, n: int) -> None:
+    """Rewrite every array with its first `n` rows."""
+    for name in ARRAYS:
+        full = np.load(tmp / f"{name}.npy", mmap_mode="r")
+        trimmed = np.array(full[:n])  # a copy: a view would keep the mapping the save truncates
+        del full
+        np.save(tmp / f"{name}.npy", trimmed)
 
 
 def _allocate(tmp: Path, n: int, channels: int, size: tuple[int, int], frame_channels: int

@@ -1,28 +1,6 @@
-"""One sample iterator per dataset layout, all yielding the same `Sample` (io.sample).
-
-    iter_samples(path, format=None, **options) -> Iterator[Sample]
-        format: "bag" | "evdistill-png" | "evsegnet" | "ess" | "dsec" | "cache"; None detects it
-    detect_format(path) -> str
-    iter_bag_samples(bag, *, event_input=None, events_topic=None, image_topic=None,
-                     labels_topic=None, crop_rows=None, require_labels=False)
-
-Layout-specific readers (options are passed through by iter_samples):
-    evdistill_png.iter_evdistill_png(root, split="test")
-    evsegnet.iter_evsegnet(root, split="test")
-    ess.iter_ess(root, split="test", event_input=None)
-    dsec.iter_dsec(root, split="test", classes=11, event_input=None, label_every=1, ...)
-    pair_cache.iter_cache_samples(path, event_input=None)   training-pair caches
-
-Bag samples (any recording io.bag.open_recording reads: ROS1, rosbag2, DV's .aedat4, Prophesee's
-.raw): for every APS frame, the event window ending at the frame's stamp (the
-`event_input`'s window, `EventInput.windows_at`), the frame (`frames.canonical`: colour as RGB,
-mono16 kept), and the label image with the same stamp when the bag has a labels topic (frames
-without one get label None, or are an error with require_labels). `crop_rows` keeps the top
-rows of everything (200 for the DDD17 / Ev-SegNet crop), after embedding the full sensor.
-Topics default to the event input's topic, then the detected preset (io.presets). The sensor
-size comes from the event messages (the frames when those carry none). Everything streams:
-one frame, label and embedding in memory at a time. `event_input` defaults to
-DEFAULT_EVENT_INPUT (one default input for the whole package: events.spec).
+"""One sample iterator per dataset layout, all yielding the same `Sample` (io.sample): `iter_samples`
+detects the layout (`detect_format`) and hands the options on to that layout's reader; recordings
+of every kind go through `iter_bag_samples`.
 """
 from __future__ import annotations
 
@@ -81,7 +59,10 @@ def detect_format(path: str | os.PathLike) -> str:
 
 
 def iter_samples(path: str | os.PathLike, format: str | None = None, **options) -> Iterator[Sample]:
-    """Samples of a dataset in any supported layout (see the module doc for the options)."""
+    """Samples of a dataset in any layout of FORMATS (None: detected); `options` go to its reader:
+    "bag": iter_bag_samples, "evdistill-png": io.evdistill_png.iter_evdistill_png, "evsegnet":
+    io.evsegnet.iter_evsegnet, "ess": io.ess.iter_ess, "dsec": io.dsec.iter_dsec, "cache" (training-pair
+    caches): io.pair_cache.iter_cache_samples."""
     fmt = format or detect_format(path)
     if fmt == "bag":
         return iter_bag_samples(path, **options)
@@ -110,8 +91,19 @@ def iter_bag_samples(
     need_events: bool = True,
     classes: ClassSet = DDD17,
 ) -> Iterator[Sample]:
-    """Samples of a bag, one per APS frame (see the module doc); labels are checked against
-    `classes` (the class set the bag is labelled in)."""
+    """Samples of a recording (anything io.bag.open_recording reads: ROS1, rosbag2, DV's .aedat4,
+    Prophesee's .raw), one per APS frame.
+
+    Each holds the event window ending at the frame's stamp (the `event_input`'s window,
+    `EventInput.windows_at`; default DEFAULT_EVENT_INPUT), the frame (`frames.canonical`: colour as
+    RGB, mono16 kept) and the label image with the same stamp when the bag has a labels topic
+    (frames without one get label None, or are an error with `require_labels`); labels are checked
+    against `classes`, the class set the bag is labelled in. `crop_rows` keeps the top rows of
+    everything (200 for the DDD17 / Ev-SegNet crop), after embedding the full sensor;
+    `need_events=False` skips the embeddings. Topics default to the event input's topic, then the
+    detected preset (io.presets); the sensor size comes from the event messages (the frames when
+    those carry none). Everything streams: one frame, label and embedding in memory at a time.
+    """
     spec = event_input or DEFAULT_EVENT_INPUT
     with open_recording(bag) as b:
         yield from _bag_samples(b, spec, events_topic, image_topic, labels_topic, crop_rows, require_labels,

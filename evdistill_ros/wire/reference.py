@@ -3,10 +3,6 @@
 Slow on purpose (1000x the numpy / numba decoders): the decoders of wire.libcaer are checked
 against these in the tests, and bench/bench_wire.py times both in the same run. Each returns
 [(t_ns, x, y, polarity), ...] in stream order.
-
-    libcaer(raw, time_base)                                   "libcaer"
-    LibcaerCmp()(raw, time_base, width, height) -> (events, non-CD words skipped)   "libcaer_cmp"
-    evt2(raw, width, height), evt3(raw, width, height)         Prophesee RAW data (wire.prophesee)
 """
 from __future__ import annotations
 
@@ -16,6 +12,7 @@ _U64 = (1 << 64) - 1
 
 
 def libcaer(raw: bytes, time_base: int) -> list[tuple[int, int, int, int]]:
+    """The "libcaer" encoding: 8-byte words (data, 31-bit microsecond time that wraps)."""
     out, ts_high, last = [], time_base, 0
     for i in range(0, len(raw) - len(raw) % 8, 8):
         data, ts = struct.unpack_from("<Ii", raw, i)
@@ -30,7 +27,9 @@ def libcaer(raw: bytes, time_base: int) -> list[tuple[int, int, int, int]]:
 
 
 class LibcaerCmp:
-    """Keeps x, base_y and the vector polarity between packets, as the C++ decoder's members."""
+    """The "libcaer_cmp" encoding; `LibcaerCmp()(raw, time_base, width, height)` gives (events, non-CD
+    words skipped). Keeps x, base_y and the vector polarity between packets, as the C++ decoder's
+    members."""
 
     def __init__(self) -> None:
         self.x = self.base_y = self.pol = 0
