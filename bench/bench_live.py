@@ -198,7 +198,7 @@ def main() -> None:
     ap.add_argument("--bag-rate", type=float, default=6e6, help="events/s of the dense bag at rate 1")
     ap.add_argument("--latency-stride-ms", type=int, default=None,
                     help="segmentation stride for the latency runs (default: 1.5x the inference measured first)")
-    ap.add_argument("--backend", default="torch", help="segmentation_node ~backend for the latency runs")
+    ap.add_argument("--backend", default="auto", help="segmentation_node ~backend for the latency runs")
     args = ap.parse_args()
     seconds = 1.0 if args.quick else 3.0
     rates = [1, 2, 4] if args.quick else [1, 2, 4, 6, 8, 10, 12]

@@ -11,7 +11,7 @@ import torch
 
 from evdistill_ros.events import DEFAULT_EVENT_INPUT, EventInput, ByTime, embed
 from evdistill_ros.models import build_model, save_checkpoint
-from evdistill_ros.models.backends import AUTO_AGREEMENT, create_backend
+from evdistill_ros.models.backends import AUTO_AGREEMENT, Backend, create_backend, describe
 from evdistill_ros.models.export import export_onnx, read_onnx_metadata
 from evdistill_ros.models.predictor import Predictor
 from conftest import random_events
@@ -51,7 +51,7 @@ def test_export_embeds_metadata_and_matches_torch(student, tmp_path):
 @pytest.mark.parametrize("backend", ["onnxruntime", pytest.param("openvino", marks=pytest.mark.skipif(
     not HAVE_OPENVINO, reason="openvino not installed (optional: pip install openvino)"))])
 def test_backend_agrees_with_torch_on_random_inputs_and_windows(student, backend):
-    ref = Predictor(student, device="cpu")
+    ref = Predictor(student, device="cpu", backend="torch")
     got = Predictor(student, device="cpu", backend=backend)
     rng = np.random.default_rng(0)
     inputs = windows() + [rng.standard_normal((3, 120, 160)).astype(np.float32) for _ in range(3)]
@@ -61,17 +61,54 @@ def test_backend_agrees_with_torch_on_random_inputs_and_windows(student, backend
 
 def test_onnx_file_is_a_checkpoint(student, tmp_path):
     export_onnx(student, tmp_path / "s.onnx")
-    p = Predictor(tmp_path / "s.onnx", device="cpu")  # "torch" falls back to onnxruntime for .onnx
+    p = Predictor(tmp_path / "s.onnx", device="cpu", backend="torch")  # "torch" falls back to onnxruntime
     assert p.backend.name == "onnxruntime" and p.is_event_network
     x = windows(1)[0]
-    assert np.mean(p(x) == Predictor(student, device="cpu")(x)) >= AUTO_AGREEMENT
+    assert np.mean(p(x) == Predictor(student, device="cpu", backend="torch")(x)) >= AUTO_AGREEMENT
 
 
-def test_auto_picks_an_agreeing_backend_and_says_why(student):
+def test_auto_is_the_default_and_chooses_on_the_first_real_input(student):
+    """auto decides when it is first given a window (a real input), keeps a backend that agrees
+    with torch there, logs the table and reports it."""
     lines: list[str] = []
-    p = Predictor(student, device="cpu", backend="auto", log=lines.append)
+    p = Predictor(student, device="cpu", log=lines.append)
+    assert p.backend.name == "auto" and not any(ln.startswith("auto on") for ln in lines)  # nothing timed yet
+    x = windows(1)[0]
+    got = p(x)
     assert p.backend.name in ("torch", "onnxruntime", "openvino")
-    assert any("-> " + p.backend.name in ln for ln in lines), lines
+    assert any(ln.startswith("auto on a 1x3x200x346 input") and ln.endswith("-> " + p.backend.name)
+               for ln in lines), lines
+    table = describe(p.backend)["auto"]
+    assert {"torch", "onnxruntime"} <= set(table) and table[p.backend.name]["agreement"] >= AUTO_AGREEMENT
+    assert np.mean(got == Predictor(student, device="cpu", backend="torch")(x)) >= AUTO_AGREEMENT
+
+
+def test_auto_refuses_a_backend_that_disagrees_with_torch(student):
+    class Wrong(Backend):  # a fast backend whose labels are wrong: it must never be chosen
+        name = "wrong"
+
+        def run(self, x):
+            return -torch.ones(x.shape[0], 6, *x.shape[-2:]) * torch.arange(6).view(1, 6, 1, 1)
+
+    lines: list[str] = []
+    p = Predictor(student, device="cpu", log=lines.append)
+    p.backend.candidates["onnxruntime"] = Wrong()
+    p(windows(1)[0])
+    assert p.backend.name in ("torch", "openvino")
+    refused = describe(p.backend)["auto"]["onnxruntime"]
+    assert "ms" not in refused and refused["agreement"] < AUTO_AGREEMENT, refused
+    assert any("onnxruntime refused" in ln for ln in lines), lines
+
+
+def test_auto_falls_back_to_torch_when_only_torch_is_installed(student, monkeypatch):
+    for missing in ("onnxruntime", "openvino"):
+        monkeypatch.setitem(sys.modules, missing, None)
+    lines: list[str] = []
+    p = Predictor(student, device="cpu", log=lines.append)
+    labels = p(windows(1)[0])
+    assert p.backend.name == "torch" and labels.shape == (200, 346)
+    assert any("auto: onnxruntime unavailable" in ln and "pip install onnxruntime" in ln for ln in lines), lines
+    assert list(describe(p.backend)["auto"]) == ["torch"]
 
 
 def test_missing_and_unknown_backends_are_one_line_errors(student, monkeypatch):

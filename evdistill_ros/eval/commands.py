@@ -43,9 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=_positive, default=None,
                    help="frames per forward pass (default 8; 1 with --latency)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    p.add_argument("--backend", default="torch",
-                   help="what runs the networks: torch (default), torch-compile, onnxruntime, openvino, auto "
-                        "(models.backends); an .onnx checkpoint runs with onnxruntime")
+    p.add_argument("--backend", default="auto",
+                   help="what runs the networks: auto (default: the fastest that agrees with torch on the first "
+                        "batch), torch, torch-compile, onnxruntime, openvino (models.backends)")
     p.add_argument("--threads", type=_positive, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--latency", action="store_true", help="also report per-frame latency (ms, p50/p95)")
     p.add_argument("--limit", type=_positive, help="score only the first N usable samples")

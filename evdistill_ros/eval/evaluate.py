@@ -190,7 +190,7 @@ def evaluate_model(predictor: Predictor, samples: Iterable[Any], modality: str, 
 
 
 def evaluate(data: str | Path, *, aps_ckpt: str | Path | None = None, event_ckpt: str | Path | None = None,
-             format: str | None = None, batch_size: int = 8, device: str = "cpu", backend: str = "torch",
+             format: str | None = None, batch_size: int = 8, device: str = "cpu", backend: str = "auto",
              latency: bool = False, limit: int | None = None, score_at: str = "label", progress: bool = True,
              sample_options: Mapping[str, Any] | None = None, labels_classes: str | None = None,
              class_map_to: str | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:

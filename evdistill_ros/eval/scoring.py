@@ -160,7 +160,7 @@ class ScoringSetup:
 
     @classmethod
     def open(cls, data: str | Path, *, aps_ckpt: str | Path | None = None, event_ckpt: str | Path | None = None,
-             format: str | None = None, device: str = "cpu", backend: str = "torch",
+             format: str | None = None, device: str = "cpu", backend: str = "auto",
              sample_options: Mapping[str, Any] | None = None, labels_classes: str | None = None,
              class_map_to: str | None = None, unlabelled_ok: bool = False) -> "ScoringSetup":
         """Load the networks (checked to read what their flag says), choose the class sets, open the

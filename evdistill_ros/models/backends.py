@@ -11,8 +11,12 @@ torch-compile  torch.compile of the same (first calls compile: slow start)
 onnxruntime    ONNX Runtime: CUDA (and TensorRT) execution providers when the device is CUDA
                and they are installed, else the CPU provider with torch's thread count
 openvino       OpenVINO on the CPU
-auto           times every available backend on the network's input size and keeps the fastest
-               whose argmax agrees with torch on >= 99.5 % of pixels (AUTO_AGREEMENT)
+auto           (the default) on the first real input the network is given (a window, a frame, a
+               batch), times every backend that loads here for a small fixed budget and keeps the
+               fastest whose argmax agrees with torch on >= 99.5 % of that input's pixels
+               (AUTO_AGREEMENT); the table is logged and kept (`describe`). torch-compile is left
+               out of auto (its first call compiles for tens of seconds on a small CPU: ask for
+               it by name); an int8 model is one the user exports and calibrates (models.export)
 
 Preprocessing and restoring are not part of a backend: they stay in models.preprocess, one
 implementation whatever runs the network. A missing optional package is a one-line
@@ -27,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .export import input_hw, onnx_bytes, parity, require
+from .export import onnx_bytes, require
 
 BACKENDS = ("torch", "torch-compile", "onnxruntime", "openvino", "auto")
 AUTO_AGREEMENT = 0.995
@@ -114,7 +118,7 @@ def create_backend(name: str, model: nn.Module | None, meta: dict, device: torch
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}")
     if name == "auto":
-        return choose_fastest(model, meta, device, fp16, onnx_model, log)
+        return AutoBackend(model, meta, device, fp16, onnx_model, log)
     if name in ("torch", "torch-compile"):
         if model is None:
             raise ValueError(f"backend {name} needs a torch checkpoint; an .onnx model runs with onnxruntime or openvino")
@@ -126,55 +130,80 @@ def create_backend(name: str, model: nn.Module | None, meta: dict, device: torch
     return OpenVinoBackend(onnx_model)
 
 
-def _time_ms(backend: Backend, x: torch.Tensor, runs: int = 5) -> float:
+# What auto may spend timing one backend (after one warm-up call): enough runs for a stable
+# minimum on a 2-core machine, bounded so that a node starts within a second or two.
+AUTO_RUNS, AUTO_BUDGET_S = 7, 0.5
+
+
+def _time_ms(backend: Backend, x: torch.Tensor) -> float:
+    """The fastest of up to AUTO_RUNS calls (within AUTO_BUDGET_S) after a warm-up, ms."""
     backend.run(x)  # warm-up (allocations, lazy init)
-    best = float("inf")
-    for _ in range(runs):
+    best, spent = float("inf"), 0.0
+    for _ in range(AUTO_RUNS):
         t0 = time.perf_counter()
         backend.run(x)
         if backend.device.type == "cuda":
             torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t0)
+        took = time.perf_counter() - t0
+        best, spent = min(best, took), spent + took
+        if spent > AUTO_BUDGET_S:
+            break
     return best * 1e3
 
 
-def choose_fastest(model: nn.Module | None, meta: dict, device: torch.device, fp16: bool = False,
-                   onnx_model: bytes | None = None, log: Callable[[str], None] = lambda s: None) -> Backend:
-    """`auto`: the fastest backend that loads here and agrees with torch (or, for an .onnx model
-    without torch weights, with onnxruntime) on >= AUTO_AGREEMENT of the argmax pixels."""
-    h, w = input_hw(meta)
-    rng = np.random.default_rng(0)
-    inputs = [rng.standard_normal((1, int(meta["in_channels"]), h, w)).astype(np.float32) for _ in range(2)]
-    candidates: dict[str, Backend] = {}
-    if onnx_model is None:
-        try:  # one export for every ONNX backend
-            onnx_model = onnx_bytes(model, meta)
-        except Exception as exc:  # noqa: BLE001 - no exporter here: torch only
-            log(f"auto: no ONNX export ({exc})")
-    for name in ("torch", "onnxruntime", "openvino"):
-        if (model is None and name == "torch") or (onnx_model is None and name != "torch"):
-            continue
-        try:
-            candidates[name] = create_backend(name, model, meta, device, fp16, onnx_model)
-        except Exception as exc:  # noqa: BLE001 - a backend that cannot load here is skipped, said why
-            log(f"auto: {name} unavailable ({exc})")
-    if not candidates:
-        raise RuntimeError("auto: no backend could load this network")
-    ref = next(iter(candidates.values()))
+class AutoBackend(Backend):
+    """`auto`: loads every backend it can, and on the first input it runs (a real one: what the
+    network is about to be used on) keeps the fastest that agrees with the reference (torch; for
+    an .onnx file without torch weights, onnxruntime) on >= AUTO_AGREEMENT of the argmax pixels."""
 
-    def fn(b: Backend) -> Callable[[np.ndarray], np.ndarray]:
-        return lambda x: b.run(torch.from_numpy(x)).cpu().numpy()
+    name = "auto"
 
-    timings: dict[str, float] = {}
-    for name, backend in candidates.items():
-        _, agree = parity(fn(ref), fn(backend), inputs)
-        if agree < AUTO_AGREEMENT:
-            log(f"auto: {name} refused (argmax agreement {100 * agree:.2f}% < {100 * AUTO_AGREEMENT:.1f}%)")
-            continue
-        timings[name] = _time_ms(backend, torch.from_numpy(inputs[0]))
-    best = min(timings, key=timings.get)
-    log("auto: " + ", ".join(f"{k} {v:.1f} ms" for k, v in timings.items()) + f" -> {best}")
-    return candidates[best]
+    def __init__(self, model: nn.Module | None, meta: dict, device: torch.device, fp16: bool = False,
+                 onnx_model: bytes | None = None, log: Callable[[str], None] = lambda s: None):
+        self.log = log
+        self.device = device
+        self.candidates: dict[str, Backend] = {}
+        if onnx_model is None:
+            try:  # one export for every ONNX backend
+                onnx_model = onnx_bytes(model, meta)
+            except Exception as exc:  # noqa: BLE001 - no exporter here: torch only
+                log(f"auto: no ONNX export ({exc})")
+        for name in ("torch", "onnxruntime", "openvino"):
+            if (model is None and name == "torch") or (onnx_model is None and name != "torch"):
+                continue
+            try:
+                self.candidates[name] = create_backend(name, model, meta, device, fp16, onnx_model)
+            except Exception as exc:  # noqa: BLE001 - a backend that cannot load here is skipped, said why
+                log(f"auto: {name} unavailable ({exc})")
+        if not self.candidates:
+            raise RuntimeError("auto: no backend could load this network")
+        self.chosen: Backend | None = None
+        self.table: dict[str, dict[str, float]] = {}
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        if self.chosen is None:
+            self.chosen = self._choose(x)
+            self.name, self.device = self.chosen.name, self.chosen.device
+        return self.chosen.run(x)
+
+    def _choose(self, x: torch.Tensor) -> Backend:
+        reference = next(iter(self.candidates.values()))
+        want = reference.run(x).argmax(1).cpu()
+        for name, backend in self.candidates.items():
+            got = backend.run(x)
+            agree = float((got.argmax(1).cpu() == want).float().mean()) if torch.isfinite(got).all() else 0.0
+            self.table[name] = {"agreement": round(agree, 5)}
+            if agree >= AUTO_AGREEMENT:
+                self.table[name]["ms"] = round(_time_ms(backend, x), 3)
+        timed = {k: v["ms"] for k, v in self.table.items() if "ms" in v}
+        best = min(timed, key=timed.get)
+        self.log(f"auto on a {'x'.join(map(str, x.shape))} input: " + ", ".join(
+            f"{k} {v['ms']:.1f} ms" if "ms" in v else f"{k} refused ({100 * v['agreement']:.2f}% of argmax "
+            f"agree < {100 * AUTO_AGREEMENT:.1f}%)" for k, v in self.table.items()) + f" -> {best}")
+        for name in self.candidates:  # the others' sessions and weights are not kept
+            if name != best:
+                self.candidates[name] = None
+        return self.candidates[best]
 
 
 class BackendModule(nn.Module):
@@ -192,7 +221,12 @@ class BackendModule(nn.Module):
 
 
 def describe(backend: Backend) -> dict[str, Any]:
+    """The backend's name and device; for `auto` also what it measured (per backend: argmax
+    agreement and ms) once it has chosen."""
     out: dict[str, Any] = {"backend": backend.name, "device": str(backend.device)}
+    if isinstance(backend, AutoBackend):
+        out["auto"] = dict(backend.table)
+        backend = backend.chosen or backend
     if isinstance(backend, OnnxRuntimeBackend):
         out["providers"] = backend.providers
     return out

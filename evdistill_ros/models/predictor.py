@@ -1,6 +1,6 @@
 """The one way from a network file to class ids: load, preprocess, run, restore.
 
-    p = Predictor("student.pth", device="auto", fp16=False, backend="torch")
+    p = Predictor("student.pth", device="auto", fp16=False, backend="auto")
     labels = p(embedding_or_image)          # uint8 (H, W) class ids at the input's size
     preds = p.predict([x1, x2], [hw1, hw2]) # a batch: consecutive inputs of one shape run together
     p.card                                  # models.card.NetworkCard: what the file says
@@ -80,7 +80,7 @@ class Predictor:
     """Inference wrapper around a checkpoint, an exported .onnx model or a teacher card."""
 
     def __init__(self, checkpoint: str | os.PathLike, device: str | torch.device = "auto", fp16: bool = False,
-                 backend: str = "torch", log: Callable[[str], None] = lambda s: None, modality: str | None = None):
+                 backend: str = "auto", log: Callable[[str], None] = lambda s: None, modality: str | None = None):
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         path = Path(checkpoint)
         if is_card(path):

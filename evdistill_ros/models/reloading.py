@@ -56,7 +56,7 @@ class ReloadingPredictor:
     """A Predictor loaded lazily and reloaded when its file changes; never fatal."""
 
     def __init__(self, role: str, path: str, device: str = "auto", fp16: bool = False, check_s: float = 5.0,
-                 backend: str = "torch", log: Log | None = None,
+                 backend: str = "auto", log: Log | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.role, self.path, self.device, self.fp16, self.check_s = role, path, device, fp16, check_s
         self.backend = backend

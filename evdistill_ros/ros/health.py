@@ -6,6 +6,8 @@ the monotonic counters), so one bad minute an hour ago does not keep a node in W
 """
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,6 +128,8 @@ def segmentation_health(stats: dict, before: dict | None, dt_s: float, limits: H
                      "age p50 (ms)": _fmt((stats.get("age_ms") or {}).get("p50")),
                      "checkpoint": "loaded" if not stats.get("student_error") else "not loaded",
                      "backend": _fmt(stats.get("backend")), "device": _fmt(stats.get("device"))})
+    if stats.get("backend_timings"):  # auto: every backend it timed (ms) or refused (argmax agreement)
+        h.values["backend timings"] = json.dumps(stats["backend_timings"], sort_keys=True)
     for key in ("windows_in", "published", "overlays", "frames_in", "bad_frames", "publishers") + WINDOW_DROPS:
         h.values[key] = _fmt(stats.get(key))
     if "teacher_error" in stats:

@@ -11,7 +11,8 @@ Publishes   ~labels (mono8 class ids, stamp = window end), ~overlay (rgb8) and
             /diagnostics (1 Hz: ERROR without a student network, when every window is rejected
             or (~in_process) a connected event topic is silent for ~error_silence_s; WARN when more than
             ~warn_drop_fraction of the windows are dropped or latency p95 > ~warn_latency_ms)
-Parameters  ~backend (torch | torch-compile | onnxruntime | openvino | auto, models.backends;
+Parameters  ~backend (auto: the fastest that agrees with torch, timed on the first window; torch |
+            torch-compile | onnxruntime | openvino, models.backends;
             a checkpoint may also be an .onnx file from `evdistill export`),
             ~checkpoint, ~teacher_checkpoint (a checkpoint, an exported .onnx or a teacher card .yaml
             of an image network trained elsewhere; each watched every ~checkpoint_check_s = 5 s: a
@@ -57,6 +58,7 @@ from .. import frames
 from ..classes import DDD17, ClassSet
 from ..events.spec import EventInput
 from ..events.windows import Window
+from ..models.backends import describe
 from ..models.predictor import NonFiniteError, Predictor
 from ..models.reloading import Log, ReloadingPredictor
 from ..msg import EventEmbedding
@@ -345,8 +347,10 @@ class SegmentationNode:
 
     def stats(self) -> dict:
         predictor = self.student.predictor
-        out = dict(self.counts.snapshot(), backend=self.student.backend, stale_dropped=self.events_box.stale,
-                   device=str(predictor.backend.device) if predictor else None, latency_ms=self.latency.summary(),
+        running = describe(predictor.backend) if predictor else {}  # auto: what it chose, and its timings
+        out = dict(self.counts.snapshot(), backend=running.get("backend", self.student.backend),
+                   backend_requested=self.student.backend, backend_timings=running.get("auto"),
+                   stale_dropped=self.events_box.stale, device=running.get("device"), latency_ms=self.latency.summary(),
                    inference_ms=self.inference_ms.summary(), wait_ms=self.wait.summary(),
                    overhead_ms=self.overhead.summary(), age_ms=self.age.summary(),
                    student_error=self.student.error or None, callback_errors=self.errors.count,
