@@ -134,7 +134,7 @@ class _WindowBuffer:
     """
 
     def __init__(self, rep: Representation, params: dict[str, Any], height: int, width: int, max_events: int,
-                 stats: WindowStats):
+                 stats: WindowStats, incremental: bool = True):
         if max_events < 1:
             raise ValueError(f"max_events must be >= 1, got {max_events}")
         self.rep, self.params, self.h, self.w = rep, params, height, width
@@ -143,7 +143,7 @@ class _WindowBuffer:
         self._alloc(min(self.capacity, 1 << 16))
         self.base = self.lo = self.hi = 0
         self.truncated = False
-        self.kind = rep.incremental if not _fixed_bounds_conflict(rep, params) else None
+        self.kind = rep.incremental if incremental and not _fixed_bounds_conflict(rep, params) else None
         shape = (2, height, width)
         if self.kind == "counts":
             self.n = np.zeros(shape, np.int32)
@@ -278,15 +278,18 @@ class SlidingWindow:
     SlidingWindow(representation, *, height, width, window_ns=None, stride_ns=None,
                   window_events=None, stride_events=None, max_events=5_000_000,
                   reset_threshold_ns=1_000_000_000, max_empty_windows=100,
-                  on_reset=None, **params)
+                  on_reset=None, incremental=True, **params)
     push(events) -> list[Window]; advance(t_ns) -> list[Window]; reset(); stats; channels.
+
+    incremental=False recomputes every window from its events even where the representation's
+    sums could be updated (bench/bench_events.py measures both through the same push path).
     """
 
     def __init__(self, representation: str, *, height: int, width: int, window_ns: int | None = None,
                  stride_ns: int | None = None, window_events: int | None = None, stride_events: int | None = None,
                  max_events: int = DEFAULT_MAX_EVENTS, reset_threshold_ns: int | None = 1_000_000_000,
                  max_empty_windows: int | None = 100, on_reset: Callable[[int, int], None] | None = None,
-                 **params: Any):
+                 incremental: bool = True, **params: Any):
         self.rep = get_representation(representation, params)
         if int(height) <= 0 or int(width) <= 0:
             raise ValueError(f"sensor size must be positive, got height={height} width={width}")
@@ -314,7 +317,7 @@ class SlidingWindow:
         self.on_reset = on_reset
         self.stats = WindowStats()
         self._screen = _Screen(self.height, self.width, reset_threshold_ns, self.stats)
-        self._buf = _WindowBuffer(self.rep, params, self.height, self.width, max_events, self.stats)
+        self._buf = _WindowBuffer(self.rep, params, self.height, self.width, max_events, self.stats, incremental)
         self._restart()
         self._index = 0
         self._reset_flag = False
