@@ -7,6 +7,11 @@ same run,
   numpy   a plain numpy implementation (np.bincount / np.maximum.at, as fast as numpy gets)
   tonic   tonic.functional's equivalent (to_frame_numpy n_time_bins=1, to_voxel_grid_numpy,
           to_timesurface_numpy with one slice), where one exists
+  dv      dv-processing's closest C++ accumulator when it is installed: dv.TimeSurface (the latest
+          time per pixel, both polarities in one map, no exponential: less work) for time_surface,
+          and for the others dv.Accumulator without decay (one signed count map: less work than
+          two channels of counts, moments or time bins); each a fresh accumulator per call, as
+          `embed` allocates its output
 Part 2, SlidingWindow (50 ms window, 10 ms stride) on 1, 3 and 12 Mev/s streams fed as 30 Hz
 messages: ms of push() time per emitted window, incremental (the default: sums updated where the
 representation allows) against the same push recomputing every window (incremental=False: the
@@ -96,6 +101,38 @@ def np_evdistill(ev: Events) -> np.ndarray:
     return out
 
 
+# ------------------------------------------------------------------- dv-processing equivalents
+
+
+def dv_store(ev: Events):
+    """The events as a dv.EventStore (µs timestamps), or None without dv-processing."""
+    try:
+        import dv_processing as dv
+    except ImportError:
+        return None
+    store = dv.EventStore()
+    for t, x, y, p in zip((ev.t // 1000).tolist(), ev.x.tolist(), ev.y.tolist(), (ev.p > 0).tolist()):
+        store.push_back(t, x, y, p)
+    return store
+
+
+def dv_fn(name: str):
+    import dv_processing as dv
+
+    if name == "time_surface":
+        def surface(store):
+            s = dv.TimeSurface((W, H))
+            s.accept(store)
+            return s
+        return surface
+
+    def counts(store):
+        a = dv.Accumulator((W, H), dv.Accumulator.Decay.NONE, 0.0, False, 1.0, 1e9, 0.0, -1e9, False)
+        a.accept(store)
+        return a.getPotentialSurface()
+    return counts
+
+
 # ------------------------------------------------------------------- tonic equivalents
 
 
@@ -141,25 +178,27 @@ REPS = [("count", {}, np_count), ("evdistill_2ch", {}, np_evdistill), ("evsegnet
         ("voxel_grid", {"bins": 5}, np_voxel), ("time_surface", {"tau_ms": 50.0}, np_time_surface)]
 
 
-def bench_representations(sizes: list[int], repeat: int, with_tonic: bool) -> None:
+def bench_representations(sizes: list[int], repeat: int, with_tonic: bool, with_dv: bool = True) -> None:
     tonic = tonic_fns() if with_tonic else {}
     print("\n## Representations, single thread, 346x260 (Mev/s; higher is better)\n")
-    print("| representation | events | numba (this) | numpy | tonic | vs numpy | vs tonic |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| representation | events | numba (this) | numpy | tonic | dv-processing | vs numpy | vs tonic | vs dv |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in sizes:
         ev = make_events(n)
         s = tonic_structured(ev) if with_tonic else None
+        store = dv_store(ev) if with_dv else None
         for name, params, ref in REPS:
             ours = embed(ev, name, height=H, width=W, **params)
             np.testing.assert_allclose(ours, ref(ev), rtol=1e-4, atol=1e-4)  # same thing measured
             t_ours = best_of(lambda: embed(ev, name, height=H, width=W, **params), repeat)
             t_np = best_of(lambda: ref(ev), 2)  # the same 0.3 s floor: a fair minimum
             t_tonic = best_of(lambda: tonic[name](s), 2) if name in tonic else None
+            t_dv = best_of(lambda: dv_fn(name)(store), repeat) if store is not None else None
             mev = lambda dt: n / dt / 1e6  # noqa: E731
-            tonic_col = f"{mev(t_tonic):.1f}" if t_tonic else "-"
-            vs_tonic = f"{t_tonic / t_ours:.0f}x" if t_tonic else "-"
-            print(f"| {name} | {n / 1e6:g}M | {mev(t_ours):.0f} | {mev(t_np):.1f} | {tonic_col} | "
-                  f"{t_np / t_ours:.0f}x | {vs_tonic} |", flush=True)
+            col = lambda t: f"{mev(t):.1f}" if t else "-"  # noqa: E731
+            vs = lambda t: f"{t / t_ours:.1f}x" if t else "-"  # noqa: E731
+            print(f"| {name} | {n / 1e6:g}M | {mev(t_ours):.0f} | {mev(t_np):.1f} | {col(t_tonic)} | {col(t_dv)} | "
+                  f"{t_np / t_ours:.1f}x | {vs(t_tonic)} | {vs(t_dv)} |", flush=True)
 
 
 def bench_windows(rates: list[float], seconds: float, passes: int) -> None:
@@ -203,6 +242,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=1.0, help="stream length for the window benchmark")
     ap.add_argument("--passes", type=int, default=3, help="window benchmark: best of N passes over the stream")
     ap.add_argument("--no-tonic", action="store_true")
+    ap.add_argument("--no-dv", action="store_true", help="leave out the dv-processing column")
     args = ap.parse_args()
     sizes, rates, seconds = args.events, [1e6, 3e6, 12e6], args.seconds
     if args.quick:
@@ -210,7 +250,8 @@ def main() -> None:
     t0 = time.perf_counter()
     warmup()
     print(f"warmup (numba compile or cache load): {time.perf_counter() - t0:.2f} s")
-    bench_representations(sizes, args.repeat, with_tonic=not (args.quick or args.no_tonic))
+    bench_representations(sizes, args.repeat, with_tonic=not (args.quick or args.no_tonic),
+                          with_dv=not (args.quick or args.no_dv))
     bench_windows(rates, seconds, 1 if args.quick else args.passes)
 
 

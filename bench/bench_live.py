@@ -6,9 +6,14 @@
    publisher queue are cut to QUEUE messages (1/3 s at 30 Hz), so a node slower than the offered
    rate loses messages within a second instead of buffering the whole bag; a rate is sustained
    when every event message was processed (accumulator ~stats `messages`). The highest
-   sustained event rate is reported, beside the node's capacity from ~stats `busy_s` and a
-   reference: the same bag decoded and windowed offline in one process.
-2. Latency: segment.launch (message hop and in-process) with a MobileNetV2 student on the
+   sustained event rate is reported, beside the node's capacity from ~stats `busy_s`, its CPU
+   share while the bag played (1.0 = one core; /proc), and a reference: the same bag decoded and
+   windowed offline in one process.
+2. The whole pipeline: segment.launch in process (accumulator + the demo's student, config/demo.yaml,
+   as the node runs it: default backend) on the same bag at rising rates, a window every 50 ms
+   (20 Hz): sustained = every event message processed and every window segmented (no stale
+   drops); window -> labels p50 / p95 and the node's CPU share.
+3. Latency: segment.launch (message hop and in-process) with the demo's student on the
    simulated bag; the segmentation node's ~stats give latency (input arrival to publish)
    p50 / p95 and inference time p50: the pipeline adds latency - inference. The stride is 1.5x
    the inference time measured first on this machine (--latency-stride-ms overrides; --backend
@@ -107,6 +112,32 @@ class Ros:
         return s
 
 
+def cpu_seconds(pattern: str) -> float:
+    """CPU time (user + system, s) so far of the processes whose command line matches `pattern`."""
+    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
+    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+    for pid in out:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime (fields 14, 15 of stat)
+    return total
+
+
+def play(ros: Ros, bag: Path, rate: float, n_msgs: int, node: str) -> float:
+    """Play the bag to its end at `rate`; the CPU share (cores) `node` used meanwhile."""
+    # played to the end before the stats are read: a stats probe is a Python process, and polling
+    # during playback would take CPU from the node being measured. --queue: rosbag play's outgoing
+    # queue (default 100 messages) would otherwise absorb a backlog as well as the node's own queue
+    cpu0, t0 = cpu_seconds(node), time.perf_counter()
+    subprocess.run(["rosbag", "play", "--quiet", f"--rate={rate}", "--delay=1", f"--queue={QUEUE}", str(bag)],
+                   env=ros.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   timeout=60 + 3 * n_msgs / 30 / rate)
+    time.sleep(1.0)  # the last messages' windows
+    return (cpu_seconds(node) - cpu0) / (time.perf_counter() - t0 - 1.0)  # the --delay second: idle
+
+
 def throughput(ros: Ros, bag: Path, n_msgs: int, bag_rate: float, rates: list[float]) -> list[tuple]:
     acc = ros.start(["rosrun", "evdistill_ros", "accumulator_node", f"events:={TOPIC}", "_stride_ms:=10",
                      "_window_ms:=50", "_representation:=evdistill_2ch", f"_queue_size:={QUEUE}"])
@@ -114,19 +145,13 @@ def throughput(ros: Ros, bag: Path, n_msgs: int, bag_rate: float, rates: list[fl
     try:
         base = ros.wait_stats("/accumulator_node/stats", lambda s: "messages" in s, 120)
         for r in rates:
-            # played to the end before the stats are read: a stats probe is a Python process,
-            # and polling during playback would take CPU from the node being measured.
-            # --queue: rosbag play's outgoing queue (default 100 messages) would otherwise absorb
-            # a backlog as well as the node's own queue
-            subprocess.run(["rosbag", "play", "--quiet", f"--rate={r}", "--delay=1", f"--queue={QUEUE}", str(bag)],
-                           env=ros.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           timeout=60 + 3 * n_msgs / 30 / r)
-            time.sleep(1.0)  # the last messages' windows
+            share = play(ros, bag, r, n_msgs, "accumulator_node")
             s = ros.wait_stats("/accumulator_node/stats", lambda s: s.get("messages", 0) > base.get("messages", 0), 10)
             got = s.get("messages", 0) - base.get("messages", 0)
             busy = s.get("busy_s", 0.0) - base.get("busy_s", 0.0)  # decode + windows, this run
             events = s.get("events_in", 0) - base.get("events_in", 0)
-            rows.append((r, bag_rate * r / 1e6, got, n_msgs, got == n_msgs, events / busy / 1e6 if busy > 0 else 0.0))
+            rows.append((r, bag_rate * r / 1e6, got, n_msgs, got == n_msgs, events / busy / 1e6 if busy > 0 else 0.0,
+                         share))
             base = s
             if got < n_msgs:
                 break
@@ -135,17 +160,50 @@ def throughput(ros: Ros, bag: Path, n_msgs: int, bag_rate: float, rates: list[fl
     return rows
 
 
-def student_checkpoint(tmp: Path) -> Path:
+def student_checkpoint(tmp: Path) -> tuple[Path, str]:
+    """config/demo.yaml's student network (untrained weights cost the same), on evdistill_2ch
+    windows at the sensor's 346x260; and its description."""
     import torch
 
-    from evdistill_ros.models import build_model, save_checkpoint
+    from evdistill_ros.distill.config import load_config
+    from evdistill_ros.distill.methods import build_net
+    from evdistill_ros.models import save_checkpoint
 
+    model_config = load_config(Path(__file__).resolve().parents[1] / "config" / "demo.yaml").model_for("student")
     torch.manual_seed(0)
-    model = build_model("deeplabv3plus", "mobilenetv2", in_channels=3, aspp_channels=128, decoder_channels=128)
+    model = build_net(model_config, in_channels=3, log=lambda s: None)
     ckpt = tmp / "student.pth"
     save_checkpoint(ckpt, model.eval(), {"representation": {"name": "evdistill_2ch", "params": {}, "window_ns": 50_000_000},
-                                         "input_size": {"height": 200, "width": 346}})
-    return ckpt
+                                         "input_size": None})
+    m = model_config
+    return ckpt, f"{m.arch} {m.backbone} x{m.width_mult} (config/demo.yaml's student)"
+
+
+def pipeline(ros: Ros, bag: Path, n_msgs: int, bag_rate: float, rates: list[float], ckpt: Path,
+             backend: str) -> list[tuple]:
+    """segment.launch in process on the dense bag at rising rates, a window every 50 ms."""
+    launch = ros.start(["roslaunch", "evdistill_ros", "segment.launch", f"checkpoint:={ckpt}", "preset:=sim",
+                        "in_process:=true", "device:=cpu", "stride_ms:=50", f"backend:={backend}"])
+    rows = []
+    try:
+        base = ros.wait_stats("/segmentation_node/stats", lambda s: s.get("student_error") is None
+                              and "accumulator" in s, 120)
+        for r in rates:
+            share = play(ros, bag, r, n_msgs, "segmentation_node")
+            s = ros.wait_stats("/segmentation_node/stats", lambda s: s["accumulator"].get("messages", 0) >
+                               base["accumulator"].get("messages", 0), 10)
+            got = s["accumulator"].get("messages", 0) - base["accumulator"].get("messages", 0)
+            windows = s.get("windows_in", 0) - base.get("windows_in", 0)
+            stale = s.get("stale_dropped", 0) - base.get("stale_dropped", 0)
+            lat = s.get("latency_ms") or {}
+            rows.append((r, bag_rate * r / 1e6, got, n_msgs, windows, stale, got == n_msgs and stale == 0,
+                         lat.get("p50", float("nan")), lat.get("p95", float("nan")), share, s.get("backend")))
+            base = s
+            if got < n_msgs or stale:
+                break
+    finally:
+        ros.stop(launch)
+    return rows
 
 
 def stride_for(ckpt: Path, backend: str) -> tuple[int, float]:
@@ -209,7 +267,8 @@ def main() -> None:
         ros = Ros()
         try:
             rows = throughput(ros, bag, n_msgs, args.bag_rate, rates)
-            ckpt = student_checkpoint(Path(tmp))
+            ckpt, student = student_checkpoint(Path(tmp))
+            whole = pipeline(ros, bag, n_msgs, args.bag_rate, rates, ckpt, args.backend)
             stride, inference = stride_for(ckpt, args.backend)
             stride = args.latency_stride_ms or stride
             print(f"inference measured first: {inference:.1f} ms ({args.backend}) -> a window every {stride} ms")
@@ -220,13 +279,22 @@ def main() -> None:
     print(f"\nLive throughput: rosbag play -> accumulator_node (evdistill_2ch, 50 ms / 10 ms), 346x260,"
           f" subscriber queue {QUEUE} messages")
     print(f"offline decode + windows, same bag, one process: {off / 1e6:.1f} Mev/s")
-    print(f"{'play rate':>9s} {'Mev/s':>8s} {'msgs':>11s} {'no drops':>9s} {'node capacity Mev/s':>20s}")
-    for r, mev, got, n, ok, cap in rows:
-        print(f"{r:9g} {mev:8.1f} {got:5d}/{n:<5d} {'yes' if ok else 'NO':>9s} {cap:20.1f}")
-    best = max((mev for _, mev, _, _, ok, _ in rows if ok), default=0.0)
+    print(f"{'play rate':>9s} {'Mev/s':>8s} {'msgs':>11s} {'no drops':>9s} {'node capacity Mev/s':>20s} {'CPU share':>9s}")
+    for r, mev, got, n, ok, cap, share in rows:
+        print(f"{r:9g} {mev:8.1f} {got:5d}/{n:<5d} {'yes' if ok else 'NO':>9s} {cap:20.1f} {share:9.2f}")
+    best = max((row[1] for row in rows if row[4]), default=0.0)
     print(f"highest sustained without drops: {best:.1f} Mev/s (node capacity = events / seconds its callback"
-          " was busy decoding and windowing)")
-    print(f"\nEnd-to-end latency (window complete -> labels published), MobileNetV2 student at 200x346 input,"
+          " was busy decoding and windowing; CPU share: cores the node used while the bag played)")
+    print(f"\nWhole pipeline: rosbag play -> segmentation_node in process ({student}, backend {args.backend}),"
+          " a window every 50 ms")
+    print(f"{'play rate':>9s} {'Mev/s':>8s} {'msgs':>11s} {'windows':>8s} {'stale':>6s} {'sustained':>9s} "
+          f"{'lat p50':>8s} {'lat p95':>8s} {'CPU share':>9s} {'backend':>12s}")
+    for r, mev, got, n, windows, stale, ok, p50, p95, share, chosen in whole:
+        print(f"{r:9g} {mev:8.1f} {got:5d}/{n:<5d} {windows:8d} {stale:6d} {'yes' if ok else 'NO':>9s} "
+              f"{p50:8.1f} {p95:8.1f} {share:9.2f} {str(chosen):>12s}")
+    best = max((row[1] for row in whole if row[6]), default=0.0)
+    print(f"highest sustained with every window segmented: {best:.1f} Mev/s")
+    print(f"\nEnd-to-end latency (window complete -> labels published), {student} at 346x260 input,"
           f" backend {args.backend}, a window every {stride} ms (1.5x the inference measured first)")
     print(f"{'mode':>12s} {'windows':>8s} {'published':>9s} {'stale':>6s} {'lat p50':>8s} {'lat p95':>8s} "
           f"{'infer p50':>9s} {'lat-infer p50':>13s} {'of which wait':>13s}")
