@@ -11,6 +11,9 @@ GPU (when torch.cuda.is_available()): also fp16 autocast, channels_last and torc
 
     python bench/bench_models.py [--quick] [--threads 2] [--iters 10] [--backbones resnet18,mobilenetv2@128]
     python bench/bench_models.py --backends      every inference backend on the same networks, same run
+    python bench/bench_models.py --students      the real-time students: (architecture, input) -> ms as
+                                                 the node runs them (Predictor, default backend) against
+                                                 the DeepLabV3+ demo student in torch eager, same run
 
 A backbone written NAME@C is built with aspp_channels=decoder_channels=C (the light head for real
 time; the default head has 256 channels as in the authors' network).
@@ -120,6 +123,94 @@ def backend_rows(threads: int, iters: int) -> None:
                   f"{100 * agree:.2f}% |", flush=True)
 
 
+# The students measured by --students; the first is the reference (the demo's student until 2026-12).
+STUDENTS = (
+    ("DeepLabV3+ MobileNetV2 x0.5, ASPP / decoder 128, OS 16",
+     dict(arch="deeplabv3plus", output_stride=16, width_mult=0.5, aspp_channels=128, decoder_channels=128)),
+    ("LR-ASPP MobileNetV2 x0.5, head 128, OS 16", dict(arch="lraspp", output_stride=16, width_mult=0.5, head_channels=128)),
+    ("LR-ASPP MobileNetV2 x0.5, head 128, OS 32", dict(arch="lraspp", output_stride=32, width_mult=0.5, head_channels=128)),
+    ("LR-ASPP MobileNetV2 x1.0, head 128, OS 16", dict(arch="lraspp", output_stride=16, width_mult=1.0, head_channels=128)),
+)
+STUDENT_SIZES = ((120, 160), (200, 346), (260, 346))
+
+
+def _percentiles(fn, iters: int) -> tuple[float, float]:
+    fn()
+    runs = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        runs.append((time.perf_counter() - t0) * 1e3)
+    runs.sort()
+    return statistics.median(runs), runs[min(len(runs) - 1, int(0.95 * len(runs)))]
+
+
+def _window(hw: tuple[int, int], spec, seed: int = 0):
+    """One event window embedded as the student's input (200k simulated-rate events, 50 ms)."""
+    import numpy as np
+
+    from evdistill_ros.events import Events
+
+    rng = np.random.default_rng(seed)
+    n = 200_000
+    ev = Events(rng.integers(0, hw[1], n), rng.integers(0, hw[0], n), np.sort(rng.integers(0, 50_000_000, n)),
+                rng.integers(0, 2, n))
+    return next(iter(spec.windows_at([ev], [50_000_000], height=hw[0], width=hw[1])))[1]
+
+
+def _as_predictor(model, spec, folder: Path):
+    from evdistill_ros.models import save_checkpoint
+    from evdistill_ros.models.predictor import Predictor
+
+    path = folder / f"student{len(list(folder.iterdir()))}.pt"
+    save_checkpoint(path, model.eval(), {"representation": spec.to_dict(), "input_size": None})
+    return Predictor(path, device="cpu")  # the node's default backend
+
+
+def student_rows(threads: int, iters: int) -> None:
+    """(architecture, input) -> ms p50 / p95: torch eager forward, and the whole Predictor call the
+    node makes (preprocess, default backend, argmax at the input size); ratio = the reference's
+    torch eager at that size / this row's Predictor. Then config/demo.yaml's student, as the node
+    runs it, against the reference in torch eager at the demo's input size."""
+    import tempfile
+
+    from evdistill_ros.distill.config import load_config
+    from evdistill_ros.distill.methods import build_net
+
+    config = load_config(Path(__file__).resolve().parents[1] / "config" / "demo.yaml")
+    spec = config.data.event_input
+    channels = int(spec.channels)
+    print(f"\nstudents, CPU, {threads} threads, batch 1, fp32, input: {spec.describe()} ({channels} channels), "
+          f"{iters} runs each")
+    print("| student | input | torch eager ms p50 / p95 | Predictor (backend) ms p50 / p95 | reference eager / this |")
+    print("|---|---|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        reference: dict[tuple, float] = {}
+        for label, kw in STUDENTS:
+            for hw in STUDENT_SIZES:
+                torch.manual_seed(0)
+                model = build_model(backbone="mobilenetv2", in_channels=channels, num_classes=6, **kw).eval()
+                x = torch.from_numpy(_window(hw, spec))[None]
+                with torch.inference_mode():
+                    eager = _percentiles(lambda: model(x), iters)
+                reference.setdefault(hw, eager[0])
+                predictor = _as_predictor(model, spec, Path(tmp))
+                window = _window(hw, spec, seed=1)
+                node = _percentiles(lambda: predictor(window), iters)
+                print(f"| {label} | {hw[0]}x{hw[1]} | {eager[0]:.1f} / {eager[1]:.1f} | {node[0]:.1f} / {node[1]:.1f} "
+                      f"({predictor.backend.name}) | {reference[hw] / node[0]:.1f}x |", flush=True)
+        hw = (int(config.compare.height), int(config.compare.width))
+        student = build_net(config.model_for("student"), channels, log=lambda s: None).eval()
+        predictor = _as_predictor(student, spec, Path(tmp))
+        window = _window(hw, spec, seed=2)
+        node = _percentiles(lambda: predictor(window), iters)
+        m = config.model_for("student")
+        print(f"\nconfig/demo.yaml's student ({m.arch}, {m.backbone} x{m.width_mult}, OS {m.output_stride}) as the node "
+              f"runs it (Predictor, default backend -> {predictor.backend.name}) at {hw[0]}x{hw[1]}: "
+              f"{node[0]:.1f} / {node[1]:.1f} ms p50 / p95; the DeepLabV3+ reference in torch eager there: "
+              f"{reference[hw]:.1f} ms: {reference[hw] / node[0]:.1f}x faster")
+
+
 def cpu_rows(backbones: list[str], sizes, in_channels: int, warmup: int, iters: int) -> list[tuple]:
     rows = []
     for backbone in backbones:
@@ -174,10 +265,14 @@ def main() -> None:
     ap.add_argument("--in-channels", type=int, default=2, help="input channels (2: evdistill_2ch event embedding)")
     ap.add_argument("--backbones", default=",".join((*BACKBONES, "mobilenetv2@128", "resnet18@128")))
     ap.add_argument("--backends", action="store_true", help="only the backend table (torch vs onnxruntime vs openvino)")
+    ap.add_argument("--students", action="store_true", help="only the real-time student table (see the module doc)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.backends:
         backend_rows(args.threads, args.iters * 3)
+        return
+    if args.students:
+        student_rows(args.threads, args.iters * 3)
         return
     backbones = [b for b in args.backbones.split(",") if b]
     sizes = SIZES

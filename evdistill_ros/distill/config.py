@@ -110,14 +110,15 @@ class DataConfig(Section):
 class ModelConfig(Section):
     """`model`: build_model's arguments; keys other than these are passed on as its options."""
 
-    arch: str = _opt("deeplabv3plus", "architecture (models.ARCHS)")
+    arch: str = _opt("deeplabv3plus", "architecture (models.ARCHS): deeplabv3plus (the authors') | lraspp (built for "
+                     "the CPU: the demo's student); a stage's own `model` section may choose another")
     backbone: str = _opt("mobilenetv2", "resnet18 / 34 / 50 / 101 or mobilenetv2")
-    output_stride: int = _opt(16, "8 or 16: the encoder's output stride")
+    output_stride: int = _opt(16, "8, 16 or 32: the encoder's output stride")
     num_classes: int | None = _opt(None, "null: the class set's (another number is an error)")
     pretrained: str | None = _opt(None, "backbone weights to start from (any input channel count)")
     width_mult: float | None = _opt(None, "MobileNetV2 width multiplier (null = 1.0)")
-    options: dict = _opt({}, "any other key of the section: a build_model option (aspp_channels, "
-                         "decoder_channels, ...)")
+    options: dict = _opt({}, "any other key of the section: a build_model option (deeplabv3plus: aspp_channels, "
+                         "decoder_channels; lraspp: head_channels; null: not given)")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ModelConfig":
