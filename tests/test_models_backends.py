@@ -76,11 +76,28 @@ def test_auto_is_the_default_and_chooses_on_the_first_real_input(student):
     x = windows(1)[0]
     got = p(x)
     assert p.backend.name in ("torch", "onnxruntime", "openvino")
-    assert any(ln.startswith("auto on a 1x3x200x346 input") and ln.endswith("-> " + p.backend.name)
+    assert any(ln.startswith("auto on the first real 1x3x200x346 input") and ln.endswith("-> " + p.backend.name)
                for ln in lines), lines
     table = describe(p.backend)["auto"]
     assert {"torch", "onnxruntime"} <= set(table) and table[p.backend.name]["agreement"] >= AUTO_AGREEMENT
     assert np.mean(got == Predictor(student, device="cpu", backend="torch")(x)) >= AUTO_AGREEMENT
+
+
+def test_auto_chooses_at_load_for_a_fixed_size_and_checks_on_the_first_real_input(tmp_path):
+    """A network with a fixed input size is timed when it loads (a node's first windows find it
+    ready) and its choice is checked against torch on the first real input."""
+    torch.manual_seed(0)
+    model = build_model("lraspp", "mobilenetv2", in_channels=3, num_classes=6, width_mult=0.35, head_channels=16)
+    path = save_checkpoint(tmp_path / "fixed.pt", model.eval(), {"representation": DEFAULT_EVENT_INPUT.to_dict(),
+                                                                 "input_size": {"height": 64, "width": 96}})
+    lines: list[str] = []
+    p = Predictor(path, device="cpu", log=lines.append)
+    assert p.backend.name in ("torch", "onnxruntime", "openvino") and lines[-1].startswith("auto on a synthetic 1x3x64x96")
+    chosen = p.backend.name
+    p(windows(1)[0])  # resized to 64x96 by the preprocessing, then checked
+    table = describe(p.backend)["auto"]
+    assert table[chosen]["agreement_real_input"] >= AUTO_AGREEMENT and p.backend.name == chosen
+    assert [k for k, v in p.backend.candidates.items() if v is not None] == [chosen]  # the rest released
 
 
 def test_auto_refuses_a_backend_that_disagrees_with_torch(student):

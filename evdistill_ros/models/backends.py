@@ -11,10 +11,11 @@ torch-compile  torch.compile of the same (first calls compile: slow start)
 onnxruntime    ONNX Runtime: CUDA (and TensorRT) execution providers when the device is CUDA
                and they are installed, else the CPU provider with torch's thread count
 openvino       OpenVINO on the CPU
-auto           (the default) on the first real input the network is given (a window, a frame, a
-               batch), times every backend that loads here for a small fixed budget and keeps the
-               fastest whose argmax agrees with torch on >= 99.5 % of that input's pixels
-               (AUTO_AGREEMENT); the table is logged and kept (`describe`). torch-compile is left
+auto           (the default) times every backend that loads here for a small fixed budget and
+               keeps the fastest whose argmax agrees with torch on >= 99.5 % of the pixels
+               (AUTO_AGREEMENT): at load for a network with a fixed input size (checked again on
+               its first real input), else on its first real input (a window, a frame, a batch);
+               the table is logged and kept (`describe`). torch-compile is left
                out of auto (its first call compiles for tens of seconds on a small CPU: ask for
                it by name); an int8 model is one the user exports and calibrates (models.export)
 
@@ -156,9 +157,12 @@ def _time_ms(backend: Backend, x: torch.Tensor) -> float:
 
 
 class AutoBackend(Backend):
-    """`auto`: loads every backend it can, and on the first input it runs (a real one: what the
-    network is about to be used on) keeps the fastest that agrees with the reference (torch; for
-    an .onnx file without torch weights, onnxruntime) on >= AUTO_AGREEMENT of the argmax pixels."""
+    """`auto`: loads every backend it can and keeps the fastest that agrees with the reference
+    (torch; for an .onnx file without torch weights, onnxruntime) on >= AUTO_AGREEMENT of the
+    argmax pixels. A network with a fixed input size is timed when it loads (on a synthetic input
+    of that size: a node's first windows then find it ready) and the choice is checked on the first
+    real input it runs (the reference is kept where the choice disagrees there); a network that
+    takes any size is timed and checked on its first real input."""
 
     name = "auto"
 
@@ -166,7 +170,7 @@ class AutoBackend(Backend):
                  onnx_model: bytes | None = None, log: Callable[[str], None] = lambda s: None):
         self.log = log
         self.device = device
-        self.candidates: dict[str, Backend] = {}
+        self.candidates: dict[str, Backend | None] = {}
         if onnx_model is None:
             try:  # one export for every ONNX backend
                 onnx_model = onnx_bytes(model, meta)
@@ -181,33 +185,62 @@ class AutoBackend(Backend):
                 log(f"auto: {name} unavailable ({exc})")
         if not self.candidates:
             raise RuntimeError("auto: no backend could load this network")
+        self.reference = next(iter(self.candidates.values()))
         self.chosen: Backend | None = None
+        self.checked = False  # the choice checked on a real input
         self.table: dict[str, dict[str, float]] = {}
+        size = meta.get("input_size") or {}
+        if size:  # timed now, on the input size the network always gets
+            x = torch.from_numpy(np.random.default_rng(0).random(
+                (1, int(meta["in_channels"]), int(size["height"]), int(size["width"])), dtype=np.float32))
+            self._choose(x, "a synthetic")
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
         if self.chosen is None:
-            self.chosen = self._choose(x)
-            self.name, self.device = self.chosen.name, self.chosen.device
+            self._choose(x, "the first real")
+            self._release()
+        elif not self.checked:
+            got = self.chosen.run(x)
+            agree = _agreement(got, self.reference.run(x))
+            self.table[self.name]["agreement_real_input"] = round(agree, 5)
+            if agree < AUTO_AGREEMENT:
+                self.log(f"auto: {self.name} agrees with {self.reference.name} on only {100 * agree:.2f}% of the "
+                         f"first real input's argmax: {self.reference.name} kept")
+                self._keep(self.reference)
+            self._release()
+            if agree >= AUTO_AGREEMENT:
+                return got
         return self.chosen.run(x)
 
-    def _choose(self, x: torch.Tensor) -> Backend:
-        reference = next(iter(self.candidates.values()))
-        want = reference.run(x).argmax(1).cpu()
+    def _release(self) -> None:
+        """Checked on a real input: the other backends' sessions and weights are not kept."""
+        self.checked = True
+        self.reference = self.chosen
+        self.candidates = {k: (v if v is self.chosen else None) for k, v in self.candidates.items()}
+
+    def _choose(self, x: torch.Tensor, which: str) -> None:
+        want = self.reference.run(x)
         for name, backend in self.candidates.items():
-            got = backend.run(x)
-            agree = float((got.argmax(1).cpu() == want).float().mean()) if torch.isfinite(got).all() else 0.0
+            agree = _agreement(backend.run(x), want)
             self.table[name] = {"agreement": round(agree, 5)}
             if agree >= AUTO_AGREEMENT:
                 self.table[name]["ms"] = round(_time_ms(backend, x), 3)
         timed = {k: v["ms"] for k, v in self.table.items() if "ms" in v}
         best = min(timed, key=timed.get)
-        self.log(f"auto on a {'x'.join(map(str, x.shape))} input: " + ", ".join(
+        self.log(f"auto on {which} {'x'.join(map(str, x.shape))} input: " + ", ".join(
             f"{k} {v['ms']:.1f} ms" if "ms" in v else f"{k} refused ({100 * v['agreement']:.2f}% of argmax "
             f"agree < {100 * AUTO_AGREEMENT:.1f}%)" for k, v in self.table.items()) + f" -> {best}")
-        for name in self.candidates:  # the others' sessions and weights are not kept
-            if name != best:
-                self.candidates[name] = None
-        return self.candidates[best]
+        self._keep(self.candidates[best])
+
+    def _keep(self, backend: Backend) -> None:
+        self.chosen, self.name, self.device = backend, backend.name, backend.device
+
+
+def _agreement(got: torch.Tensor, want: torch.Tensor) -> float:
+    """Fraction of pixels whose argmax agrees (0 when `got` holds a non-finite logit)."""
+    if not bool(torch.isfinite(got).all()):
+        return 0.0
+    return float((got.argmax(1).cpu() == want.argmax(1).cpu()).float().mean())
 
 
 class BackendModule(nn.Module):
