@@ -173,8 +173,9 @@ def student_checkpoint(tmp: Path) -> tuple[Path, str]:
     torch.manual_seed(0)
     model = build_net(model_config, in_channels=3, log=lambda s: None)
     ckpt = tmp / "student.pth"
+    # trained at the sensor size, as `evdistill train` records it (a fixed size: auto chooses at load)
     save_checkpoint(ckpt, model.eval(), {"representation": {"name": "evdistill_2ch", "params": {}, "window_ns": 50_000_000},
-                                         "input_size": None})
+                                         "input_size": {"height": 260, "width": 346}})
     m = model_config
     return ckpt, f"{m.arch} {m.backbone} x{m.width_mult} (config/demo.yaml's student)"
 
