@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbones import build_backbone
-from .heads import ReconstructionHead
+from .heads import ReconstructionHead, add_reconstruction
 
 
 class _PoolBatchNorm2d(nn.BatchNorm2d):
@@ -158,10 +158,7 @@ class DeepLabV3Plus(nn.Module):
             "aspp": aspp,
             "decoder": dec,
         }
-        if self.reconstruction is not None and reconstruct != 0:
-            keep = None if reconstruct is None else int(reconstruct)
-            out["reconstruction"] = self.reconstruction(dec, low, x.shape[-2:], keep=keep)
-        return out
+        return add_reconstruction(out, self.reconstruction, dec, low, x.shape[-2:], reconstruct)
 
     def forward(self, x: torch.Tensor, return_features: bool = False, reconstruct: int | None = None):
         if return_features:

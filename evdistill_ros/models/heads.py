@@ -68,6 +68,15 @@ class ReconstructionHead(nn.Module):
         return torch.sigmoid(x)
 
 
+def add_reconstruction(out: dict[str, torch.Tensor], head: "ReconstructionHead | None", features: torch.Tensor,
+                       low_level: torch.Tensor, out_hw, reconstruct: int | None) -> dict[str, torch.Tensor]:
+    """`out["reconstruction"]` from a network's reconstruction head (None: the network has none) for
+    the first `reconstruct` images of the batch (None: all, 0: none); `out` returned."""
+    if head is not None and reconstruct != 0:
+        out["reconstruction"] = head(features, low_level, out_hw, keep=None if reconstruct is None else int(reconstruct))
+    return out
+
+
 class A2EGenerator(nn.Module):
     def __init__(self, in_channels: int = 1, out_channels: int = 2, base_channels: int = 32, depth: int = 2,
                  activation: str = "sigmoid") -> None:

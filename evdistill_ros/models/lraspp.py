@@ -18,7 +18,7 @@ from torch import nn
 
 from .backbones import build_backbone
 from .deeplab import _init_head_weights
-from .heads import ReconstructionHead
+from .heads import ReconstructionHead, add_reconstruction
 
 
 class LRASPP(nn.Module):
@@ -71,10 +71,7 @@ class LRASPP(nn.Module):
             "logits": F.interpolate(logits_low, size=x.shape[-2:], mode="bilinear", align_corners=False),
             "logits_lowres": logits_low, "low_level": low, "high_level": high, "aspp": gated, "decoder": up,
         }
-        if self.reconstruction is not None and reconstruct != 0:
-            keep = None if reconstruct is None else int(reconstruct)
-            out["reconstruction"] = self.reconstruction(up, low, x.shape[-2:], keep=keep)
-        return out
+        return add_reconstruction(out, self.reconstruction, up, low, x.shape[-2:], reconstruct)
 
     def forward(self, x: torch.Tensor, return_features: bool = False, reconstruct: int | None = None):
         if return_features:
