@@ -128,7 +128,9 @@ def test_reconstruction_of_the_first_images_trains_as_the_full_head():
         curves.append(curve)
         models.append(model)
     assert curves[0][0] != curves[0][-1]  # it trained
-    np.testing.assert_allclose(curves[1], curves[0], rtol=1e-5)
+    # float32 sums over batches of 4 and 2 images round apart, and momentum carries it: 4e-5 seen on
+    # a loaded machine, where torch splits its reductions over threads differently
+    np.testing.assert_allclose(curves[1], curves[0], rtol=1e-4)
     for (name, a), b in zip(models[0].state_dict().items(), models[1].state_dict().values()):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=name)
 
