@@ -124,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     # the demo's budget: teacher, baseline and EvDistill; `--all-methods` adds kd and evdistill+labels
     cfg = load_config(args.config, [] if args.all_methods else [{"compare": {"methods": ["supervised", "evdistill"]}}])
     log("1-3/5 simulate, train and evaluate (reuses what an earlier run made)")
+    stages: dict[str, float] = {}
     result = run_compare(cfg, out_dir=out / "compare", progress=True, log=log)
+    stages["1-3 simulate, train, evaluate"] = time.time() - t0
     ckpts = out / "checkpoints"
     ckpts.mkdir(parents=True, exist_ok=True)
     runs = {name: out / "compare" / name / "checkpoint.pt" for name in result["networks"]}
@@ -136,16 +138,19 @@ def main(argv: list[str] | None = None) -> int:
     log("4/5 live ROS pipeline: roscore, segment.launch, rosbag play, rosbag record")
     record = out / "segmentation.bag"
     live = run_ros_pipeline(student, teacher, test_bag, record)
+    stages["4 live ROS run"] = time.time() - t0 - sum(stages.values())
     log("5/5 overlay video and strip from the recorded topics, five-panel figure")
     files = overlay_outputs(record, out)
     files += visualize_samples(test_bag, aps_ckpt=teacher, event_ckpt=student, out=out, num=3, progress=False)
+    stages["5 figures"] = time.time() - t0 - sum(stages.values())
 
     report = {name: {"miou": r.get("normal", {}).get("miou"), "miou_night": r.get("night", {}).get("miou"),
                      "miou_fast": r.get("fast", {}).get("miou"),
                      "miou_all": r.get("normal", {}).get("miou_all"), "input": "aps" if name == "teacher" else "events"}
               for name, r in result["networks"].items()}
     seg = live["segmentation"]
-    report_all = {**report, "checks": result["checks"], "live": live, "seconds": round(time.time() - t0, 1)}
+    report_all = {**report, "checks": result["checks"], "live": live, "seconds": round(time.time() - t0, 1),
+                  "stage_seconds": {k: round(v, 1) for k, v in stages.items()}}
     (out / "report.json").write_text(json.dumps(report_all, indent=1, default=float))
     md = (out / "compare" / "compare.md").read_text()
     lat = seg.get("latency_ms", {})
@@ -155,7 +160,13 @@ def main(argv: list[str] | None = None) -> int:
           f"- windows: {seg.get('windows_in')} in, {seg.get('published')} segmented, {seg.get('stale_dropped')} "
           f"stale dropped\n- latency (input arrival to publish) ms: p50 {lat.get('p50', float('nan')):.1f}, "
           f"p95 {lat.get('p95', float('nan')):.1f}\n- student inference ms: p50 "
-          f"{seg.get('inference_ms', {}).get('p50', float('nan')):.1f}\n")
+          f"{seg.get('inference_ms', {}).get('p50', float('nan')):.1f} ({seg.get('backend')}, chosen by "
+          f"{seg.get('backend_requested')})\n"
+          "\n## Where the time went (s; a stage reused from an earlier run counts ~0)\n\n"
+          + "".join(f"- {k}: {v:.0f}\n" for k, v in stages.items())
+          + "".join(f"  - training {name}: {r.get('train_seconds', 0):.0f}\n"
+                    for name, r in result["runs"].get("0", {}).items() if isinstance(r, dict))
+          + f"- total: {time.time() - t0:.0f}\n")
     (out / "report.md").write_text(md)
     print(md)
     log(f"done in {time.time() - t0:.0f} s. Results in {out}/: report.md, report.json, overlay.mp4, "
