@@ -7,7 +7,6 @@ the monotonic counters), so one bad minute an hour ago does not keep a node in W
 from __future__ import annotations
 
 import json
-
 from dataclasses import dataclass, field
 from typing import Any
 

@@ -64,7 +64,7 @@ PARAMS: dict[str, Param] = {p.name: p for p in (
           "(.yaml); empty: no teacher", (SEG,)),
     Param("device", "auto", "auto | cpu | cuda", (SEG,)),
     Param("fp16", False, "half precision on CUDA", (SEG,)),
-    Param("backend", "auto", "auto (the fastest backend that agrees with torch, chosen on the first window) | torch | "
+    Param("backend", "auto", "auto (the fastest backend that agrees with torch, chosen at load) | torch | "
           "torch-compile | onnxruntime | openvino (models.backends)", (SEG,)),
     Param("in_process", False, "subscribe to the events topic directly (no accumulator, no message hop)",
           (SEG,)),

@@ -11,8 +11,8 @@ Publishes   ~labels (mono8 class ids, stamp = window end), ~overlay (rgb8) and
             /diagnostics (1 Hz: ERROR without a student network, when every window is rejected
             or (~in_process) a connected event topic is silent for ~error_silence_s; WARN when more than
             ~warn_drop_fraction of the windows are dropped or latency p95 > ~warn_latency_ms)
-Parameters  ~backend (auto: the fastest that agrees with torch, timed on the first window; torch |
-            torch-compile | onnxruntime | openvino, models.backends;
+Parameters  ~backend (auto: the fastest that agrees with torch, timed at load or on the first window;
+            torch | torch-compile | onnxruntime | openvino, models.backends;
             a checkpoint may also be an .onnx file from `evdistill export`),
             ~checkpoint, ~teacher_checkpoint (a checkpoint, an exported .onnx or a teacher card .yaml
             of an image network trained elsewhere; each watched every ~checkpoint_check_s = 5 s: a
