@@ -9,7 +9,7 @@ help:
 	@echo "make setup   install ROS (apt, if missing), the venv and build the catkin workspace"
 	@echo "make demo    simulate data, distill, evaluate, run the live ROS pipeline -> demo_output/"
 	@echo "make test    run the test suite (pytest)"
-	@echo "make test-fast  the suite without the ROS and slow tests (about 2 minutes)"
+	@echo "make test-fast  the suite without the ROS and slow tests (under 3 minutes)"
 	@echo "make bench   run the benchmarks in bench/ (prints figures)"
 	@echo "make clean   remove the venv, workspace and demo output"
 
