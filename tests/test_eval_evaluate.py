@@ -346,6 +346,8 @@ def test_an_empty_frame_is_skipped_and_counted_not_fatal(tmp_path):
     logs: list[str] = []
     r = evaluate(bag, aps_ckpt=ck, progress=False, log=logs.append)["aps"]
     assert r["frames"] == 3 and r["skipped"]["no_aps"] == 1, r["skipped"]
+    # the report names the backend auto chose (and what it measured), beside the one asked for
+    assert r["backend_requested"] == "auto" and r["backend"] in r["backend_timings"], r
     cfg = C.load_config(None, [{"data": {"cache_dir": str(tmp_path / "cache")}}])
     extract_pairs(cfg.data.pair_source([str(bag)]), cfg.data.cache_dir, progress=False, log=logs.append)
     assert any("1 empty frame(s) skipped" in s for s in logs), logs

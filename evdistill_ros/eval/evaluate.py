@@ -33,6 +33,7 @@ import torch
 from tqdm import tqdm
 
 from ..classes import ClassSet
+from ..models.backends import describe
 from ..models.predictor import MODALITIES, Predictor
 from .metrics import ConfusionMatrix
 from .scoring import ScoringSetup, sample_input, usable
@@ -231,8 +232,10 @@ def evaluate(data: str | Path, *, aps_ckpt: str | Path | None = None, event_ckpt
     results: dict[str, Any] = {}
     for modality, ev in nets.items():
         r = ev.result()
+        ran = describe(ev.predictor.backend)  # auto: the backend it chose, and its table
         r.update(checkpoint=setup.checkpoints[modality], data=str(data), format=setup.fmt, skipped=dict(skipped),
-                 device=str(device), batch_size=batch_size, backend=backend)
+                 device=str(device), batch_size=batch_size, backend=ran["backend"], backend_requested=backend,
+                 **({"backend_timings": ran["auto"]} if "auto" in ran else {}))
         r["class_set"] = ev.classes.name
         if modality == "events":
             r["representation"] = ev.predictor.representation
