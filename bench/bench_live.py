@@ -130,12 +130,14 @@ def play(ros: Ros, bag: Path, rate: float, n_msgs: int, node: str) -> float:
     # played to the end before the stats are read: a stats probe is a Python process, and polling
     # during playback would take CPU from the node being measured. --queue: rosbag play's outgoing
     # queue (default 100 messages) would otherwise absorb a backlog as well as the node's own queue
-    cpu0, t0 = cpu_seconds(node), time.perf_counter()
+    cpu0 = cpu_seconds(node)
     subprocess.run(["rosbag", "play", "--quiet", f"--rate={rate}", "--delay=1", f"--queue={QUEUE}", str(bag)],
                    env=ros.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                    timeout=60 + 3 * n_msgs / 30 / rate)
     time.sleep(1.0)  # the last messages' windows
-    return (cpu_seconds(node) - cpu0) / (time.perf_counter() - t0 - 1.0)  # the --delay second: idle
+    # per second of playback (the bag's span / rate): rosbag's start-up, its --delay and the second
+    # above are idle for the node and would dilute the share more the faster the bag plays
+    return (cpu_seconds(node) - cpu0) / (n_msgs / 30 / rate)
 
 
 def throughput(ros: Ros, bag: Path, n_msgs: int, bag_rate: float, rates: list[float]) -> list[tuple]:
