@@ -71,6 +71,34 @@ def test_summary_is_the_statistics_of_the_seeds():
     assert s["teacher"]["normal"]["miou_std"] == 0.0 and "vs_supervised" not in s["teacher"]["normal"]
 
 
+def test_unlabelled_students_are_paired_with_their_control_at_the_same_steps(tmp_path):
+    """`evdistill@u2:900` against `evdistill:900` (the same student on the labelled recordings only,
+    for the same steps), paired by seed; no control, no pairing."""
+    from evdistill_ros.distill.compare_report import controls, markdown, plot_compare
+
+    methods = ["supervised", "evdistill", "evdistill@u2:900", "evdistill:900", "kd@u1"]
+    names = ["teacher", "student_supervised", "student_evdistill", "student_evdistill_u2x_900steps",
+             "student_evdistill_900steps", "student_kd_u1x"]
+    pairs = controls(methods, names)
+    assert pairs == {"student_evdistill_u2x_900steps": "student_evdistill_900steps"}
+    assert controls(methods, names[:-2]) == {}  # the control not trained: nothing to pair with
+
+    def run(seed):
+        m = {"student_evdistill_u2x_900steps": 0.40 + 0.01 * seed, "student_evdistill_900steps": 0.38 - 0.02 * seed}
+        return {n: {"normal": {"miou": m.get(n, 0.3), "miou_all": 0.3, "iou": {"a": 0.3}}, "train_seconds": 1}
+                for n in names}
+    s = summarize({k: run(k) for k in range(3)}, pairs)
+    d = s["student_evdistill_u2x_900steps"]["normal"]["vs_control"]
+    diffs = [0.02, 0.05, 0.08]
+    assert d["control"] == "student_evdistill_900steps" and (d["wins"], d["n"]) == (3, 3)
+    assert d["mean"] == pytest.approx(np.mean(diffs)) and d["std"] == pytest.approx(np.std(diffs, ddof=1))
+    assert "vs_control" not in s["student_kd_u1x"]["normal"] and "vs_control" not in s["student_evdistill"]["normal"]
+    result = {"networks": s, "settings": {"seeds": [0, 1, 2], "methods": methods, "student_steps": 300}, "checks": {}}
+    assert ("| student_evdistill_u2x_900steps | student_evdistill_900steps | +5.00 ± 3.00 (3/3) |"
+            in markdown(result, "ddd17"))
+    assert [p.name for p in plot_compare(result, tmp_path)] == ["compare.png", "unlabelled.png"]
+
+
 def _config(tmp_path, methods):
     return C.load_config(None, [{
         "data": {"cache_dir": str(tmp_path / "cache"), "representation": "voxel_grid",

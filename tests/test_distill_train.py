@@ -327,6 +327,26 @@ def test_label_loss_options_reach_the_teacher(tmp_path):
                                                    f"predictions on {len(cache)} training frames)"))
     assert line.endswith(", ".join(f"{w:.2f}" for w in want.tolist())), (line, want)
     assert load_state(kd.parent / "state.pt")["fingerprint"]["student"]["kd_class_weighting"] == "median_frequency"
+    # ... or on the frames as the batches see them: the dataset's augmentation (16x24 crops here), drawn per
+    # frame from the student's seed
+    from evdistill_ros.distill.dataset import PairDataset, mix_seed
+    cfg = cfg.replace(student={"kd_class_weighting": "median_frequency", "kd_class_weight_frames": "augmented"})
+    kd_logs.clear()
+    kd = run_training(cfg, [str(bag)], "student", method="kd", teacher=str(ckpt), progress=False, log=kd_logs.append,
+                      out_dir=tmp_path / "kd_weighted_augmented")
+    dataset = PairDataset(cache, augment=cfg.augment_for("student"))
+    seed = int(cfg.train_for("student").seed)
+    aps = torch.stack([dataset[(i, mix_seed(seed, -1, i))]["aps"] for i in range(len(cache))])
+    assert aps.shape[-2:] == (16, 24)
+    with torch.no_grad():
+        pred = net.eval()(prep(aps, layout="bchw"), return_features=True)["logits_lowres"].argmax(1)
+    want = losses.median_frequency_weights(np.bincount(pred.flatten().numpy(), minlength=6))
+    line = next(m for m in kd_logs if m.startswith("pixel KD class weights (median frequency, from the teacher's "
+                                                   f"predictions on {len(cache)} augmented frames)"))
+    assert line.endswith(", ".join(f"{w:.2f}" for w in want.tolist())), (line, want)
+    assert load_state(kd.parent / "state.pt")["fingerprint"]["student"]["kd_class_weight_frames"] == "augmented"
+    with pytest.raises(ValueError, match="student.kd_class_weight_frames"):
+        C.load_config(None, [{"student": {"kd_class_weight_frames": "cropped"}}])
     with pytest.raises(ValueError, match="student.kd_class_weighting"):
         C.load_config(None, [{"student": {"kd_class_weighting": "inverse"}}])
     with pytest.raises(ValueError, match="teacher.ce_top_fraction"):

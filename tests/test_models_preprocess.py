@@ -7,6 +7,7 @@ import torch
 
 from evdistill_ros.classes import CLASS_NAMES, IGNORE_INDEX, PALETTE, colorize
 from evdistill_ros.models import Preprocessor, authors_metadata, prepare_input, prepare_labels, restore_output
+from evdistill_ros.models.preprocess import class_argmax
 
 
 def np_bilinear(img: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
@@ -119,6 +120,21 @@ def test_restore_output(rng):
     ref = np.stack([np_bilinear(logits[b].numpy().astype(np.float64), 23, 9).argmax(0) for b in range(2)])
     assert up.shape == (2, 23, 9)
     assert (up == ref).mean() > 0.999  # float ties aside, the same argmax
+
+
+@pytest.mark.parametrize("shape", [(1, 6, 120, 160), (3, 2, 5, 7), (2, 19, 1, 1), (1, 1, 4, 4), (2, 256, 3, 3)])
+def test_class_argmax_is_numpys(rng, shape):
+    # random logits, then ties everywhere (small integers): the first largest class wins, as in np.argmax;
+    # -inf, +inf, the largest float32s and signed zeros in the mix
+    for logits in (rng.standard_normal(shape).astype(np.float32),
+                   rng.integers(-2, 3, shape).astype(np.float32)):
+        np.testing.assert_array_equal(class_argmax(logits), logits.argmax(1).astype(np.uint8))
+    edge = rng.choice(np.array([-np.inf, np.inf, np.finfo(np.float32).max, -np.finfo(np.float32).max, 0.0, -0.0, 1.0],
+                               np.float32), shape)
+    np.testing.assert_array_equal(class_argmax(edge), edge.argmax(1).astype(np.uint8))
+    strided = np.asfortranarray(rng.standard_normal(shape).astype(np.float64))  # any layout and dtype in
+    np.testing.assert_array_equal(class_argmax(strided), strided.astype(np.float32).argmax(1).astype(np.uint8))
+    assert class_argmax(np.zeros((0,) + shape[1:], np.float32)).shape == (0,) + shape[2:]
 
 
 def test_colorize_matches_loop(rng):

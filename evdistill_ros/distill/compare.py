@@ -53,7 +53,7 @@ from ..io.pair_cache import open_cache
 from ..models.files import load_network
 from ..sim import simulate_sequence
 from ..io.pair_writer import extract_pairs
-from .compare_report import markdown, plot_compare, summarize
+from .compare_report import controls, markdown, plot_compare, summarize
 from .config import DEFAULTS, CompareConfig, Config, merge
 from .entries import SPLITS, Entry, parse_entry
 from .state import changed_keys, fingerprint
@@ -119,7 +119,9 @@ def _settings(config: Config, stage: str, method: str | None = None) -> dict:
     (the KD class weighting for the methods that distil). Bags by name: compare names its bags by
     kind and simulator seed (data/sim.json pins the rest)."""
     config = dataclasses.replace(config, data=config.data.replace(bags=[Path(b).name for b in config.data.bags]))
-    keys = ("temperature", "affinity_nodes", "weights") + (("kd_class_weighting",) if method in ("kd", "evdistill") else ())
+    distils = method in ("kd", "evdistill")
+    keys = ("temperature", "affinity_nodes", "weights") + (
+        ("kd_class_weighting", "kd_class_weight_frames") if distils else ())
     losses = {k: getattr(config.student, k) for k in keys} if stage == "student" else {}
     return fingerprint(config, config.train_for(stage), config.model_for(stage), losses, config.augment_for(stage))
 
@@ -235,7 +237,7 @@ def run_compare(config: Config, out_dir: str | os.PathLike | None = None, progre
 
 
 def _result(config: Config, runs: dict[int, dict[str, dict]], seed_list: list[int], data: CompareData) -> dict:
-    summary = summarize(runs)
+    summary = summarize(runs, controls(list(config.compare.methods), list(runs[seed_list[0]])))
     networks = {name: {**{split: s for split, s in r.items() if split in SPLITS},
                        "train_seconds": r["train_seconds"]} for name, r in summary.items()}
 

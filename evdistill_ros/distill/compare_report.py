@@ -1,6 +1,8 @@
 """The tables and figures of `evdistill train compare`: seeds summarised, markdown, plots.
 
-    summarize(runs) -> dict                     mean / std / paired differences over seeds
+    summarize(runs, controls=None) -> dict      mean / std / paired differences over seeds (to the
+                                                supervised student; an @uK student also to its control)
+    controls(methods, names) -> dict            @uK student -> the same student without the unlabelled data
     markdown(result, class_set_name) -> str     compare.md
     plot_compare(result, out) -> list[Path]     compare.png and, with @uK entries, unlabelled.png
 """
@@ -10,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .entries import SPLITS, parse_entry
+from .entries import SPLITS, Entry, parse_entry
 
 
 def _stats(values: list[float]) -> tuple[float, float | None]:
@@ -24,9 +26,27 @@ def _mean_present(values: list[float | None]) -> float:
     return float(np.mean(present)) if present else float("nan")
 
 
-def summarize(runs: dict[int, dict[str, dict]]) -> dict:
+def _paired(per: list[dict], ref: list[dict]) -> dict:
+    diff = [r["miou"] - q["miou"] for r, q in zip(per, ref)]
+    d_mean, d_std = _stats(diff)
+    return {"mean": d_mean, "std": d_std, "wins": int(sum(d > 0 for d in diff)), "n": len(diff)}
+
+
+def controls(methods: list[str], names: list[str]) -> dict[str, str]:
+    """Each @uK student -> its control: the same entry on the labelled recordings only, for the same
+    steps (`evdistill@u2:900` -> `evdistill:900`), when that was trained too."""
+    out = {}
+    for m in methods:
+        e = parse_entry(m)
+        if e.unlabelled and e.name in names and e.base.name in names:
+            out[e.name] = e.base.name
+    return out
+
+
+def summarize(runs: dict[int, dict[str, dict]], controls: dict[str, str] | None = None) -> dict:
     """Per network and split: the mean result (miou, miou_all, per-class iou), its std over seeds,
-    the per-seed values and the per-seed difference to the supervised student (paired)."""
+    the per-seed values and the per-seed difference to the supervised student (paired), and for
+    the networks in `controls` (student -> control) the paired difference to their control."""
     seeds = list(runs)
     names = list(runs[seeds[0]])
     out: dict[str, dict] = {}
@@ -43,10 +63,11 @@ def summarize(runs: dict[int, dict[str, dict]]) -> dict:
                      "seeds": {str(s): r["miou"] for s, r in zip(seeds, per)}, "frames": per[0].get("frames")}
             ref = [runs[s].get("student_supervised", {}).get(split) for s in seeds]
             if name.startswith("student_") and name != "student_supervised" and all(ref):
-                diff = [r["miou"] - q["miou"] for r, q in zip(per, ref)]
-                d_mean, d_std = _stats(diff)
-                entry["vs_supervised"] = {"mean": d_mean, "std": d_std, "wins": int(sum(d > 0 for d in diff)),
-                                          "n": len(diff)}
+                entry["vs_supervised"] = _paired(per, ref)
+            control = (controls or {}).get(name)
+            ref = [runs[s].get(control, {}).get(split) for s in seeds] if control else []
+            if ref and all(ref):
+                entry["vs_control"] = {"control": control, **_paired(per, ref)}
             out[name][split] = entry
     return out
 
@@ -85,6 +106,17 @@ def markdown(result: dict, class_set_name: str) -> str:
                 cells.append("-" if d is None else f"{100 * d['mean']:+.2f} ± {100 * (d['std'] or 0):.2f} "
                                                    f"({d['wins']}/{d['n']})")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    paired = [name for name, r in nets.items() if any("vs_control" in r.get(s, {}) for s in splits)]
+    if n > 1 and paired:
+        lines += ["\nUnlabelled data against its control (the same student on the labelled recordings only, for the same "
+                  "steps), paired by seed (mIoU points, mean ± std; wins = seeds where the unlabelled data helps):\n",
+                  "| network | control | " + " | ".join(splits) + " |", "|---|---|" + "---|" * len(splits)]
+        for name in paired:
+            d = {s: nets[name].get(s, {}).get("vs_control") for s in splits}
+            control = next(v["control"] for v in d.values() if v)
+            lines.append(f"| {name} | {control} | " + " | ".join(
+                "-" if v is None else f"{100 * v['mean']:+.2f} ± {100 * (v['std'] or 0):.2f} ({v['wins']}/{v['n']})"
+                for v in d.values()) + " |")
     for k, v in result["checks"].items():
         lines.append(f"\n{k}: {'PASS' if v['pass'] else 'FAIL'} ({v['value']:.3f})")
     for split in splits:
@@ -128,22 +160,43 @@ def plot_compare(result: dict, out: Path) -> list[Path]:
     fig.savefig(paths[0], dpi=110)
     plt.close(fig)
 
-    curves: dict[str, list] = {}  # base entry name -> [(multiple, name)]
+    # per family (the entry without unlabelled data, at the default steps): the @uK students, and
+    # their controls (the same steps without the unlabelled data) where those were trained
+    curves: dict[str, dict[str, list]] = {}
+    steps_of: dict[str, int] = {}
     for m in result["settings"]["methods"]:
         e = parse_entry(m)
         if e.unlabelled and e.name in nets:
-            curves.setdefault(e.base.name, []).append((e.unlabelled, e.name))
+            family = Entry(e.method, e.use_labels, e.without).name
+            curve = curves.setdefault(family, {"data": [], "control": []})
+            curve["data"].append((e.unlabelled, e.name))
+            if e.steps and e.base.name in nets:
+                curve["control"].append((e.unlabelled, e.base.name))
+            if e.steps:  # a budget of its own: the plot says each point's steps
+                steps_of[e.name] = steps_of[e.base.name] = e.steps
+                steps_of[family] = result["settings"].get("student_steps")
     if curves:
         fig, axes = plt.subplots(1, len(splits), figsize=(4.2 * len(splits), 3.8), squeeze=False)
         for ax, split in zip(axes[0], splits):
-            for base, pts in curves.items():
-                pts = sorted(pts + ([(0, base)] if base in nets else []))
-                pts = [(k, nets[n][split]) for k, n in pts if split in nets[n]]
-                ax.errorbar([k for k, _ in pts], [100 * r["miou"] for _, r in pts],
-                            yerr=[100 * (r["miou_std"] or 0) for _, r in pts], marker="o", capsize=3,
-                            label=base.replace("student_", "") + " (labelled + unlabelled)")
-            ax.set_xticks(sorted({0, *(k for pts in curves.values() for k, _ in pts)}))
-            for ref, style in (("student_supervised", "--"), ("teacher", ":")):
+            for family, curve in curves.items():
+                origin = [(0, family)] if family in nets else []
+                short = family.replace("student_", "")
+                lines = [("data", f"{short}, labelled + unlabelled", "o-")]
+                if curve["control"]:
+                    lines.append(("control", f"{short}, labelled only, the same steps (control)", "s--"))
+                for (key, label, style), shift in zip(lines, (-0.03, 0.03) if len(lines) > 1 else (0.0,)):
+                    pts = [(k, n, nets[n][split]) for k, n in sorted(origin + curve[key]) if split in nets[n]]
+                    ax.errorbar([k + shift for k, _, _ in pts], [100 * r["miou"] for _, _, r in pts],
+                                yerr=[100 * (r["miou_std"] or 0) for _, _, r in pts], fmt=style, capsize=3,
+                                label=label)
+                    if key == "data":
+                        for k, n, r in pts:
+                            if n in steps_of:
+                                ax.annotate(f"{steps_of[n]} steps", (k + shift, 100 * r["miou"]), fontsize=6,
+                                            textcoords="offset points", xytext=(4, 6))
+            ax.set_xticks(sorted({0, *(k for c in curves.values() for k, _ in c["data"])}))
+            refs = [(n, ls) for n, ls in zip([n for n in nets if n.startswith("student_supervised")], ("--", "-."))]
+            for ref, style in refs + [("teacher", ":")]:
                 if split in nets.get(ref, {}):
                     ax.axhline(100 * nets[ref][split]["miou"], ls=style, color="grey" if ref != "teacher" else "black",
                                label=ref.replace("student_", "") + " (labelled only)")
@@ -151,9 +204,10 @@ def plot_compare(result: dict, out: Path) -> list[Path]:
             ax.set_ylabel(f"mIoU (%), {split}")
             ax.set_title(split)
             ax.grid(alpha=0.3)
-        axes[0][0].legend(fontsize=7)
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
         fig.suptitle("what unlabelled recordings buy" + (f" (mean ± std, {n_seeds} seeds)" if n_seeds > 1 else " (one run)"))
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0.1, 1, 1))
         paths.append(out / "unlabelled.png")
         fig.savefig(paths[-1], dpi=110)
         plt.close(fig)

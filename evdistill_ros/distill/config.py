@@ -44,6 +44,8 @@ TEACHER_OUTPUTS = ("auto", "cached", "live")
 # train.ce_class_weighting and student.kd_class_weighting -> the power of the median-frequency
 # weights (None: unweighted)
 CE_CLASS_WEIGHTINGS = {"none": None, "median_frequency": 1.0, "median_frequency_sqrt": 0.5}
+KD_CLASS_WEIGHT_FRAMES = ("plain", "augmented")  # student.kd_class_weight_frames
+
 
 def _opt(default: Any, help: str) -> Any:
     """A config field: its default and what it means (the reference page is generated from both)."""
@@ -209,6 +211,8 @@ class StudentConfig(StageConfig):
     affinity_nodes: int = _opt(16, "affinity graph pooled to at most N x N nodes")
     kd_class_weighting: str = _opt("none", "pixel KD class weights: none | median_frequency | "
                                    "median_frequency_sqrt (of the teacher's predictions)")
+    kd_class_weight_frames: str = _opt("plain", "the frames those weights count the teacher's predictions on: plain "
+                                       "(training frames as cached) | augmented (as the training batches see them)")
     teacher_outputs: str = _opt("auto", "the teacher's soft predictions: cached (once per training frame, stored "
                                 "beside the pair cache) | live (every batch) | auto (cached for a teacher card)")
     weights: dict = _opt({"ce": 10.0, "recon": 10.0, "pixel": 20.0, "affinity": 0.1, "a2e": 1.0, "a2e_gen": 1.0},
@@ -311,8 +315,8 @@ _FREE = {("data", "representation_params"), ("model",), ("student", "weights"), 
 # Keys a stage section may carry besides `train` keys.
 _STAGE_EXTRA = {
     "teacher": {"model", "augment"},
-    "student": {"method", "use_labels", "teacher", "temperature", "affinity_nodes", "kd_class_weighting", "weights",
-                "teacher_outputs", "model", "augment"},
+    "student": {"method", "use_labels", "teacher", "temperature", "affinity_nodes", "kd_class_weighting",
+                "kd_class_weight_frames", "weights", "teacher_outputs", "model", "augment"},
 }
 
 
@@ -439,6 +443,9 @@ def validate(cfg: dict) -> dict:
     if cfg["student"]["kd_class_weighting"] not in CE_CLASS_WEIGHTINGS:
         raise ConfigError(f"config: student.kd_class_weighting must be one of {', '.join(CE_CLASS_WEIGHTINGS)}, "
                          f"got {cfg['student']['kd_class_weighting']!r}")
+    if cfg["student"]["kd_class_weight_frames"] not in KD_CLASS_WEIGHT_FRAMES:
+        raise ConfigError(f"config: student.kd_class_weight_frames must be one of {', '.join(KD_CLASS_WEIGHT_FRAMES)}, "
+                         f"got {cfg['student']['kd_class_weight_frames']!r}")
     if cfg["student"]["teacher_outputs"] not in TEACHER_OUTPUTS:
         raise ConfigError(f"config: student.teacher_outputs must be one of {', '.join(TEACHER_OUTPUTS)}, "
                          f"got {cfg['student']['teacher_outputs']!r}")

@@ -14,6 +14,7 @@
         epoch after epoch, starting at global step `start_step`: resuming at step k yields
         exactly what an uninterrupted run yields from its k-th batch on.
     aps_batch(raw) -> (B, 1|3, H, W)  cached APS frames as the network-side tensor (items use it too)
+    mix_seed(*ints) -> int            an item's augmentation seed from integers (the sampler's, KD weights')
 """
 from __future__ import annotations
 
@@ -96,7 +97,8 @@ class PairDataset(Dataset):
         return item
 
 
-def _mix(*values: int) -> int:
+def mix_seed(*values: int) -> int:
+    """One augmentation seed from several integers (stable across processes and runs)."""
     return zlib.crc32(np.array(values, dtype=np.int64).tobytes()) & 0x7FFFFFFF
 
 
@@ -122,7 +124,7 @@ class ResumableSampler(DistributedSampler):
             order = list(super().__iter__())[: self.steps_per_epoch * self.batch_size]
             for pos in range(offset * self.batch_size, len(order)):
                 # seed from (seed, epoch, global position): identical across resumes and ranks differ
-                yield order[pos], _mix(self.seed, epoch, self.rank, pos)
+                yield order[pos], mix_seed(self.seed, epoch, self.rank, pos)
             epoch, offset = epoch + 1, 0
 
 

@@ -32,7 +32,7 @@ from ..models import Preprocessor, build_a2e, build_model, load_pretrained
 from ..models.files import load_network, read_card
 from . import losses
 from .config import CE_CLASS_WEIGHTINGS, METHODS, AugmentConfig, DataConfig, ModelConfig, StudentConfig, TrainConfig
-from .dataset import aps_batch
+from .dataset import PairDataset, aps_batch, mix_seed
 from .teacher import TeacherView, class_groups
 
 
@@ -44,11 +44,13 @@ class LossConfig:
     temperature: float
     affinity_nodes: int
     kd_class_weighting: str = "none"  # one of config.CE_CLASS_WEIGHTINGS, counted on the teacher's predictions
+    kd_class_weight_frames: str = "plain"  # ... on the cached training frames or on augmented ones
 
     @classmethod
     def from_config(cls, student: StudentConfig) -> "LossConfig":
         return cls({k: float(v) for k, v in student.weights.items()}, float(student.temperature),
-                   int(student.affinity_nodes), str(student.kd_class_weighting or "none"))
+                   int(student.affinity_nodes), str(student.kd_class_weighting or "none"),
+                   str(student.kd_class_weight_frames or "plain"))
 
 
 @dataclass(frozen=True)
@@ -211,39 +213,50 @@ class Method:
     def _reconstruction(self) -> bool:
         return False
 
-    def prepare(self, nets: Networks, cache: PairCache, indices, train: TrainConfig, device: torch.device,
+    def prepare(self, nets: Networks, dataset: PairDataset, train: TrainConfig, device: torch.device,
                 log: Callable[[str], None], outputs=None) -> LossContext:
         """What the losses need, once before the first step: the label loss (train.ce_class_weighting,
         ce_top_fraction) and the pixel KD class weights."""
+        cache, indices = dataset.cache, dataset.indices
         ce = label_loss(train, cache, indices, nets.num_classes, device, log) if self.needs_labels or \
             self.use_labels else losses.CrossEntropy()
-        return LossContext(ce, self._kd_weight(nets, cache, indices, device, log, outputs=outputs))
+        return LossContext(ce, self._kd_weight(nets, dataset, int(train.seed), device, log, outputs=outputs))
 
-    def _kd_weight(self, nets: Networks, cache: PairCache, indices, device: torch.device,
+    def _kd_weight(self, nets: Networks, dataset: PairDataset, seed: int, device: torch.device,
                    log: Callable[[str], None], max_frames: int = 256, outputs=None) -> torch.Tensor | None:
         """`student.kd_class_weighting`: the pixel KD terms weight each pixel by the class the teacher
-        gives it, median-frequency weights of the teacher's predictions (its low-resolution argmax,
-        what the KD sees) on up to `max_frames` evenly spaced training frames: the label-free
-        student's version of `train.ce_class_weighting`, whose labels are the teacher's."""
+        gives it, median-frequency weights of the teacher's predictions on up to `max_frames` evenly
+        spaced training frames: the label-free student's version of `train.ce_class_weighting`, whose
+        labels are the teacher's. `student.kd_class_weight_frames`: plain counts the teacher's
+        low-resolution argmax (what the KD sees) on the frames as cached; augmented counts it on the
+        frames as the training batches see them (the dataset's augmentation, drawn from `seed`; with
+        stored outputs their augmented maps, pixels the crop padded left out)."""
         power = CE_CLASS_WEIGHTINGS[self.losses.kd_class_weighting]
         if power is None or not self.needs_teacher:
             return None
-        idx = np.asarray(indices)
-        pick = np.unique(idx[np.linspace(0, len(idx) - 1, min(max_frames, len(idx))).astype(np.int64)])
-        counts = None
-        for s in range(0, len(pick), 16):
-            if outputs is not None:  # the stored teacher outputs: no teacher run
-                pred = torch.from_numpy(np.asarray(outputs.log_probs[pick[s:s + 16]]).argmax(1))
+        idx = np.asarray(dataset.indices)
+        positions = np.unique(np.linspace(0, len(idx) - 1, min(max_frames, len(idx))).astype(np.int64))
+        augmented = self.losses.kd_class_weight_frames == "augmented"
+        counts = np.zeros(nets.teacher.student_classes.num_classes, np.int64)
+        for s in range(0, len(positions), 16):
+            chunk = positions[s:s + 16]
+            if augmented:
+                items = [dataset[(int(i), mix_seed(seed, -1, int(i)))] for i in chunk]  # -1: no epoch's
+                if "teacher" in items[0]:  # stored outputs, augmented with the frame; last channel: not padding
+                    soft = torch.stack([it["teacher"] for it in items])
+                    pred = soft[:, :-1].argmax(1)[soft[:, -1] > 0.5]
+                else:
+                    pred = self._teacher_native(nets, torch.stack([it["aps"] for it in items]).to(device)).argmax(1)
+            elif outputs is not None:  # the stored teacher outputs: no teacher run
+                pred = torch.from_numpy(np.asarray(outputs.log_probs[idx[chunk]]).argmax(1))
             else:
-                aps = aps_batch(np.array(cache.aps[pick[s:s + 16]])).to(device)  # as the training batches hold them
+                aps = aps_batch(np.array(dataset.cache.aps[idx[chunk]])).to(device)  # as the training batches hold them
                 pred = self._teacher_native(nets, aps).argmax(1)
-            n = np.bincount(pred.flatten().cpu().numpy(), minlength=nets.teacher.student_classes.num_classes)
-            counts = n if counts is None else counts + n
-        if counts is None:  # no training frames: the trainer stops on that itself
-            return None
+            counts += np.bincount(pred.flatten().cpu().numpy(), minlength=len(counts))
         weight = losses.median_frequency_weights(counts, power=power).to(device)
         log(f"pixel KD class weights ({self.losses.kd_class_weighting.replace('_', ' ')}, from the teacher's "
-            f"predictions on {len(pick)} training frames): " + ", ".join(f"{w:.2f}" for w in weight.tolist()))
+            f"predictions on {len(positions)} {'augmented' if augmented else 'training'} frames): "
+            + ", ".join(f"{w:.2f}" for w in weight.tolist()))
         return weight
 
     def metadata(self, data: DataConfig, stats: dict) -> tuple[Any, dict]:
@@ -260,6 +273,8 @@ class Method:
               "teacher": str(teacher) if teacher else None}
         if self.needs_teacher and self.losses.kd_class_weighting != "none":  # (runs from before the option resume)
             fp["kd_class_weighting"] = self.losses.kd_class_weighting
+            if self.losses.kd_class_weight_frames != "plain":
+                fp["kd_class_weight_frames"] = self.losses.kd_class_weight_frames
         if cached_outputs:  # (runs from before the option ran the teacher live: they still resume)
             fp["teacher_outputs"] = "cached"
         return fp

@@ -273,7 +273,7 @@ class TrainingRun:
             self.dataset.use_teacher_outputs(self.outputs.path)
             self.say(f"{method.name}: the teacher's outputs are read from {self.outputs.path} (computed once; "
                      "student.teacher_outputs: live runs the teacher on every batch)")
-        self.ctx = method.prepare(nets, cache, self.dataset.indices, self.train, device, self.say,
+        self.ctx = method.prepare(nets, self.dataset, self.train, device, self.say,
                                   outputs=self.outputs)
         if self.outputs is not None:
             nets.teacher.release()  # its outputs are stored: a large teacher need not hold memory (or a GPU) all run

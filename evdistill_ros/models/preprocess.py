@@ -6,6 +6,7 @@ what it saw in training.
     prepare_input(array_or_batch, meta, layout="auto") -> torch.Tensor (B, in_channels, H', W') float32
     prepare_labels(labels, meta) -> torch.Tensor (B, H', W') int64 (nearest resize, for training)
     restore_output(logits, original_hw, align_corners=False) -> np.ndarray (B, H, W) uint8 labels
+    class_argmax(logits) -> np.ndarray (B, H, W) uint8   np.argmax(logits, 1) of CPU logits, faster
     Preprocessor.from_metadata(meta)   the same as an object (its __call__ is prepare_input)
     Preprocessor.for_card(card)        the same from a models.card.NetworkCard
 
@@ -47,6 +48,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import torch
+from numba import njit
 import torch.nn.functional as F
 
 from .. import frames
@@ -236,6 +238,34 @@ def restore_output(logits: torch.Tensor, original_hw: tuple[int, int], align_cor
     h, w = int(original_hw[0]), int(original_hw[1])
     if tuple(logits.shape[-2:]) != (h, w):
         logits = F.interpolate(logits.float(), size=(h, w), mode="bilinear", align_corners=align_corners)
-    if logits.device.type == "cpu":  # numpy's argmax over the class axis: 12x torch's on a (1, 6, 120, 160) CPU tensor
-        return np.ascontiguousarray(logits.detach().float().numpy()).argmax(1).astype(np.uint8)
+    if logits.device.type == "cpu":
+        return class_argmax(logits.detach().float().numpy())
     return logits.argmax(1).to(torch.uint8).cpu().numpy()
+
+
+def class_argmax(logits: np.ndarray) -> np.ndarray:
+    """(B, K, H, W) float32 logits -> (B, H, W) uint8: the first largest class per pixel, as
+    np.argmax(1) gives it (K <= 256). np.argmax over the class axis strides across the K planes:
+    0.8 ms at (1, 6, 120, 160) against 0.014 ms for this plane-by-plane loop, which the compiler
+    vectorises (measured once, one thread); torch's threaded argmax was slower than numpy's."""
+    logits = np.ascontiguousarray(logits, dtype=np.float32)
+    b, k, h, w = logits.shape
+    out = np.empty((b, h, w), np.uint8)
+    if out.size:
+        _argmax_planes(logits.reshape(b, k, h * w), out.reshape(b, h * w), np.empty(h * w, np.float32))
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _argmax_planes(logits, out, best):  # pragma: no cover - compiled
+    # NaN never wins a comparison here (np.argmax would return it): callers refuse non-finite logits first
+    for b in range(logits.shape[0]):
+        for i in range(logits.shape[2]):
+            best[i] = logits[b, 0, i]
+            out[b, i] = 0
+        for c in range(1, logits.shape[1]):
+            for i in range(logits.shape[2]):
+                v = logits[b, c, i]
+                if v > best[i]:
+                    best[i] = v
+                    out[b, i] = c
