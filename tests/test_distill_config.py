@@ -136,7 +136,7 @@ def test_config_is_typed_and_round_trips():
     # free build_model options, per stage: a DeepLabV3+ teacher and an LR-ASPP student
     assert cfg.model_for("teacher").options == {"aspp_channels": 128, "decoder_channels": 128}
     student = cfg.model_for("student")
-    assert (student.arch, student.width_mult, student.options) == ("lraspp", 1.0, {"head_channels": 128})
+    assert (student.arch, student.width_mult, student.options) == ("lraspp", 0.5, {"head_channels": 128})
     again = C.load_config(None, [cfg.to_dict()])
     assert again == cfg and again.to_dict() == cfg.to_dict()
     assert cfg.train_for("teacher").steps == 1000 and cfg.train_for("student").steps == 300

@@ -27,8 +27,10 @@ supervised student are paired per seed.
 
 Writes OUT/compare.json ({"networks": {name: {split: mean result}}, "runs": {seed: ...},
 "summary": ..., "checks": ..., "settings": ...}), OUT/compare.md (mean ± std over seeds, paired
-differences, per-class IoU), OUT/compare.png (mIoU per network and scenario, error bars over
-seeds) and, with @uK entries, OUT/unlabelled.png (mIoU against unlabelled data). One seed keeps
+differences to the supervised student and, for an @uK:N student, to its control: the same entry
+without the unlabelled data when trained too, e.g. "evdistill:600" for "evdistill@u1:600"; per-class
+IoU), OUT/compare.png (mIoU per network and scenario, error bars over seeds) and, with @uK
+entries, OUT/unlabelled.png (mIoU against unlabelled data, the controls beside). One seed keeps
 the runs in OUT/<network>; several in OUT/seed<S>/<network>. Bags and finished runs are reused
 (same seeds, same bags), so a re-run only trains what is missing; a finished run trained with
 other settings (steps, weights, model, data, ...) is refused in one line, never silently reused.

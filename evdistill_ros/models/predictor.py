@@ -166,7 +166,7 @@ class Predictor:
             j = i + 1
             while j < len(tensors) and tensors[j].shape == tensors[i].shape:
                 j += 1
-            lg = self.backend.run(torch.cat(tensors[i:j], 0))
+            lg = self.backend.run(tensors[i] if j == i + 1 else torch.cat(tensors[i:j], 0))  # one: no copy
             if lg.numel() and not math.isfinite(_abs_max(lg)):  # NaN or inf anywhere
                 raise NonFiniteError("the network gave NaN or infinite logits (an input of extreme values?)")
             out.extend(lg[k:k + 1] for k in range(lg.shape[0]))
