@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.config, [] if args.all_methods else [{"compare": {"methods": ["supervised", "evdistill"]}}])
     log("1-3/5 simulate, train and evaluate (reuses what an earlier run made)")
     stages: dict[str, float] = {}
-    result = run_compare(cfg, out_dir=out / "compare", progress=True, log=log)
+    # retrain_changed: after an upgrade that changed a network, the demo's earlier runs are trained again
+    result = run_compare(cfg, out_dir=out / "compare", progress=True, log=log, retrain_changed=True)
     stages["1-3 simulate, train, evaluate"] = time.time() - t0
     ckpts = out / "checkpoints"
     ckpts.mkdir(parents=True, exist_ok=True)

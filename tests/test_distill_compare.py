@@ -164,6 +164,14 @@ def test_compare_with_seeds_scenarios_ablation_and_unlabelled_data(tmp_path):
     longer = _config(tmp_path, methods).replace(student={"steps": 3})
     with pytest.raises(ValueError, match=r"student_supervised: finished with other settings \(train.steps: 2 -> 3\)"):
         run_compare(longer, out_dir=out, progress=False, log=lambda s: None, seeds=2)
+    # ... unless asked to train such runs again (the demo's own folder after an upgrade): those only
+    logs.clear()
+    retrained = run_compare(longer, out_dir=out, progress=False, log=logs.append, seeds=2, retrain_changed=True)
+    again_msgs = [m for m in logs if "training it again" in m]
+    assert len(again_msgs) == 6 and "train.steps: 2 -> 3" in again_msgs[0]
+    assert sum("teacher (seed" in m and "reusing" in m for m in logs) == 2
+    assert json.loads((out / "seed5" / "student_supervised" / "metrics.json").read_text())["steps"] == 3
+    assert set(retrained["networks"]) == set(r["networks"])
     other_sim = _config(tmp_path, methods).replace(compare={"seconds": 0.6})
     with pytest.raises(ValueError, match=r"bags simulated with other settings \(seconds: 0.5 -> 0.6\)"):
         run_compare(other_sim, out_dir=out, progress=False, log=lambda s: None, seeds=2)

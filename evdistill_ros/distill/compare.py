@@ -1,6 +1,6 @@
 """`evdistill train compare`: every method on the same synthetic data, with seeds, one table.
 
-    run_compare(config, out_dir=None, progress=True, log=print, seeds=None) -> dict
+    run_compare(config, out_dir=None, progress=True, log=print, seeds=None, retrain_changed=False) -> dict
     (entries of `compare.methods`: distill.entries; tables and figures: distill.compare_report)
 
 Data (evdistill_ros.sim, the same bags for every seed): `compare.train_sequences` normal and
@@ -40,6 +40,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import shutil
 import os
 import time
 from dataclasses import dataclass
@@ -179,7 +180,7 @@ def _simulate_all(out: Path, config: Config, entries: list[Entry], log: Callable
 
 
 def _train_seed(config: Config, seed: int, where: Path, entries: list[Entry], data: CompareData, progress: bool,
-                log: Callable[[str], None]) -> dict[str, dict]:
+                log: Callable[[str], None], retrain_changed: bool = False) -> dict[str, dict]:
     """The teacher and every entry's student of one seed, each scored on every test split."""
     seeded = dataclasses.replace(config, train=config.train.replace(seed=seed))
     seconds: dict[str, float] = {}
@@ -188,12 +189,16 @@ def _train_seed(config: Config, seed: int, where: Path, entries: list[Entry], da
         done = _finished(where / name / "metrics.json")
         if done:
             changes = _changed_settings(where / name, run_config, bags, kw["stage"], kw.get("method"))
-            if changes:
+            if changes and not retrain_changed:
                 raise ValueError(f"{where / name}: finished with other settings ({'; '.join(changes[:3])}): "
                                  "delete it or use another --out")
-            log(f"{name} (seed {seed}): reusing {where / name / 'checkpoint.pt'}")
-            seconds[name] = float(done.get("seconds", 0))
-            return where / name / "checkpoint.pt"
+            if changes:  # (the demo's own scratch folder after an upgrade): trained again, said why
+                log(f"{name} (seed {seed}): trained with other settings ({'; '.join(changes[:3])}): training it again")
+                shutil.rmtree(where / name)
+            else:
+                log(f"{name} (seed {seed}): reusing {where / name / 'checkpoint.pt'}")
+                seconds[name] = float(done.get("seconds", 0))
+                return where / name / "checkpoint.pt"
         t0 = time.time()
         path = run_training(run_config, bags, out_dir=where / name, progress=progress, log=log, resume=True, **kw)
         seconds[name] = time.time() - t0
@@ -213,7 +218,10 @@ def _train_seed(config: Config, seed: int, where: Path, entries: list[Entry], da
 
 
 def run_compare(config: Config, out_dir: str | os.PathLike | None = None, progress: bool = True,
-                log: Callable[[str], None] = print, seeds: int | Sequence[int] | None = None) -> dict:
+                log: Callable[[str], None] = print, seeds: int | Sequence[int] | None = None,
+                retrain_changed: bool = False) -> dict:
+    """`retrain_changed`: a finished run made with other settings is deleted and trained again
+    (the demo's own output after an upgrade) instead of refused."""
     c = config.compare
     out = Path(out_dir or c.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -228,7 +236,7 @@ def run_compare(config: Config, out_dir: str | os.PathLike | None = None, progre
     data = _simulate_all(out, config, entries, log)
     config = config.replace(data={"bags": data.train, "val_bags": []})
     runs = {seed: _train_seed(config, seed, out if len(seed_list) == 1 else out / f"seed{seed}", entries, data,
-                              progress, log) for seed in seed_list}
+                              progress, log, retrain_changed) for seed in seed_list}
     result = _result(config, runs, seed_list, data)
     md = markdown(result, cs)
     atomic_write_text(out / "compare.json", json.dumps(result, indent=1, default=float))
