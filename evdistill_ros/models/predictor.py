@@ -34,7 +34,7 @@ from .backends import Backend, TorchBackend, create_backend
 from .card import NetworkCard
 from .checkpoint import authors_metadata, load_checkpoint
 from .files import read_card
-from .preprocess import Preprocessor, restore_output
+from .preprocess import Preprocessor, class_argmax, restore_output
 from .teacher_card import CardNetwork, is_card, read_teacher_card
 
 
@@ -125,6 +125,9 @@ class Predictor:
         self.backend = backend
         self.preprocess = Preprocessor.for_card(self.card)
         self.event_input: EventInput | None = self.card.event_input
+        # the argmax kernel compiles (or loads numba's cache) now, not in the first window: its first
+        # call in a fresh install took ~0.3 s and a live node dropped the next window as stale
+        class_argmax(np.zeros((1, 2, 1, 1), np.float32))
 
     @property
     def meta(self) -> dict[str, Any]:
