@@ -319,13 +319,17 @@ def test_label_loss_options_reach_the_teacher(tmp_path):
                       out_dir=tmp_path / "kd_weighted")
     net, meta = load_checkpoint(ckpt)
     prep = Preprocessor.from_metadata({**meta, "input_size": None})
-    aps = torch.from_numpy(np.array(cache.aps[:])).float()[:, None] / 255.0
-    with torch.no_grad():
-        pred = net.eval()(prep(aps, layout="bchw"), return_features=True)["logits_lowres"].argmax(1)
-    want = losses.median_frequency_weights(np.bincount(pred.flatten().numpy(), minlength=6))
-    line = next(m for m in kd_logs if m.startswith("pixel KD class weights (median frequency, from the teacher's "
-                                                   f"predictions on {len(cache)} training frames)"))
-    assert line.endswith(", ".join(f"{w:.2f}" for w in want.tolist())), (line, want)
+
+    def check_logged_weights(aps: torch.Tensor, frames: str) -> None:
+        """The logged weights are those of the teacher's low-resolution argmax on `aps`."""
+        with torch.no_grad():
+            pred = net.eval()(prep(aps, layout="bchw"), return_features=True)["logits_lowres"].argmax(1)
+        want = losses.median_frequency_weights(np.bincount(pred.flatten().numpy(), minlength=6))
+        line = next(m for m in kd_logs if m.startswith("pixel KD class weights (median frequency, from the teacher's "
+                                                       f"predictions on {len(cache)} {frames} frames)"))
+        assert line.endswith(", ".join(f"{w:.2f}" for w in want.tolist())), (line, want)
+
+    check_logged_weights(torch.from_numpy(np.array(cache.aps[:])).float()[:, None] / 255.0, "training")
     assert load_state(kd.parent / "state.pt")["fingerprint"]["student"]["kd_class_weighting"] == "median_frequency"
     # ... or on the frames as the batches see them: the dataset's augmentation (16x24 crops here), drawn per
     # frame from the student's seed
@@ -338,12 +342,7 @@ def test_label_loss_options_reach_the_teacher(tmp_path):
     seed = int(cfg.train_for("student").seed)
     aps = torch.stack([dataset[(i, mix_seed(seed, -1, i))]["aps"] for i in range(len(cache))])
     assert aps.shape[-2:] == (16, 24)
-    with torch.no_grad():
-        pred = net.eval()(prep(aps, layout="bchw"), return_features=True)["logits_lowres"].argmax(1)
-    want = losses.median_frequency_weights(np.bincount(pred.flatten().numpy(), minlength=6))
-    line = next(m for m in kd_logs if m.startswith("pixel KD class weights (median frequency, from the teacher's "
-                                                   f"predictions on {len(cache)} augmented frames)"))
-    assert line.endswith(", ".join(f"{w:.2f}" for w in want.tolist())), (line, want)
+    check_logged_weights(aps, "augmented")
     assert load_state(kd.parent / "state.pt")["fingerprint"]["student"]["kd_class_weight_frames"] == "augmented"
     with pytest.raises(ValueError, match="student.kd_class_weight_frames"):
         C.load_config(None, [{"student": {"kd_class_weight_frames": "cropped"}}])

@@ -80,6 +80,27 @@ def _pm(mean, std) -> str:
     return _fmt(mean) if std is None else f"{_fmt(mean)} ± {100 * std:.2f}"
 
 
+def _paired_cell(d: dict | None) -> str:
+    """A paired difference as a table cell: mean ± std in points (seeds ahead of all)."""
+    return "-" if d is None else f"{100 * d['mean']:+.2f} ± {100 * (d['std'] or 0):.2f} ({d['wins']}/{d['n']})"
+
+
+def _paired_table(nets: dict, splits: list[str], key: str, title: str) -> list[str]:
+    """Markdown lines of the networks' paired differences `key` ("vs_supervised", or "vs_control"
+    with a column naming each network's control); none when no network has them."""
+    names = [name for name, r in nets.items() if any(key in r.get(s, {}) for s in splits)]
+    if not names:
+        return []
+    control = key == "vs_control"
+    lines = [f"\n{title}\n", "| network | " + ("control | " if control else "") + " | ".join(splits) + " |",
+             "|---|" + ("---|" if control else "") + "---|" * len(splits)]
+    for name in names:
+        cells = [nets[name].get(s, {}).get(key) for s in splits]
+        first = next((c["control"] for c in cells if c), "") if control else None
+        lines.append(f"| {name} | " + (f"{first} | " if control else "") + " | ".join(map(_paired_cell, cells)) + " |")
+    return lines
+
+
 def markdown(result: dict, class_set_name: str) -> str:
     nets, n = result["networks"], len(result["settings"]["seeds"])
     splits = [s for s in SPLITS if any(s in r for r in nets.values())]
@@ -94,29 +115,12 @@ def markdown(result: dict, class_set_name: str) -> str:
                      + " | ".join(_pm(r.get(s, {}).get("miou"), r.get(s, {}).get("miou_std")) for s in splits) + " | "
                      + " | ".join(_pm(r.get(s, {}).get("miou_all"), r.get(s, {}).get("miou_all_std"))
                                   for s in splits[:2]) + f" | {r['train_seconds']:.0f} |")
-    diffs = [name for name, r in nets.items() if any("vs_supervised" in r.get(s, {}) for s in splits)]
-    if n > 1 and diffs:
-        lines += ["\nDifference to the supervised student, paired by seed (mIoU points, mean ± std; wins = seeds "
-                  "where the network beats it):\n",
-                  "| network | " + " | ".join(splits) + " |", "|---|" + "---|" * len(splits)]
-        for name in diffs:
-            cells = []
-            for s in splits:
-                d = nets[name].get(s, {}).get("vs_supervised")
-                cells.append("-" if d is None else f"{100 * d['mean']:+.2f} ± {100 * (d['std'] or 0):.2f} "
-                                                   f"({d['wins']}/{d['n']})")
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    paired = [name for name, r in nets.items() if any("vs_control" in r.get(s, {}) for s in splits)]
-    if n > 1 and paired:
-        lines += ["\nUnlabelled data against its control (the same student on the labelled recordings only, for the same "
-                  "steps), paired by seed (mIoU points, mean ± std; wins = seeds where the unlabelled data helps):\n",
-                  "| network | control | " + " | ".join(splits) + " |", "|---|---|" + "---|" * len(splits)]
-        for name in paired:
-            d = {s: nets[name].get(s, {}).get("vs_control") for s in splits}
-            control = next(v["control"] for v in d.values() if v)
-            lines.append(f"| {name} | {control} | " + " | ".join(
-                "-" if v is None else f"{100 * v['mean']:+.2f} ± {100 * (v['std'] or 0):.2f} ({v['wins']}/{v['n']})"
-                for v in d.values()) + " |")
+    if n > 1:
+        lines += _paired_table(nets, splits, "vs_supervised", "Difference to the supervised student, paired by seed "
+                               "(mIoU points, mean ± std; wins = seeds where the network beats it):")
+        lines += _paired_table(nets, splits, "vs_control", "Unlabelled data against its control (the same student on "
+                               "the labelled recordings only, for the same steps), paired by seed (mIoU points, mean "
+                               "± std; wins = seeds where the unlabelled data helps):")
     for k, v in result["checks"].items():
         lines.append(f"\n{k}: {'PASS' if v['pass'] else 'FAIL'} ({v['value']:.3f})")
     for split in splits:
