@@ -163,9 +163,17 @@ def plot_compare(result: dict, out: Path) -> list[Path]:
     paths = [out / "compare.png"]
     fig.savefig(paths[0], dpi=110)
     plt.close(fig)
+    curves, steps_of = _unlabelled_curves(result)
+    if curves:
+        paths.append(_plot_unlabelled(plt, nets, splits, n_seeds, curves, steps_of, out / "unlabelled.png"))
+    return paths
 
-    # per family (the entry without unlabelled data, at the default steps): the @uK students, and
-    # their controls (the same steps without the unlabelled data) where those were trained
+
+def _unlabelled_curves(result: dict) -> tuple[dict[str, dict[str, list]], dict[str, int]]:
+    """Per family (the entry without unlabelled data, at the default steps): its @uK students and
+    their controls (the same steps without the unlabelled data) where trained, as (K, name) points;
+    and the steps of each point that has a budget of its own."""
+    nets = result["networks"]
     curves: dict[str, dict[str, list]] = {}
     steps_of: dict[str, int] = {}
     for m in result["settings"]["methods"]:
@@ -176,43 +184,46 @@ def plot_compare(result: dict, out: Path) -> list[Path]:
             curve["data"].append((e.unlabelled, e.name))
             if e.steps and e.base.name in nets:
                 curve["control"].append((e.unlabelled, e.base.name))
-            if e.steps:  # a budget of its own: the plot says each point's steps
+            if e.steps:
                 steps_of[e.name] = steps_of[e.base.name] = e.steps
                 steps_of[family] = result["settings"].get("student_steps")
-    if curves:
-        fig, axes = plt.subplots(1, len(splits), figsize=(4.2 * len(splits), 3.8), squeeze=False)
-        for ax, split in zip(axes[0], splits):
-            for family, curve in curves.items():
-                origin = [(0, family)] if family in nets else []
-                short = family.replace("student_", "")
-                lines = [("data", f"{short}, labelled + unlabelled", "o-")]
-                if curve["control"]:
-                    lines.append(("control", f"{short}, labelled only, the same steps (control)", "s--"))
-                for (key, label, style), shift in zip(lines, (-0.03, 0.03) if len(lines) > 1 else (0.0,)):
-                    pts = [(k, n, nets[n][split]) for k, n in sorted(origin + curve[key]) if split in nets[n]]
-                    ax.errorbar([k + shift for k, _, _ in pts], [100 * r["miou"] for _, _, r in pts],
-                                yerr=[100 * (r["miou_std"] or 0) for _, _, r in pts], fmt=style, capsize=3,
-                                label=label)
-                    if key == "data":
-                        for k, n, r in pts:
-                            if n in steps_of:
-                                ax.annotate(f"{steps_of[n]} steps", (k + shift, 100 * r["miou"]), fontsize=6,
-                                            textcoords="offset points", xytext=(4, 6))
-            ax.set_xticks(sorted({0, *(k for c in curves.values() for k, _ in c["data"])}))
-            refs = [(n, ls) for n, ls in zip([n for n in nets if n.startswith("student_supervised")], ("--", "-."))]
-            for ref, style in refs + [("teacher", ":")]:
-                if split in nets.get(ref, {}):
-                    ax.axhline(100 * nets[ref][split]["miou"], ls=style, color="grey" if ref != "teacher" else "black",
-                               label=ref.replace("student_", "") + " (labelled only)")
-            ax.set_xlabel("unlabelled sequences (x the labelled ones)")
-            ax.set_ylabel(f"mIoU (%), {split}")
-            ax.set_title(split)
-            ax.grid(alpha=0.3)
-        handles, labels = axes[0][0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
-        fig.suptitle("what unlabelled recordings buy" + (f" (mean ± std, {n_seeds} seeds)" if n_seeds > 1 else " (one run)"))
-        fig.tight_layout(rect=(0, 0.1, 1, 1))
-        paths.append(out / "unlabelled.png")
-        fig.savefig(paths[-1], dpi=110)
-        plt.close(fig)
-    return paths
+    return curves, steps_of
+
+
+def _plot_unlabelled(plt, nets: dict, splits: list[str], n_seeds: int, curves: dict, steps_of: dict,
+                     path: Path) -> Path:
+    """unlabelled.png: one panel per scenario, mIoU against unlabelled data (controls beside, each
+    point labelled with its steps), the supervised students and the teacher as lines."""
+    fig, axes = plt.subplots(1, len(splits), figsize=(4.2 * len(splits), 3.8), squeeze=False)
+    for ax, split in zip(axes[0], splits):
+        for family, curve in curves.items():
+            origin = [(0, family)] if family in nets else []
+            short = family.replace("student_", "")
+            lines = [("data", f"{short}, labelled + unlabelled", "o-")]
+            if curve["control"]:
+                lines.append(("control", f"{short}, labelled only, the same steps (control)", "s--"))
+            for (key, label, style), shift in zip(lines, (-0.03, 0.03) if len(lines) > 1 else (0.0,)):
+                pts = [(k, n, nets[n][split]) for k, n in sorted(origin + curve[key]) if split in nets[n]]
+                ax.errorbar([k + shift for k, _, _ in pts], [100 * r["miou"] for _, _, r in pts],
+                            yerr=[100 * (r["miou_std"] or 0) for _, _, r in pts], fmt=style, capsize=3, label=label)
+                for k, n, r in pts if key == "data" else []:
+                    if n in steps_of:
+                        ax.annotate(f"{steps_of[n]} steps", (k + shift, 100 * r["miou"]), fontsize=6,
+                                    textcoords="offset points", xytext=(4, 6))
+        ax.set_xticks(sorted({0, *(k for c in curves.values() for k, _ in c["data"])}))
+        refs = list(zip([n for n in nets if n.startswith("student_supervised")], ("--", "-.")))
+        for ref, style in refs + [("teacher", ":")]:
+            if split in nets.get(ref, {}):
+                ax.axhline(100 * nets[ref][split]["miou"], ls=style, color="grey" if ref != "teacher" else "black",
+                           label=ref.replace("student_", "") + " (labelled only)")
+        ax.set_xlabel("unlabelled sequences (x the labelled ones)")
+        ax.set_ylabel(f"mIoU (%), {split}")
+        ax.set_title(split)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
+    fig.suptitle("what unlabelled recordings buy" + (f" (mean ± std, {n_seeds} seeds)" if n_seeds > 1 else " (one run)"))
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

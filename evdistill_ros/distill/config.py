@@ -440,15 +440,11 @@ def validate(cfg: dict) -> dict:
             raise ConfigError(f"config: {where}.crop must be [height, width] or null, got {crop!r}")
     if cfg["student"]["temperature"] <= 0:
         raise ConfigError("config: student.temperature must be > 0")
-    if cfg["student"]["kd_class_weighting"] not in CE_CLASS_WEIGHTINGS:
-        raise ConfigError(f"config: student.kd_class_weighting must be one of {', '.join(CE_CLASS_WEIGHTINGS)}, "
-                         f"got {cfg['student']['kd_class_weighting']!r}")
-    if cfg["student"]["kd_class_weight_frames"] not in KD_CLASS_WEIGHT_FRAMES:
-        raise ConfigError(f"config: student.kd_class_weight_frames must be one of {', '.join(KD_CLASS_WEIGHT_FRAMES)}, "
-                         f"got {cfg['student']['kd_class_weight_frames']!r}")
-    if cfg["student"]["teacher_outputs"] not in TEACHER_OUTPUTS:
-        raise ConfigError(f"config: student.teacher_outputs must be one of {', '.join(TEACHER_OUTPUTS)}, "
-                         f"got {cfg['student']['teacher_outputs']!r}")
+    for key, allowed in (("kd_class_weighting", CE_CLASS_WEIGHTINGS), ("kd_class_weight_frames", KD_CLASS_WEIGHT_FRAMES),
+                         ("teacher_outputs", TEACHER_OUTPUTS)):
+        if cfg["student"][key] not in allowed:
+            raise ConfigError(f"config: student.{key} must be one of {', '.join(allowed)}, "
+                             f"got {cfg['student'][key]!r}")
     for where in ("train", *STAGES):
         section = cfg["train"] if where == "train" else cfg[where]
         if section.get("ce_class_weighting", "none") not in CE_CLASS_WEIGHTINGS:
