@@ -135,6 +135,8 @@ def test_class_argmax_is_numpys(rng, shape):
     strided = np.asfortranarray(rng.standard_normal(shape).astype(np.float64))  # any layout and dtype in
     np.testing.assert_array_equal(class_argmax(strided), strided.astype(np.float32).argmax(1).astype(np.uint8))
     assert class_argmax(np.zeros((0,) + shape[1:], np.float32)).shape == (0,) + shape[2:]
+    with pytest.raises(ValueError, match="257 classes do not fit uint8"):
+        class_argmax(np.zeros((1, 257, 2, 2), np.float32))
 
 
 def test_colorize_matches_loop(rng):

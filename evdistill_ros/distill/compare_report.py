@@ -1,6 +1,6 @@
 """The tables and figures of `evdistill train compare`: seeds summarised, markdown, plots.
 
-    summarize(runs, controls=None) -> dict      mean / std / paired differences over seeds (to the
+    summarize(runs, control_of=None) -> dict    mean / std / paired differences over seeds (to the
                                                 supervised student; an @uK student also to its control)
     controls(methods, names) -> dict            @uK student -> the same student without the unlabelled data
     markdown(result, class_set_name) -> str     compare.md
@@ -43,10 +43,10 @@ def controls(methods: list[str], names: list[str]) -> dict[str, str]:
     return out
 
 
-def summarize(runs: dict[int, dict[str, dict]], controls: dict[str, str] | None = None) -> dict:
+def summarize(runs: dict[int, dict[str, dict]], control_of: dict[str, str] | None = None) -> dict:
     """Per network and split: the mean result (miou, miou_all, per-class iou), its std over seeds,
     the per-seed values and the per-seed difference to the supervised student (paired), and for
-    the networks in `controls` (student -> control) the paired difference to their control."""
+    the networks in `control_of` (student -> its control, `controls()`) the paired difference to it."""
     seeds = list(runs)
     names = list(runs[seeds[0]])
     out: dict[str, dict] = {}
@@ -64,7 +64,7 @@ def summarize(runs: dict[int, dict[str, dict]], controls: dict[str, str] | None 
             ref = [runs[s].get("student_supervised", {}).get(split) for s in seeds]
             if name.startswith("student_") and name != "student_supervised" and all(ref):
                 entry["vs_supervised"] = _paired(per, ref)
-            control = (controls or {}).get(name)
+            control = (control_of or {}).get(name)
             ref = [runs[s].get(control, {}).get(split) for s in seeds] if control else []
             if ref and all(ref):
                 entry["vs_control"] = {"control": control, **_paired(per, ref)}

@@ -48,8 +48,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import torch
-from numba import njit
 import torch.nn.functional as F
+from numba import njit
 
 from .. import frames
 
@@ -250,6 +250,8 @@ def class_argmax(logits: np.ndarray) -> np.ndarray:
     vectorises (measured once, one thread); torch's threaded argmax was slower than numpy's."""
     logits = np.ascontiguousarray(logits, dtype=np.float32)
     b, k, h, w = logits.shape
+    if k > 256:
+        raise ValueError(f"class_argmax: {k} classes do not fit uint8 labels")
     out = np.empty((b, h, w), np.uint8)
     if out.size:
         _argmax_planes(logits.reshape(b, k, h * w), out.reshape(b, h * w), np.empty(h * w, np.float32))
