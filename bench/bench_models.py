@@ -110,14 +110,7 @@ def backend_rows(threads: int, iters: int) -> None:
             fn = (lambda b: lambda a: b.run(torch.from_numpy(a)).numpy())(b)
             ref = ref or fn
             _, agree = parity(ref, fn, inputs)
-            runs = []
-            b.run(x)
-            for _ in range(iters):
-                t0 = time.perf_counter()
-                b.run(x)
-                runs.append((time.perf_counter() - t0) * 1e3)
-            runs.sort()
-            p50, p95 = statistics.median(runs), runs[min(len(runs) - 1, int(0.95 * len(runs)))]
+            p50, p95 = _percentiles(lambda: b.run(x), iters)
             base = base or p50
             print(f"| {spec} | {hw[0]}x{hw[1]} | {name} | {p50:.1f} / {p95:.1f} | {base / p50:.2f}x | "
                   f"{100 * agree:.2f}% |", flush=True)
@@ -134,17 +127,6 @@ STUDENTS = (
 STUDENT_SIZES = ((120, 160), (200, 346), (260, 346))
 
 
-def _percentiles(fn, iters: int) -> tuple[float, float]:
-    fn()
-    runs = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        runs.append((time.perf_counter() - t0) * 1e3)
-    runs.sort()
-    return statistics.median(runs), runs[min(len(runs) - 1, int(0.95 * len(runs)))]
-
-
 def _interleaved_percentiles(fns, rounds: int) -> list[tuple[float, float]]:
     """(p50, p95) ms of each function, timed in turn round after round: drift of the clock speed and
     other work on the machine fall on all of them alike."""
@@ -157,6 +139,10 @@ def _interleaved_percentiles(fns, rounds: int) -> list[tuple[float, float]]:
             fn()
             runs[k].append((time.perf_counter() - t0) * 1e3)
     return [(statistics.median(r), sorted(r)[min(len(r) - 1, int(0.95 * len(r)))]) for r in runs]
+
+
+def _percentiles(fn, iters: int) -> tuple[float, float]:
+    return _interleaved_percentiles([fn], iters)[0]
 
 
 def _window(hw: tuple[int, int], spec, seed: int = 0):
