@@ -148,6 +148,10 @@ class SegmentationNode:
             self.frame_broadcaster = publish_static_frame(param("fixed_frame"), param("camera_frame"))
 
         predictor = self.student.get()
+        if self.teacher is not None:
+            # loaded (and its backend chosen) before the image subscription: loaded by the first
+            # frame instead, the load outlasted several frames and each was counted stale
+            self.teacher.get()
         self._publish_legend()  # in the student's class set when it loaded (DDD17's until then)
         self.accumulator = None
         if param("in_process"):
