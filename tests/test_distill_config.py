@@ -1,6 +1,7 @@
 """Config loading and validation, joint augmentation, the resumable sampler."""
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -155,3 +156,22 @@ def test_every_field_has_help_for_the_generated_reference():
         assert kind.__doc__, name
         for f in fields(kind):
             assert f.metadata.get("help"), f"{name}.{f.name} has no help"
+
+
+def test_compare_seeds_is_a_count_or_a_list():
+    """compare.seeds was documented as "N, or a list of seeds" but a list was refused as not an integer."""
+    from evdistill_ros.distill.commands import _seeds_arg
+    from evdistill_ros.distill.compare import _seeds
+    demo = REPO / "config" / "demo.yaml"
+    cfg = C.load_config(demo, [C.parse_override("compare.seeds=[3, 7]")])
+    assert cfg.compare.seeds == [3, 7] and _seeds(cfg, None) == [3, 7]
+    cfg = C.load_config(demo, [C.parse_override("compare.seeds=2"), C.parse_override("train.seed=5")])
+    assert _seeds(cfg, None) == [5, 6]
+    for bad in ("[]", "[1.5]", "true", "three"):
+        with pytest.raises(ValueError, match="compare.seeds must be an integer or a non-empty list of integers"):
+            C.load_config(demo, [C.parse_override(f"compare.seeds={bad}")])
+    with pytest.raises(ValueError, match="distinct"):
+        _seeds(cfg, [1, 1])
+    assert _seeds_arg("0,4,7") == [0, 4, 7] and _seeds_arg("3") == 3
+    with pytest.raises(argparse.ArgumentTypeError):
+        _seeds_arg("1,x")

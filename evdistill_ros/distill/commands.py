@@ -3,7 +3,7 @@
     evdistill train teacher --config CFG [--bags B ...] [--out DIR] [--resume] [--set KEY=VALUE ...]
     evdistill train student --config CFG --method supervised|kd|evdistill [--teacher CKPT | CARD.yaml]
                             [--use-labels | --no-labels] [--bags B ...] [--out DIR] [--resume] [--set ...]
-    evdistill train compare --config CFG [--out DIR] [--seeds N] [--set ...]
+    evdistill train compare --config CFG [--out DIR] [--seeds N | S1,S2,...] [--set ...]
 
 `--set train.lr=0.01` overrides any config key (value parsed as YAML). Under torchrun each
 rank runs the same command (see evdistill_ros.distill.ddp).
@@ -11,6 +11,14 @@ rank runs the same command (see evdistill_ros.distill.ddp).
 from __future__ import annotations
 
 import argparse
+
+
+def _seeds_arg(text: str) -> int | list[int]:
+    """`--seeds 3` (train.seed, +1, +2) or `--seeds 0,4,7` (those seeds)."""
+    try:
+        return [int(s) for s in text.split(",")] if "," in text else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or a comma-separated list of seeds, got {text!r}") from None
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -51,9 +59,9 @@ def register(subparsers) -> None:
     c = sub.add_parser("compare", help="teacher + supervised / kd / evdistill students on synthetic data, one mIoU table")
     _common(c)
     c.add_argument("--out", help="output directory (default compare.out_dir)")
-    c.add_argument("--seeds", type=int, default=None,
-                   help="train every network with N seeds (train.seed, +1, ...) and report mean ± std and paired "
-                        "differences to the supervised student (default compare.seeds)")
+    c.add_argument("--seeds", type=_seeds_arg, default=None, metavar="N | S1,S2,...",
+                   help="train every network with N seeds (train.seed, +1, ...), or with the seeds listed, and "
+                        "report mean ± std and paired differences to the supervised student (default compare.seeds)")
     p.set_defaults(func=_run)
 
 

@@ -333,6 +333,16 @@ def merge(base: dict, override: dict) -> dict:
 
 # Keys whose default is not None but which a config may set to null
 _NULLABLE = {("data", "labels_topic"), ("data", "window_ns"), ("data", "window_events")}
+_COUNT_OR_LIST = {("compare", "seeds")}  # an integer N, or a list of integers
+
+
+def _count_or_list(where: str, value: Any) -> int | list[int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, int) and not isinstance(v, bool)
+                                                          for v in value):
+        return list(value)
+    raise _type_error(where, value, "an integer or a non-empty list of integers")
 
 
 def _type_error(where: str, value: Any, want: str) -> ConfigError:
@@ -404,6 +414,8 @@ def _check_keys(cfg: dict, ref: dict, path: tuple[str, ...]) -> None:
             if not isinstance(value, dict):
                 raise ConfigError(f"config: {'.'.join(here)} must be a mapping, got {value!r}")
             _check_keys(value, ref[key], here)
+        elif here in _COUNT_OR_LIST:
+            cfg[key] = _count_or_list(".".join(here), value)
         else:
             cfg[key] = _checked_value(".".join(here), value, ref[key], here in _NULLABLE)
 
