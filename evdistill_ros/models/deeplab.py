@@ -110,6 +110,15 @@ class Decoder(nn.Module):
         return self.last_conv[8](self.features(aspp, low_level))
 
 
+def check_input(x: torch.Tensor, in_channels: int) -> None:
+    """ValueError unless x is (B, in_channels, H, W). Skipped while tracing (ONNX export): the
+    trace would keep the comparison as a constant and warn about it on every export."""
+    if torch.jit.is_tracing():
+        return
+    if x.dim() != 4 or x.shape[1] != in_channels:
+        raise ValueError(f"model input must be (B, {in_channels}, H, W), got {tuple(x.shape)}")
+
+
 class DeepLabV3Plus(nn.Module):
     """Backbone + ASPP + decoder; optional image-reconstruction head for distillation (see module doc)."""
 
@@ -136,16 +145,10 @@ class DeepLabV3Plus(nn.Module):
     def head(self) -> nn.Module:
         return self.decoder.last_conv[8]
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"model input must be (B, {self.in_channels}, H, W), got {tuple(x.shape)}"
-            )
-
     def forward_features(self, x: torch.Tensor, reconstruct: int | None = None) -> dict[str, torch.Tensor]:
         """`reconstruct`: reconstruct the first n images of the batch only (None: all, 0: none); their
         reconstructions equal the first n of a full call in training mode too (ReconstructionHead keep)."""
-        self._check_input(x)
+        check_input(x, self.in_channels)
         high, low = self.backbone(x)
         aspp = self.aspp(high)
         dec = self.decoder.features(aspp, low)
@@ -163,7 +166,7 @@ class DeepLabV3Plus(nn.Module):
     def forward(self, x: torch.Tensor, return_features: bool = False, reconstruct: int | None = None):
         if return_features:
             return self.forward_features(x, reconstruct)
-        self._check_input(x)
+        check_input(x, self.in_channels)
         high, low = self.backbone(x)
         logits = self.decoder(self.aspp(high), low)
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=True)

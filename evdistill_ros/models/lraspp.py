@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbones import build_backbone
-from .deeplab import _init_head_weights
+from .deeplab import _init_head_weights, check_input
 from .heads import ReconstructionHead, add_reconstruction
 
 
@@ -51,12 +51,8 @@ class LRASPP(nn.Module):
     def head(self) -> nn.Module:
         return self.classify_high
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"model input must be (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
-
     def _head(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        self._check_input(x)
+        check_input(x, self.in_channels)
         high, low = self.backbone(x)
         gated = self.project(high) * self.gate(high)
         up = F.interpolate(gated, size=low.shape[-2:], mode="bilinear", align_corners=False)
