@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -76,7 +77,12 @@ def onnx_bytes(model: nn.Module, meta: dict, *, dynamic: bool = True, opset: int
     buf = io.BytesIO()
     axes = {"input": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch", 2: "height", 3: "width"}}
     wrapped = _Logits(model.cpu()).eval()  # eval before export: the exporter restores the wrapper's mode after it
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # third-party networks branch on tensor shapes in Python (transformers' attention: is_causal,
+        # False for vision models); the trace keeps such branches as constants and warns on every
+        # export, which a user cannot act on. `evdistill export` and the auto backend compare the
+        # written model with torch on inputs anyway (argmax agreement)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(wrapped, (example,), buf, input_names=["input"],
                           output_names=["logits"], opset_version=opset, dynamo=False,
                           dynamic_axes=axes if dynamic else None)
