@@ -163,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
           f"p95 {lat.get('p95', float('nan')):.1f}\n- student inference ms: p50 "
           f"{seg.get('inference_ms', {}).get('p50', float('nan')):.1f} ({seg.get('backend')}, chosen by "
           f"{seg.get('backend_requested')})\n"
+          f"- APS frames: {seg.get('frames_in')} in, {seg.get('teacher_published')} segmented by the teacher, "
+          f"{seg.get('teacher_stale_dropped')} stale dropped\n"
           "\n## Where the time went (s; a stage reused from an earlier run counts ~0)\n\n"
           + "".join(f"- {k}: {v:.0f}\n" for k, v in stages.items())
           + "".join(f"  - training {name}: {r.get('train_seconds', 0):.0f}\n"
