@@ -2,8 +2,9 @@
 """Throughput of the event representations and cost of sliding windows, single thread.
 
 Part 1, representations (346x260, events uniform over the sensor, sorted Poisson timestamps,
-i.e. the cache-unfriendliest spatial layout): Mev/s of `embed` (serial numba) against, in the
-same run,
+i.e. the cache-unfriendliest spatial layout; with --scene also the events of the package's
+simulated street, 2 s of normal and of fast driving, clustered on edges as a camera on a car sees
+them): Mev/s of `embed` (serial numba) against, in the same run,
   numpy   a plain numpy implementation (np.bincount / np.maximum.at, as fast as numpy gets)
   tonic   tonic.functional's equivalent (to_frame_numpy n_time_bins=1, to_voxel_grid_numpy,
           to_timesurface_numpy with one slice), where one exists
@@ -18,7 +19,7 @@ representation allows) against the same push recomputing every window (increment
 same ingest, buffering and screening), and against `embed` alone on each window's slice of a
 ready array (no ingest: what the kernel costs); best of --passes passes over the stream.
 
-    NUMBA_NUM_THREADS=1 python bench/bench_events.py [--quick] [--events 1000000 10000000]
+    NUMBA_NUM_THREADS=1 python bench/bench_events.py [--quick] [--events 1000000 10000000] [--scene]
 
 Single thread is forced (NUMBA_NUM_THREADS / OMP / MKL = 1) before numpy is imported.
 """
@@ -31,6 +32,7 @@ for _v in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_
 
 import argparse  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -48,6 +50,23 @@ def make_events(n: int, rate_hz: float = 10e6, seed: int = 0) -> Events:
     t0 = 1_600_000_000_000_000_000
     t = t0 + np.cumsum(rng.exponential(1e9 / rate_hz, n)).astype(np.int64)
     return Events(rng.integers(0, W, n), rng.integers(0, H, n), t, rng.integers(0, 2, n))
+
+
+def scene_events(seconds: float = 2.0) -> list[tuple[str, Events]]:
+    """The simulator's street at 346x260 (seed 0): normal driving and the compare's fast scenario."""
+    # on use: only --scene needs the simulator, the bag reader and the config's fast scenario
+    from evdistill_ros.distill.config import DEFAULTS
+    from evdistill_ros.io.bag import read_events
+    from evdistill_ros.sim.writer import simulate_sequence
+
+    out = []
+    with tempfile.TemporaryDirectory() as d:
+        for label, settings in (("street", {}), ("fast street", DEFAULTS["compare"]["fast_sim"])):
+            path = Path(d) / "scene.bag"
+            simulate_sequence(path, seconds=seconds, seed=0, width=W, height=H, **settings)
+            out.append((label, read_events(path)))
+            path.unlink()
+    return out
 
 
 # ------------------------------------------------------------------- numpy references
@@ -178,13 +197,15 @@ REPS = [("count", {}, np_count), ("evdistill_2ch", {}, np_evdistill), ("evsegnet
         ("voxel_grid", {"bins": 5}, np_voxel), ("time_surface", {"tau_ms": 50.0}, np_time_surface)]
 
 
-def bench_representations(sizes: list[int], repeat: int, with_tonic: bool, with_dv: bool = True) -> None:
+def bench_representations(inputs: list[tuple[str, Events]], repeat: int, with_tonic: bool,
+                          with_dv: bool = True) -> None:
     tonic = tonic_fns() if with_tonic else {}
     print("\n## Representations, single thread, 346x260 (Mev/s; higher is better)\n")
-    print("| representation | events | numba (this) | numpy | tonic | dv-processing | vs numpy | vs tonic | vs dv |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for n in sizes:
-        ev = make_events(n)
+    print("| input | representation | events | numba (this) | numpy | tonic | dv-processing | vs numpy | vs tonic | "
+          "vs dv |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for label, ev in inputs:
+        n = len(ev)
         s = tonic_structured(ev) if with_tonic else None
         store = dv_store(ev) if with_dv else None
         for name, params, ref in REPS:
@@ -197,8 +218,8 @@ def bench_representations(sizes: list[int], repeat: int, with_tonic: bool, with_
             mev = lambda dt: n / dt / 1e6  # noqa: E731
             col = lambda t: f"{mev(t):.1f}" if t else "-"  # noqa: E731
             vs = lambda t: f"{t / t_ours:.1f}x" if t else "-"  # noqa: E731
-            print(f"| {name} | {n / 1e6:g}M | {mev(t_ours):.0f} | {mev(t_np):.1f} | {col(t_tonic)} | {col(t_dv)} | "
-                  f"{t_np / t_ours:.1f}x | {vs(t_tonic)} | {vs(t_dv)} |", flush=True)
+            print(f"| {label} | {name} | {n / 1e6:.3g}M | {mev(t_ours):.0f} | {mev(t_np):.1f} | {col(t_tonic)} | "
+                  f"{col(t_dv)} | {t_np / t_ours:.1f}x | {vs(t_tonic)} | {vs(t_dv)} |", flush=True)
 
 
 def bench_windows(rates: list[float], seconds: float, passes: int) -> None:
@@ -243,6 +264,8 @@ def main() -> None:
     ap.add_argument("--passes", type=int, default=3, help="window benchmark: best of N passes over the stream")
     ap.add_argument("--no-tonic", action="store_true")
     ap.add_argument("--no-dv", action="store_true", help="leave out the dv-processing column")
+    ap.add_argument("--scene", action="store_true",
+                    help="also the simulated street's events, normal and fast driving (~1 min to simulate)")
     args = ap.parse_args()
     sizes, rates, seconds = args.events, [1e6, 3e6, 12e6], args.seconds
     if args.quick:
@@ -250,7 +273,8 @@ def main() -> None:
     t0 = time.perf_counter()
     warmup()
     print(f"warmup (numba compile or cache load): {time.perf_counter() - t0:.2f} s")
-    bench_representations(sizes, args.repeat, with_tonic=not (args.quick or args.no_tonic),
+    inputs = [("uniform", make_events(n)) for n in sizes] + (scene_events() if args.scene else [])
+    bench_representations(inputs, args.repeat, with_tonic=not (args.quick or args.no_tonic),
                           with_dv=not (args.quick or args.no_dv))
     bench_windows(rates, seconds, 1 if args.quick else args.passes)
 
