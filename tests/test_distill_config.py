@@ -10,6 +10,8 @@ import torch
 
 from evdistill_ros.distill import config as C
 from evdistill_ros.distill.augment import augment_pair
+from evdistill_ros.distill.commands import _seeds_arg
+from evdistill_ros.distill.compare import _seeds
 from evdistill_ros.distill.dataset import ResumableSampler
 
 REPO = Path(__file__).resolve().parents[1]
@@ -160,8 +162,6 @@ def test_every_field_has_help_for_the_generated_reference():
 
 def test_compare_seeds_is_a_count_or_a_list():
     """compare.seeds was documented as "N, or a list of seeds" but a list was refused as not an integer."""
-    from evdistill_ros.distill.commands import _seeds_arg
-    from evdistill_ros.distill.compare import _seeds
     demo = REPO / "config" / "demo.yaml"
     cfg = C.load_config(demo, [C.parse_override("compare.seeds=[3, 7]")])
     assert cfg.compare.seeds == [3, 7] and _seeds(cfg, None) == [3, 7]
