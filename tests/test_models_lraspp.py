@@ -61,7 +61,7 @@ def test_onnx_export_agrees_with_torch_and_does_not_warn(tmp_path, recwarn):
     report = export_onnx(save_checkpoint(tmp_path / "s.pt", _net().eval(), {"representation": "aps"}),
                          tmp_path / "s.onnx")
     assert report.argmax_agreement >= 0.999, report.summary()
-    # the input check ran inside the trace and every export (and auto's first load) printed a TracerWarning
+    # the input check ran inside the trace: every export (and auto's first load) printed a TracerWarning
     assert not [w for w in recwarn if issubclass(w.category, torch.jit.TracerWarning)]
     with pytest.raises(ValueError, match=r"model input must be \(B, 2, H, W\), got \(1, 3, 8, 8\)"):
         _net()(torch.zeros(1, 3, 8, 8))  # outside a trace the check still holds

@@ -40,8 +40,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import shutil
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path

@@ -111,10 +111,7 @@ class Decoder(nn.Module):
 
 
 def check_input(x: torch.Tensor, in_channels: int) -> None:
-    """ValueError unless x is (B, in_channels, H, W). Skipped while tracing (ONNX export): the
-    trace would keep the comparison as a constant and warn about it on every export."""
-    if torch.jit.is_tracing():
-        return
+    """ValueError unless x is (B, in_channels, H, W)."""
     if x.dim() != 4 or x.shape[1] != in_channels:
         raise ValueError(f"model input must be (B, {in_channels}, H, W), got {tuple(x.shape)}")
 

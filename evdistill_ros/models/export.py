@@ -78,10 +78,10 @@ def onnx_bytes(model: nn.Module, meta: dict, *, dynamic: bool = True, opset: int
     axes = {"input": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch", 2: "height", 3: "width"}}
     wrapped = _Logits(model.cpu()).eval()  # eval before export: the exporter restores the wrapper's mode after it
     with torch.no_grad(), warnings.catch_warnings():
-        # third-party networks branch on tensor shapes in Python (transformers' attention: is_causal,
-        # False for vision models); the trace keeps such branches as constants and warns on every
-        # export, which a user cannot act on. `evdistill export` and the auto backend compare the
-        # written model with torch on inputs anyway (argmax agreement)
+        # Python branches on tensor shapes (the networks' input checks, transformers' attention in a
+        # teacher card) become constants in the trace, which warns about each on every export: nothing
+        # a user can act on. `evdistill export` and the auto backend compare the written model with
+        # torch on inputs anyway (argmax agreement)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(wrapped, (example,), buf, input_names=["input"],
                           output_names=["logits"], opset_version=opset, dynamo=False,

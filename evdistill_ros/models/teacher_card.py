@@ -317,8 +317,7 @@ class CardNetwork(nn.Module):
     def forward(self, x: torch.Tensor, return_features: bool = False):
         with torch.no_grad():
             logits = self._run(x)
-        # not while tracing (ONNX export): the trace would keep it as a constant and warn each time
-        if not torch.jit.is_tracing() and (logits.dim() != 4 or logits.shape[1] != self.num_classes):
+        if logits.dim() != 4 or logits.shape[1] != self.num_classes:
             raise ValueError(f"teacher card {self.card.card_path}: the network gave {tuple(logits.shape)}, expected "
                              f"(B, {self.num_classes}, h, w) logits for {self.card.classes.describe()}")
         if return_features:
